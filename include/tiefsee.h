@@ -1,0 +1,132 @@
+/* tiefsee — DeepSeek models on your own machine. The one public header.
+ *
+ * Life cycle: ts_model_load() maps a GGUF and validates it; ts_context_new() makes the per-run state
+ * (thread pool, KV caches for up to n_seq_max sequences); ts_decode() runs a batch of tokens
+ * (any mix of sequences and positions) and returns logits for the tokens that asked for them.
+ * Every function that can fail returns nonzero and writes one line to `err` (may be NULL). */
+#ifndef TIEFSEE_H
+#define TIEFSEE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_ERR_LEN 512
+
+typedef struct ts_model ts_model;
+typedef struct ts_context ts_context;
+typedef int32_t ts_token;
+
+/* ---- Model ---------------------------------------------------------------------------------- */
+
+int ts_model_load(const char *path, ts_model **out, char err[TS_ERR_LEN]);
+void ts_model_free(ts_model *m);
+
+typedef struct ts_model_info {
+    const char *arch;      /* "llama", "qwen2", ... */
+    const char *name;      /* general.name or the file name */
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff;
+    int n_vocab;
+    int n_ctx_train;
+    float rope_freq_base, rope_freq_scale, norm_eps;
+    uint64_t n_params;     /* elements of all weight tensors */
+    uint64_t weight_bytes; /* bytes of all weight tensors */
+    const char *weight_type; /* most common weight type ("q4_K", "mixed" ...) */
+    ts_token bos, eos;       /* -1 if none */
+    bool add_bos;
+} ts_model_info;
+
+void ts_model_get_info(const ts_model *m, ts_model_info *info);
+/* Human-readable description of hyperparameters and tensor types, for `tiefsee info`. */
+void ts_model_describe(const ts_model *m, void (*write)(void *user, const char *line), void *user);
+
+/* ---- Context -------------------------------------------------------------------------------- */
+
+enum ts_cache_type { TS_CACHE_F16 = 0, TS_CACHE_F32 = 1 };
+
+typedef struct ts_context_params {
+    int n_ctx;         /* positions per sequence; 0 = the model's, capped to what fits in memory */
+    int n_seq_max;     /* sequences that can be cached at once (default 1) */
+    int n_batch;       /* most tokens per ts_decode call (default 512) */
+    int n_threads;     /* 0 = number of cores */
+    enum ts_cache_type cache_type;
+} ts_context_params;
+
+ts_context_params ts_context_default_params(void);
+int ts_context_new(ts_model *m, const ts_context_params *p, ts_context **out, char err[TS_ERR_LEN]);
+void ts_context_free(ts_context *c);
+int ts_context_n_ctx(const ts_context *c);
+/* Bytes the KV cache takes for one token of one sequence (all layers). */
+size_t ts_context_kv_bytes_per_token(const ts_context *c);
+
+/* One batch: token i goes to sequence seq[i] at position pos[i]. Positions of a sequence must be
+ * consecutive and continue what its cache holds. If want_logits[i], that token's logits are written
+ * to the next n_vocab floats of `logits` (rows in batch order). want_logits NULL = last token only. */
+typedef struct ts_batch {
+    int n_tokens;
+    const ts_token *tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const bool *want_logits;
+} ts_batch;
+
+int ts_decode(ts_context *c, const ts_batch *b, float *logits, char err[TS_ERR_LEN]);
+/* Forgets positions >= from_pos of a sequence (0 = the whole sequence). */
+void ts_seq_truncate(ts_context *c, int seq, int from_pos);
+int ts_seq_len(const ts_context *c, int seq);
+
+/* ---- Tokens --------------------------------------------------------------------------------- */
+
+/* Encodes UTF-8 text. Returns the number of tokens, or -(needed) if out_cap is too small, or
+ * INT32_MIN on error. */
+int ts_tokenize(const ts_model *m, const char *text, size_t len, bool add_bos, ts_token *out, int out_cap);
+/* Bytes of a token's text (raw bytes; may be part of a UTF-8 character). Returns length or -1. */
+int ts_token_bytes(const ts_model *m, ts_token t, char *buf, int cap);
+bool ts_token_is_eog(const ts_model *m, ts_token t);
+
+/* ---- Sampling ------------------------------------------------------------------------------- */
+
+typedef struct ts_sampler_params {
+    float temp;           /* 0 = greedy; default 0.8 */
+    int top_k;            /* 0 = off; default 40 */
+    float top_p;          /* 1 = off; default 0.95 */
+    float min_p;          /* 0 = off; default 0.05 */
+    float repeat_penalty; /* 1 = off; default 1.0 */
+    int repeat_last_n;    /* default 64 */
+    uint64_t seed;
+} ts_sampler_params;
+
+typedef struct ts_sampler ts_sampler;
+ts_sampler_params ts_sampler_default_params(void);
+ts_sampler *ts_sampler_new(const ts_sampler_params *p, int n_vocab);
+void ts_sampler_free(ts_sampler *s);
+ts_token ts_sampler_sample(ts_sampler *s, const float *logits);
+void ts_sampler_accept(ts_sampler *s, ts_token t);
+
+/* ---- Synthetic models ----------------------------------------------------------------------- */
+
+/* Writes a random-weight GGUF of a named preset (see `tiefsee synth --list`). type: weight type
+ * name ("f32", "q4_K", "q4_K_M" ...). Returns 0 or -1 with err. */
+typedef struct ts_synth_params {
+    const char *preset;       /* or NULL with hf_config set */
+    const char *hf_config;    /* path to a Hugging Face config.json */
+    const char *type;         /* weight type or mix; default "f16" */
+    uint64_t seed;
+    const char *out_path;
+    bool overwrite;           /* refuse to replace an existing file unless set */
+    int n_threads;
+} ts_synth_params;
+
+int ts_synth(const ts_synth_params *p, char err[TS_ERR_LEN]);
+/* Preset names, NULL-terminated; and a one-line description of each. */
+const char *const *ts_synth_presets(void);
+const char *ts_synth_preset_desc(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
