@@ -1,9 +1,10 @@
 # Thin wrapper over CMake. `make` builds build/tiefsee; `make test` builds and runs every test;
-# `make sanitize` runs the suite under ASan+UBSan; `make fuzz` builds the libFuzzer targets (clang).
+# `make sanitize` runs the suite under ASan+UBSan; `make fuzz` builds the libFuzzer targets (clang);
+# `make check` is the whole suite: `make test`, then `make sanitize` (what .ci/run runs).
 JOBS ?= $(shell nproc)
 BUILD ?= build
 
-.PHONY: all test sanitize fuzz deps clean
+.PHONY: all test sanitize check fuzz deps clean
 
 all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
@@ -16,6 +17,11 @@ sanitize:
 	CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON -DTS_FUZZ=ON
 	cmake --build build-asan -j $(JOBS)
 	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE slow
+
+# Sequential on purpose: both phases use every core, and the release results print first.
+check:
+	$(MAKE) test
+	$(MAKE) sanitize
 
 fuzz:
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DTS_FUZZ=ON -DTS_SANITIZE=ON

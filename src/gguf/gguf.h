@@ -108,6 +108,9 @@ void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 void gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+/* Any fixed-size scalar type (u8..f64, bool): `value` points at one host value of that C type
+ * (uint8_t, int16_t, double, bool, ...). The typed setters above are shorthands for it. */
+void gguf_writer_set_scalar(gguf_writer *w, const char *key, enum gguf_vtype t, const void *value);
 /* Array of n numbers of type t (elements copied), or of n NUL-terminated strings. */
 void gguf_writer_set_arr(gguf_writer *w, const char *key, enum gguf_vtype t, const void *data, uint64_t n);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, uint64_t n);

@@ -1,7 +1,11 @@
 #include "quant/types.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
 
 #include "quant/blocks.h"
 #include "quant/kernels.h"
@@ -24,6 +28,13 @@ static const char *const type_names[TS_TYPE_COUNT] = {
             .to_float = ts_dequant_##nm##_##isa, .from_float = ts_quant_##nm##_ref,                      \
             .quantize = ts_quant_##nm##_ref, .vec_dot_type = vdt, .vec_dot = ts_dot_##nm##_##isa}
 
+/* f16 and bf16 are also activation types (the vec_dot_type of themselves): from_float converts
+ * activations and may use the ISA's converter, while quantize stays the scalar reference. */
+#define FLOAT_ENTRY(id, nm, isa, act_isa)                                                              \
+    [id] = {.name = #nm, .block_size = 1, .type_size = 2, .supported = true, .is_quantized = false,     \
+            .to_float = ts_dequant_##nm##_##isa, .from_float = ts_quant_##nm##_##act_isa,                \
+            .quantize = ts_quant_##nm##_ref, .vec_dot_type = id, .vec_dot = ts_dot_##nm##_##isa}
+
 #define ACT_ENTRY(id, nm, bs, ts, isa)                                                                 \
     [id] = {.name = #nm, .block_size = bs, .type_size = ts, .supported = true, .is_quantized = true,     \
             .to_float = ts_dequant_##nm##_ref, .from_float = ts_quant_##nm##_##isa,                      \
@@ -31,8 +42,6 @@ static const char *const type_names[TS_TYPE_COUNT] = {
 
 #define WEIGHT_TYPES(isa)                                                                         \
     ENTRY(TS_TYPE_F32, f32, 1, 4, false, isa, TS_TYPE_F32),                                        \
-    ENTRY(TS_TYPE_F16, f16, 1, 2, false, isa, TS_TYPE_F16),                                        \
-    ENTRY(TS_TYPE_BF16, bf16, 1, 2, false, isa, TS_TYPE_BF16),                                     \
     ENTRY(TS_TYPE_Q4_0, q4_0, QK4_0, sizeof(block_q4_0), true, isa, TS_TYPE_Q8_0),                 \
     ENTRY(TS_TYPE_Q4_1, q4_1, QK4_1, sizeof(block_q4_1), true, isa, TS_TYPE_Q8_1),                 \
     ENTRY(TS_TYPE_Q5_0, q5_0, QK5_0, sizeof(block_q5_0), true, isa, TS_TYPE_Q8_0),                 \
@@ -45,6 +54,8 @@ static const char *const type_names[TS_TYPE_COUNT] = {
 
 static const ts_type_traits table_scalar[TS_TYPE_COUNT] = {
     WEIGHT_TYPES(ref),
+    FLOAT_ENTRY(TS_TYPE_F16, f16, ref, ref),
+    FLOAT_ENTRY(TS_TYPE_BF16, bf16, ref, ref),
     /* Q8_0 is both a weight type and the activation type of Q4_0/Q5_0/Q8_0. */
     ENTRY(TS_TYPE_Q8_0, q8_0, QK8_0, sizeof(block_q8_0), true, ref, TS_TYPE_Q8_0),
     ACT_ENTRY(TS_TYPE_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), ref),
@@ -54,6 +65,8 @@ static const ts_type_traits table_scalar[TS_TYPE_COUNT] = {
 #if defined(TS_HAVE_AVX2_KERNELS)
 static const ts_type_traits table_avx2[TS_TYPE_COUNT] = {
     WEIGHT_TYPES(avx2),
+    FLOAT_ENTRY(TS_TYPE_F16, f16, avx2, avx2),
+    FLOAT_ENTRY(TS_TYPE_BF16, bf16, avx2, avx2),
     [TS_TYPE_Q8_0] = {.name = "q8_0", .block_size = QK8_0, .type_size = sizeof(block_q8_0), .supported = true,
                       .is_quantized = true, .to_float = ts_dequant_q8_0_avx2, .from_float = ts_quant_q8_0_avx2,
                       .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0, .vec_dot = ts_dot_q8_0_avx2},
@@ -64,7 +77,8 @@ static const ts_type_traits table_avx2[TS_TYPE_COUNT] = {
 
 const ts_type_traits *ts_type_table(enum ts_isa isa) {
 #if defined(TS_HAVE_AVX2_KERNELS)
-    if (isa == TS_ISA_AVX2) return table_avx2;
+    /* Never hand out kernels the CPU would fault on, whatever the caller asked for. */
+    if (isa == TS_ISA_AVX2 && ts_isa_best() == TS_ISA_AVX2) return table_avx2;
 #endif
     (void)isa;
     return table_scalar;
@@ -72,8 +86,13 @@ const ts_type_traits *ts_type_table(enum ts_isa isa) {
 
 enum ts_isa ts_isa_best(void) {
 #if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+    /* The AVX2 kernels also use F16C, which __builtin_cpu_supports cannot name on every compiler
+     * (clang 14), so that bit is read from CPUID leaf 1 directly. __builtin_cpu_supports("avx2")
+     * already includes the OS check (XGETBV) that the YMM state is saved. */
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return TS_ISA_AVX2;
+    unsigned eax, ebx, ecx, edx;
+    const bool has_f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c) return TS_ISA_AVX2;
 #endif
     return TS_ISA_SCALAR;
 }
@@ -92,6 +111,7 @@ const char *ts_type_name(int type) {
 }
 
 int ts_type_from_name(const char *name) {
+    if (!name) return -1;
     for (int i = 0; i < TS_TYPE_COUNT; i++) {
         const char *n = type_names[i];
         if (!n || strchr(n, ' ')) continue;
@@ -106,5 +126,7 @@ size_t ts_row_size(int type, int64_t n) {
     if (type < 0 || type >= TS_TYPE_COUNT || n < 0) return 0;
     const ts_type_traits *t = &table_scalar[type];
     if (!t->block_size || n % t->block_size) return 0;
-    return (size_t)(n / t->block_size) * t->type_size;
+    const uint64_t blocks = (uint64_t)(n / t->block_size);
+    if (blocks > SIZE_MAX / t->type_size) return 0; /* a size from a file must not wrap around */
+    return (size_t)blocks * t->type_size;
 }

@@ -1,0 +1,101 @@
+/* `tiefsee info` and `tiefsee synth`. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "tiefsee.h"
+
+static void write_line(void *user, const char *line) { fprintf((FILE *)user, "%s\n", line); }
+
+int cmd_info(int argc, char **argv) {
+    const char *model_path = NULL;
+    const opt_def opts[] = {
+        {"-m", "--model", OPT_STR, &model_path, "FILE", "model file (or give it as the argument)", 0, 0, NULL},
+    };
+    const char *positional[1];
+    arg_parser p = {"info", opts, 1, positional, 0, 1, false};
+    if (args_parse(&p, argc, argv) != 0)
+        return EXIT_USAGE;
+    if (p.help) {
+        printf("usage: tiefsee info MODEL.gguf\n\nPrints the model's hyperparameters and tensor types.\n\noptions:\n");
+        args_print_options(&p, stdout);
+        return 0;
+    }
+    if (p.n_positional && model_path)
+        return usage_error("info", "give the model once (either MODEL or -m MODEL)");
+    if (p.n_positional)
+        model_path = positional[0];
+    if (!model_path)
+        return usage_error("info", "no model given");
+
+    char err[TS_ERR_LEN] = "";
+    ts_model *m = NULL;
+    if (ts_model_load(model_path, &m, err) != 0) {
+        fprintf(stderr, "tiefsee: %s\n", err);
+        return 1;
+    }
+    ts_model_describe(m, write_line, stdout);
+    ts_model_free(m);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cmd_synth(int argc, char **argv) {
+    const char *out_path = NULL, *type = "f16", *hf_config = NULL;
+    uint64_t seed = 0;
+    bool force = false, list = false;
+    int n_threads = 0;
+    const opt_def opts[] = {
+        {"-o", "--output", OPT_STR, &out_path, "FILE", "where to write the GGUF (required)", 0, 0, NULL},
+        {NULL, "--type", OPT_STR, &type, "TYPE", "weight type or mix: f32, f16, q8_0, q4_K, q4_K_M ... (default f16)", 0, 0,
+         NULL},
+        {NULL, "--seed", OPT_SEED, &seed, "S", "random seed of the weights (default 0)", 0, 0, NULL},
+        {NULL, "--hf-config", OPT_STR, &hf_config, "FILE", "shape from a Hugging Face config.json instead of a preset", 0,
+         0, NULL},
+        {NULL, "--force", OPT_FLAG, &force, NULL, "replace FILE if it exists", 0, 0, NULL},
+        {"-t", "--threads", OPT_INT, &n_threads, "N", "threads (default: all cores)", 0, 1024, NULL},
+        {NULL, "--list", OPT_FLAG, &list, NULL, "list the presets", 0, 0, NULL},
+    };
+    const char *positional[1];
+    arg_parser p = {"synth", opts, (int)(sizeof opts / sizeof opts[0]), positional, 0, 1, false};
+    if (args_parse(&p, argc, argv) != 0)
+        return EXIT_USAGE;
+    if (p.help) {
+        printf("usage: tiefsee synth PRESET -o OUT.gguf [options]\n"
+               "       tiefsee synth --hf-config config.json -o OUT.gguf [options]\n"
+               "       tiefsee synth --list\n\n"
+               "Writes a model with random weights: right shapes and file format, meaningless output.\n"
+               "For tests and for trying the program without a download.\n\noptions:\n");
+        args_print_options(&p, stdout);
+        return 0;
+    }
+    if (list) {
+        for (const char *const *name = ts_synth_presets(); *name; name++) {
+            const char *desc = ts_synth_preset_desc(*name);
+            printf("%-28s %s\n", *name, desc ? desc : "");
+        }
+        return 0;
+    }
+    const char *preset = p.n_positional ? positional[0] : NULL;
+    if (!preset && !hf_config)
+        return usage_error("synth", "no preset given (see 'tiefsee synth --list')");
+    if (!out_path)
+        return usage_error("synth", "no output file given (-o OUT.gguf)");
+
+    ts_synth_params sp = {.preset = preset,
+                          .hf_config = hf_config,
+                          .type = type,
+                          .seed = seed,
+                          .out_path = out_path,
+                          .overwrite = force,
+                          .n_threads = n_threads};
+    char err[TS_ERR_LEN] = "";
+    double t0 = now_seconds();
+    if (ts_synth(&sp, err) != 0) {
+        fprintf(stderr, "tiefsee: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "tiefsee: wrote %s (%s, random weights) in %.1f s\n", out_path, preset ? preset : hf_config,
+            now_seconds() - t0);
+    return 0;
+}

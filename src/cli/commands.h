@@ -1,0 +1,16 @@
+/* The subcommands of the tiefsee executable. Each takes the arguments after its name and returns
+ * the process exit status (0 ok, 1 runtime failure, 2 usage error). */
+#ifndef TS_CLI_COMMANDS_H
+#define TS_CLI_COMMANDS_H
+
+#define TIEFSEE_VERSION "0.1.0"
+
+int cmd_run(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+/* Monotonic clock in seconds, for timings. */
+double now_seconds(void);
+
+#endif

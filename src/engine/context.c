@@ -1,0 +1,191 @@
+/* ts_context_*: thread pool, per-sequence KV caches and batch validation around the arch's forward
+ * pass. */
+#include "engine/context.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "util/fp16.h"
+
+ts_context_params ts_context_default_params(void) {
+    return (ts_context_params){.n_ctx = 0, .n_seq_max = 1, .n_batch = 512, .n_threads = 0, .cache_type = TS_CACHE_F16};
+}
+
+static uint64_t physical_memory(void) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 8ull << 30; /* unknown: assume a modest 8 GiB */
+    return (uint64_t)pages * (uint64_t)page;
+}
+
+/* n_ctx = 0 resolves to the model's training context, capped so that the KV caches of all n_seq_max
+ * sequences fit in half of the memory the weights leave free (physical RAM minus the file size),
+ * with at least 1/8 of RAM allowed even for a model that nearly fills memory. The result is rounded
+ * down to a multiple of 256 when above 256, and is at least min(256, n_ctx_train). */
+int ts_context_auto_n_ctx(const ts_model *m, int n_seq_max, enum ts_cache_type cache_type) {
+    const uint64_t ram = physical_memory();
+    const uint64_t weights = gguf_total_size(m->file);
+    uint64_t budget = weights < ram ? (ram - weights) / 2 : 0;
+    if (budget < ram / 8) budget = ram / 8;
+    const uint64_t per_pos = ts_model_kv_bytes_per_token(m, cache_type == TS_CACHE_F32 ? 4 : 2) * (uint64_t)n_seq_max;
+    uint64_t fit = per_pos ? budget / per_pos : (uint64_t)m->hp.n_ctx_train;
+    if (fit > 256) fit -= fit % 256;
+    uint64_t n = (uint64_t)m->hp.n_ctx_train < fit ? (uint64_t)m->hp.n_ctx_train : fit;
+    const uint64_t floor = m->hp.n_ctx_train < 256 ? (uint64_t)m->hp.n_ctx_train : 256;
+    if (n < floor) n = floor;
+    return (int)n;
+}
+
+static void set_err(char err[TS_ERR_LEN], const ts_err *e) {
+    if (err) snprintf(err, TS_ERR_LEN, "%s", e->msg);
+}
+
+void ts_context_free(ts_context *c) {
+    if (!c) return;
+    if (c->model && c->model->arch->context_free) c->model->arch->context_free(c);
+    if (c->kv) {
+        for (int l = 0; l < c->model->hp.n_layer; l++) {
+            free(c->kv[l].k);
+            free(c->kv[l].v);
+        }
+    }
+    free(c->kv);
+    free(c->seq_len);
+    free(c->seq_next);
+    free(c->want_last);
+    ts_threadpool_free(c->pool);
+    free(c);
+}
+
+int ts_context_new(ts_model *m, const ts_context_params *p_in, ts_context **out, char err_out[TS_ERR_LEN]) {
+    ts_err err = {{0}};
+    *out = NULL;
+    ts_context_params p = p_in ? *p_in : ts_context_default_params();
+    if (p.n_seq_max <= 0) p.n_seq_max = 1;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_threads <= 0) {
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = cores > 0 ? (int)(cores < 1024 ? cores : 1024) : 1;
+    }
+    if (p.n_seq_max > 4096 || p.n_batch > 65536 || p.n_ctx < 0 || p.n_threads > 1024) {
+        ts_fail(&err, "context parameters out of range (n_seq_max %d, n_batch %d, n_ctx %d, n_threads %d)", p.n_seq_max,
+                p.n_batch, p.n_ctx, p.n_threads);
+        set_err(err_out, &err);
+        return -1;
+    }
+    if (p.cache_type != TS_CACHE_F16 && p.cache_type != TS_CACHE_F32) {
+        ts_fail(&err, "unknown cache type %d", (int)p.cache_type);
+        set_err(err_out, &err);
+        return -1;
+    }
+    if (p.n_ctx == 0) p.n_ctx = ts_context_auto_n_ctx(m, p.n_seq_max, p.cache_type);
+
+    ts_context *c = calloc(1, sizeof *c);
+    if (!c) {
+        ts_fail(&err, "out of memory");
+        set_err(err_out, &err);
+        return -1;
+    }
+    c->model = m;
+    c->params = p;
+    c->n_ctx = p.n_ctx;
+    c->kv_type = p.cache_type == TS_CACHE_F32 ? TS_TYPE_F32 : TS_TYPE_F16;
+    c->kv_elem_size = p.cache_type == TS_CACHE_F32 ? sizeof(float) : sizeof(ts_f16);
+
+    c->seq_len = calloc((size_t)p.n_seq_max, sizeof *c->seq_len);
+    c->seq_next = calloc((size_t)p.n_seq_max, sizeof *c->seq_next);
+    c->want_last = calloc((size_t)p.n_batch, sizeof *c->want_last);
+    c->kv = calloc((size_t)m->hp.n_layer, sizeof *c->kv);
+    if (!c->seq_len || !c->seq_next || !c->want_last || !c->kv) {
+        ts_fail(&err, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        ts_kv_layer *kv = &c->kv[l];
+        m->arch->kv_widths(m, l, &kv->k_width, &kv->v_width);
+        /* calloc of a large block maps pages lazily: memory is committed only as positions fill. */
+        const size_t rows = (size_t)p.n_seq_max * (size_t)p.n_ctx;
+        if (kv->k_width > 0) kv->k = calloc(rows, (size_t)kv->k_width * c->kv_elem_size);
+        if (kv->v_width > 0) kv->v = calloc(rows, (size_t)kv->v_width * c->kv_elem_size);
+        if ((kv->k_width > 0 && !kv->k) || (kv->v_width > 0 && !kv->v)) {
+            ts_fail(&err, "out of memory allocating the KV cache (n_ctx %d x %d sequences)", p.n_ctx, p.n_seq_max);
+            goto fail;
+        }
+    }
+    if (ts_threadpool_new(p.n_threads, &c->pool, &err) != 0) goto fail;
+    if (m->arch->context_init && m->arch->context_init(c, &err) != 0) goto fail;
+    *out = c;
+    return 0;
+
+fail:
+    set_err(err_out, &err);
+    ts_context_free(c);
+    return -1;
+}
+
+int ts_context_n_ctx(const ts_context *c) { return c->n_ctx; }
+
+size_t ts_context_kv_bytes_per_token(const ts_context *c) {
+    return (size_t)ts_model_kv_bytes_per_token(c->model, c->kv_elem_size);
+}
+
+static int validate_batch(ts_context *c, const ts_batch *b, ts_err *err) {
+    const int n_vocab = c->model->hp.n_vocab;
+    if (!b || b->n_tokens < 1) return ts_fail(err, "empty batch");
+    if (b->n_tokens > c->params.n_batch)
+        return ts_fail(err, "batch of %d tokens exceeds n_batch %d", b->n_tokens, c->params.n_batch);
+    if (!b->tokens || !b->pos || !b->seq) return ts_fail(err, "batch is missing tokens, positions or sequence ids");
+    memcpy(c->seq_next, c->seq_len, (size_t)c->params.n_seq_max * sizeof *c->seq_next);
+    for (int i = 0; i < b->n_tokens; i++) {
+        const int s = b->seq[i], p = b->pos[i];
+        if (b->tokens[i] < 0 || b->tokens[i] >= n_vocab)
+            return ts_fail(err, "token %d at batch index %d is out of range (n_vocab %d)", b->tokens[i], i, n_vocab);
+        if (s < 0 || s >= c->params.n_seq_max)
+            return ts_fail(err, "sequence id %d at batch index %d is out of range (n_seq_max %d)", s, i, c->params.n_seq_max);
+        if (p != c->seq_next[s])
+            return ts_fail(err, "sequence %d: position %d at batch index %d, expected %d (positions must continue the cache)",
+                           s, p, i, c->seq_next[s]);
+        if (p >= c->n_ctx) return ts_fail(err, "sequence %d: position %d is beyond the context size %d", s, p, c->n_ctx);
+        c->seq_next[s]++;
+    }
+    return 0;
+}
+
+int ts_decode(ts_context *c, const ts_batch *b, float *logits, char err_out[TS_ERR_LEN]) {
+    ts_err err = {{0}};
+    if (validate_batch(c, b, &err) != 0) {
+        set_err(err_out, &err);
+        return -1;
+    }
+    const bool *want = b->want_logits;
+    if (!want) {
+        memset(c->want_last, 0, (size_t)b->n_tokens * sizeof *c->want_last);
+        c->want_last[b->n_tokens - 1] = true;
+        want = c->want_last;
+    }
+    bool any = false;
+    for (int i = 0; i < b->n_tokens; i++) any |= want[i];
+    if (any && !logits) {
+        ts_fail(&err, "logits requested but no output buffer given");
+        set_err(err_out, &err);
+        return -1;
+    }
+    if (c->model->arch->forward(c, b, want, logits, &err) != 0) {
+        set_err(err_out, &err);
+        return -1;
+    }
+    memcpy(c->seq_len, c->seq_next, (size_t)c->params.n_seq_max * sizeof *c->seq_len);
+    return 0;
+}
+
+void ts_seq_truncate(ts_context *c, int seq, int from_pos) {
+    if (seq < 0 || seq >= c->params.n_seq_max || from_pos < 0) return;
+    if (from_pos < c->seq_len[seq]) c->seq_len[seq] = from_pos;
+}
+
+int ts_seq_len(const ts_context *c, int seq) {
+    if (seq < 0 || seq >= c->params.n_seq_max) return -1;
+    return c->seq_len[seq];
+}

@@ -1,0 +1,76 @@
+/* Numeric building blocks of the forward passes, each computed the way ggml's CPU backend computes
+ * it (same formulas, same precision of accumulators) so our logits stay within rounding of
+ * llama.cpp's. All activations are f32 rows. */
+#ifndef TS_OPS_OPS_H
+#define TS_OPS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/types.h"
+#include "util/threadpool.h"
+
+/* ---- Elementwise / row ops (ops/norm.c, ops/activation.c) ---------------------------------- */
+
+/* y = x / sqrt(mean(x^2) + eps) * w   (w may be NULL: no weight). Sum of squares in double, as ggml. */
+void ts_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+/* In place: x = softmax(x * scale) over n values. Max-subtracted, sum in double, as ggml. */
+void ts_softmax(float *x, int n, float scale);
+/* gate = silu(gate) * up, silu(z) = z / (1 + exp(-z)). */
+void ts_swiglu(float *gate, const float *up, int n);
+void ts_add(float *y, const float *x, int n); /* y += x */
+
+/* ---- RoPE (ops/rope.c) ------------------------------------------------------------------------ */
+
+enum ts_rope_mode { TS_ROPE_NORM = 0, TS_ROPE_NEOX = 2 }; /* ggml's mode ids */
+
+/* cos/sin for one position: cs[2i] = cos θ_i, cs[2i+1] = sin θ_i, i < n_rot/2, with
+ * θ_i = pos * base^(-2i/n_rot) / ff_i * freq_scale, the base power built by repeated multiplication
+ * in float exactly like ggml's rope cache. freq_factors (n_rot/2 values) may be NULL. */
+void ts_rope_cache(float *cs, int pos, int n_rot, float base, float freq_scale, const float *freq_factors);
+/* Rotates the first n_rot dims of each of n_heads heads (head_dim apart) of x. NORM rotates adjacent
+ * pairs (2i, 2i+1), NEOX the halves (i, i + n_rot/2). */
+void ts_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cs, enum ts_rope_mode mode);
+
+/* ---- Matrix product (ops/matmul.c) ------------------------------------------------------------- */
+
+/* A weight matrix in GGUF layout: n_out rows of n_in values of `type`, rows row_bytes apart. */
+typedef struct ts_matrix {
+    const void *data;
+    int type;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+} ts_matrix;
+
+/* Activation rows converted to a matrix's vec_dot_type, as ggml converts src1 once per product. */
+typedef struct ts_act {
+    const void *data;
+    int type;          /* the vec_dot_type the rows are in */
+    size_t row_bytes;  /* distance between rows */
+    int n_rows;
+} ts_act;
+
+/* Converts n_rows f32 rows of n values (x_stride floats apart) to `type` into dst (row_bytes apart,
+ * row_bytes >= ts_row_size(type, n)). Rows are split across the pool. */
+void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type, const float *x, int x_stride,
+                     int n, int n_rows, void *dst, size_t row_bytes);
+/* out[t*out_stride + r] = dot(W row r, act row t) for every row r of W and token t. Each thread takes
+ * a contiguous block of W's rows and runs a cache-sized tile of tokens through each row, so the
+ * weights are read once per tile of tokens (once per batch for batches up to the tile size), not
+ * once per token. act->type must be W's vec_dot_type and its rows n_in long. */
+void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
+               int out_stride);
+
+/* ---- Attention (ops/attention.c) ----------------------------------------------------------------- */
+
+/* One query head against one KV head's cache: positions 0..n_kv-1 of rows `stride` elements apart,
+ * the head's values starting at element `offset` of each row, scores scaled by `scale`.
+ *   F32 cache (kv_type TS_TYPE_F32): q·k in f32, softmax in f32 (sum in double), values summed in f32.
+ *   F16 cache: llama.cpp's default flash attention: q rounded to f16, F16 vec_dot, online softmax,
+ *              values accumulated in f16.
+ * scratch: max(n_kv, head_dim) floats. out: head_dim floats. */
+void ts_attention_head(const ts_type_traits *table, float *out, const float *q, const void *k_cache,
+                       const void *v_cache, int kv_type, size_t stride, size_t offset, int n_kv, int head_dim,
+                       float scale, float *scratch);
+
+#endif
