@@ -168,7 +168,7 @@ typedef struct dense_state {
     const float *act_src; /* what `act` currently holds: source rows, type, row count */
     int act_type, act_rows;
     float *scratch;  /* [n_threads][scratch_len] attention scratch */
-    size_t scratch_len; /* max(n_ctx, head_dim) */
+    size_t scratch_len; /* n_ctx + head_dim */
 } dense_state;
 
 static void dense_context_free(ts_context *c) {
@@ -222,7 +222,7 @@ static int dense_context_init(ts_context *c, ts_err *err) {
     s->tmp = alloc_floats(B, E);
     s->rope_cs = alloc_floats(B, (size_t)hp->n_rot);
     s->act = malloc(B * row);
-    s->scratch_len = (size_t)(c->n_ctx > hp->head_dim ? c->n_ctx : hp->head_dim);
+    s->scratch_len = (size_t)c->n_ctx + (size_t)hp->head_dim;
     s->scratch = alloc_floats(T, s->scratch_len);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
         !s->act || !s->scratch) {

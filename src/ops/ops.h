@@ -64,11 +64,10 @@ void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix
 /* ---- Attention (ops/attention.c) ----------------------------------------------------------------- */
 
 /* One query head against one KV head's cache: positions 0..n_kv-1 of rows `stride` elements apart,
- * the head's values starting at element `offset` of each row, scores scaled by `scale`.
- *   F32 cache (kv_type TS_TYPE_F32): q·k in f32, softmax in f32 (sum in double), values summed in f32.
- *   F16 cache: llama.cpp's default flash attention: q rounded to f16, F16 vec_dot, online softmax,
- *              values accumulated in f16.
- * scratch: max(n_kv, head_dim) floats. out: head_dim floats. */
+ * the head's values starting at element `offset` of each row. kv_type is TS_TYPE_F32 or TS_TYPE_F16
+ * (rows widened to f32). q·k in f32, scaled by `scale`, softmax in f32 (sum in double), value rows
+ * summed in f32: llama.cpp's flash attention on a prompt batch (see attention.c for why not its
+ * single-query f16 path). scratch: n_kv + head_dim floats. out: head_dim floats. */
 void ts_attention_head(const ts_type_traits *table, float *out, const float *q, const void *k_cache,
                        const void *v_cache, int kv_type, size_t stride, size_t offset, int n_kv, int head_dim,
                        float scale, float *scratch);

@@ -26,6 +26,16 @@
 /* Values generated per chunk (rows are never split). 1M floats = 4 MiB of scratch per thread. */
 #define CHUNK_ELEMS ((int64_t)1 << 20)
 
+/* Block pools. The reference quantizers (bit-exact with ggml's) take ~100-250 ns per value for
+ * the K-quants, which caps a q4_K_M 7B model at minutes per core. Big quantized tensors (at least
+ * POOL_MIN_ELEMS values) are therefore made of blocks drawn at random from a pool of POOL_BLOCKS
+ * blocks quantized from the tensor's own distribution (same type, same scale): every block is a
+ * genuine quantization of N(0, scale) values, rows are distinct random sequences of them, and the
+ * file streams at memcpy speed. Smaller tensors (all tiny presets and the demo) are generated and
+ * quantized value by value, so a quantized tiny model equals its f32 twin up to rounding. */
+#define POOL_BLOCKS 4096
+#define POOL_MIN_ELEMS ((int64_t)1 << 21)
+
 /* ---- PRNG: splitmix64 to seed, xoshiro256** to draw ---------------------------------------- */
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -96,6 +106,8 @@ typedef struct synth_job {
     int64_t written;    /* chunks written to the file */
     bool abort;
     size_t float_cap; /* floats per worker scratch */
+    const int *tensor_pool;          /* per tensor: index into pools, or -1 */
+    const unsigned char *const *pools; /* POOL_BLOCKS quantized blocks each */
 } synth_job;
 
 static void fill_chunk(const synth_job *job, const synth_chunk *c, float *x) {
@@ -128,6 +140,68 @@ static void encode_chunk(const synth_tensor *t, const float *x, int64_t n, void 
     }
 }
 
+static void fill_chunk_from_pool(const synth_job *job, const synth_chunk *c, const unsigned char *pool, void *out) {
+    const synth_tensor *t = &job->tensors[c->tensor];
+    const ts_type_traits *tr = &ts_type_table(TS_ISA_SCALAR)[t->type];
+    const int64_t n_blocks = c->n_rows * t->ne[0] / tr->block_size;
+    xoshiro r;
+    xoshiro_seed(&r, job->seed, (uint64_t)c->tensor, (uint64_t)c->index);
+    unsigned char *dst = out;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const uint64_t pick = ((xoshiro_next(&r) >> 32) * POOL_BLOCKS) >> 32; /* uniform in [0, POOL_BLOCKS) */
+        memcpy(dst + (size_t)b * tr->type_size, pool + (size_t)pick * tr->type_size, tr->type_size);
+    }
+}
+
+static bool tensor_uses_pool(const synth_tensor *t) {
+    const ts_type_traits *tr = &ts_type_table(TS_ISA_SCALAR)[t->type];
+    return tr->is_quantized && t->init == SYNTH_INIT_GAUSS && t->ne[0] * t->ne[1] * t->ne[2] >= POOL_MIN_ELEMS;
+}
+
+/* One pool per distinct (type, scale) among the pooled tensors; pools[k] quantized from a stream
+ * keyed by the seed and the pair, so results do not depend on tensor order or thread count. */
+static int build_pools(const synth_tensor *t, int n_tensors, uint64_t seed, int *tensor_pool, unsigned char ***pools_out,
+                       int *n_pools_out, ts_err *err) {
+    unsigned char **pools = NULL;
+    int n_pools = 0;
+    int *pool_tensor = malloc((size_t)n_tensors * sizeof *pool_tensor); /* a tensor representing each pool */
+    float *x = malloc((size_t)POOL_BLOCKS * 256 * sizeof *x);
+    if (!pool_tensor || !x) goto oom;
+    for (int i = 0; i < n_tensors; i++) {
+        tensor_pool[i] = -1;
+        if (!tensor_uses_pool(&t[i])) continue;
+        for (int k = 0; k < n_pools; k++) {
+            const synth_tensor *o = &t[pool_tensor[k]];
+            if (o->type == t[i].type && o->scale == t[i].scale) tensor_pool[i] = k;
+        }
+        if (tensor_pool[i] >= 0) continue;
+        const ts_type_traits *tr = &ts_type_table(TS_ISA_SCALAR)[t[i].type];
+        unsigned char **np = realloc(pools, (size_t)(n_pools + 1) * sizeof *np);
+        if (!np) goto oom;
+        pools = np;
+        pools[n_pools] = malloc((size_t)POOL_BLOCKS * tr->type_size);
+        if (!pools[n_pools]) goto oom;
+        const int64_t n = (int64_t)POOL_BLOCKS * tr->block_size;
+        xoshiro r;
+        xoshiro_seed(&r, seed ^ 0x706F6F6Cull /* "pool" */, (uint64_t)t[i].type, (uint64_t)ts_f32_bits(t[i].scale));
+        for (int64_t j = 0; j < n; j++) x[j] = t[i].scale * gauss_from_bits(xoshiro_next(&r));
+        tr->quantize(x, pools[n_pools], n);
+        pool_tensor[n_pools] = i;
+        tensor_pool[i] = n_pools++;
+    }
+    free(pool_tensor);
+    free(x);
+    *pools_out = pools;
+    *n_pools_out = n_pools;
+    return 0;
+oom:
+    for (int k = 0; k < n_pools; k++) free(pools[k]);
+    free(pools);
+    free(pool_tensor);
+    free(x);
+    return ts_fail(err, "out of memory building block pools");
+}
+
 static void *worker_main(void *arg) {
     synth_job *job = arg;
     float *x = malloc(job->float_cap * sizeof(float));
@@ -142,8 +216,12 @@ static void *worker_main(void *arg) {
 
         const synth_chunk *c = &job->chunks[ci];
         const synth_tensor *t = &job->tensors[c->tensor];
-        fill_chunk(job, c, x);
-        encode_chunk(t, x, c->n_rows * t->ne[0], job->slots[ci % job->n_slots]);
+        if (job->tensor_pool[c->tensor] >= 0) {
+            fill_chunk_from_pool(job, c, job->pools[job->tensor_pool[c->tensor]], job->slots[ci % job->n_slots]);
+        } else {
+            fill_chunk(job, c, x);
+            encode_chunk(t, x, c->n_rows * t->ne[0], job->slots[ci % job->n_slots]);
+        }
 
         pthread_mutex_lock(&job->mu);
         job->slot_chunk[ci % job->n_slots] = ci;
@@ -194,8 +272,18 @@ static int write_weights(const synth_model *m, const synth_tensor *tensors, int 
     size_t max_bytes = 0;
     if (make_chunks(tensors, n_tensors, &chunks, &n_chunks, &max_bytes, &max_floats, err) < 0) return -1;
 
+    int *tensor_pool = malloc((size_t)n_tensors * sizeof *tensor_pool);
+    unsigned char **pools = NULL;
+    int n_pools = 0;
+    if (!tensor_pool || build_pools(tensors, n_tensors, seed, tensor_pool, &pools, &n_pools, err) < 0) {
+        if (!tensor_pool) ts_fail(err, "out of memory");
+        free(tensor_pool);
+        free(chunks);
+        return -1;
+    }
     synth_job job = {.model = m, .tensors = tensors, .chunks = chunks, .n_chunks = n_chunks, .seed = seed,
-                     .slot_bytes = max_bytes, .float_cap = (size_t)max_floats};
+                     .slot_bytes = max_bytes, .float_cap = (size_t)max_floats, .tensor_pool = tensor_pool,
+                     .pools = (const unsigned char *const *)pools};
     job.n_slots = 2 * n_threads + 2;
     job.slots = calloc((size_t)job.n_slots, sizeof *job.slots);
     job.slot_chunk = malloc((size_t)job.n_slots * sizeof *job.slot_chunk);
@@ -246,6 +334,9 @@ static int write_weights(const synth_model *m, const synth_tensor *tensors, int 
         for (int i = 0; i < job.n_slots; i++) free(job.slots[i]);
     free(job.slots);
     free(job.slot_chunk);
+    for (int k = 0; k < n_pools; k++) free(pools[k]);
+    free(pools);
+    free(tensor_pool);
     free(chunks);
     return rc;
 }

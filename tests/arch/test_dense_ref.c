@@ -5,14 +5,14 @@
  * and our logits (whole sequence in one batch) must match in log-probabilities:
  *   F32 weights, F32 cache: max |Δ log p| <= 2e-5 vs dsref (llama.cpp: <= 2e-6 on 64 positions;
  *                           we measure 1e-6..2e-6 here)
- *   F32 weights, F16 cache: <= 3e-3 vs dsref --opt fa_f16=1, which emulates llama.cpp's CPU flash
- *                           attention with an F16 cache (q rounded to f16, values summed in f16), as
- *                           we do; measured 0.05e-3..1.5e-3 (two f16 accumulators never round alike
- *                           everywhere). Against the exact reference that accumulator costs both
- *                           llama.cpp and us a few 1e-3 on these (sensitive) random models: <= 2e-2.
- *   F16 weights: activations rounded to f16 for every product, as llama.cpp: <= 5e-3 with an F32
- *                cache vs dsref (measured 2.2e-3..2.7e-3); <= 1e-2 with an F16 cache vs dsref
- *                fa_f16=1, which rounds neither the activations nor the weights (measured 5.3e-3..5.9e-3).
+ *   F32 weights, F16 cache: <= 5e-4 vs dsref --opt kv_f16=1 (K/V rounded to f16, the rest exact:
+ *                           llama.cpp's flash attention on a prompt batch, which we follow; measured
+ *                           1e-6..1.2e-4: a K or V value sitting on an f16 rounding boundary may round
+ *                           the other way after a 1e-7 difference upstream); <= 1e-2 vs plain dsref (the f16 cache alone costs a few
+ *                           1e-3 on these sensitive random models).
+ *   F16 weights: activations rounded to f16 for every product, as llama.cpp: <= 5e-3 vs dsref with
+ *                an F32 cache (measured 2.2e-3..2.7e-3), <= 6e-3 vs dsref kv_f16=1 with an F16 cache
+ *                (measured 3.7e-3..4.2e-3).
  * The reference is found at ../shared/tools/dsref.py (relative to the repo root, where ctest runs)
  * or $TS_SHARED_DIR/tools/dsref.py. */
 #include <math.h>
@@ -187,17 +187,17 @@ int main(void) {
             if (!ref || !ours32 || !ours16) return 1;
             char label[64];
             snprintf(label, sizeof label, "%s/%s", presets[pi].label, wt ? "f16" : "f32");
-            float *ref_fa = run_dsref(dsref, model, out, toks, N_TOK, V, "fa_f16=1");
-            if (!ref_fa) return 1;
+            float *ref_kv = run_dsref(dsref, model, out, toks, N_TOK, V, "kv_f16=1");
+            if (!ref_kv) return 1;
             if (wt == 0) {
                 check(label, "F32 cache vs dsref", max_dlogp(ours32, ref, N_TOK, V), 2e-5);
-                check(label, "F16 cache vs dsref fa_f16=1", max_dlogp(ours16, ref_fa, N_TOK, V), 3e-3);
-                check(label, "F16 cache vs dsref", max_dlogp(ours16, ref, N_TOK, V), 2e-2);
+                check(label, "F16 cache vs dsref kv_f16=1", max_dlogp(ours16, ref_kv, N_TOK, V), 5e-4);
+                check(label, "F16 cache vs dsref", max_dlogp(ours16, ref, N_TOK, V), 1e-2);
             } else {
                 check(label, "F32 cache vs dsref", max_dlogp(ours32, ref, N_TOK, V), 5e-3);
-                check(label, "F16 cache vs dsref fa_f16=1", max_dlogp(ours16, ref_fa, N_TOK, V), 1e-2);
+                check(label, "F16 cache vs dsref kv_f16=1", max_dlogp(ours16, ref_kv, N_TOK, V), 6e-3);
             }
-            free(ref_fa);
+            free(ref_kv);
             free(ref);
             free(ours32);
             free(ours16);
