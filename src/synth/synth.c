@@ -27,12 +27,13 @@
 #define CHUNK_ELEMS ((int64_t)1 << 20)
 
 /* Block pools. The reference quantizers (bit-exact with ggml's) take ~100-250 ns per value for
- * the K-quants, which caps a q4_K_M 7B model at minutes per core. Big quantized tensors (at least
+ * the K-quants, which caps a q4_K_M 7B model at minutes per core. Big quantized tensors (more than
  * POOL_MIN_ELEMS values) are therefore made of blocks drawn at random from a pool of POOL_BLOCKS
  * blocks quantized from the tensor's own distribution (same type, same scale): every block is a
  * genuine quantization of N(0, scale) values, rows are distinct random sequences of them, and the
  * file streams at memcpy speed. Smaller tensors (all tiny presets and the demo) are generated and
- * quantized value by value, so a quantized tiny model equals its f32 twin up to rounding. */
+ * quantized value by value, so a quantized tiny or demo model equals its f32 twin up to rounding
+ * (the demo's largest tensor, 4096 x 512, is exactly POOL_MIN_ELEMS). */
 #define POOL_BLOCKS 4096
 #define POOL_MIN_ELEMS ((int64_t)1 << 21)
 
@@ -155,7 +156,7 @@ static void fill_chunk_from_pool(const synth_job *job, const synth_chunk *c, con
 
 static bool tensor_uses_pool(const synth_tensor *t) {
     const ts_type_traits *tr = &ts_type_table(TS_ISA_SCALAR)[t->type];
-    return tr->is_quantized && t->init == SYNTH_INIT_GAUSS && t->ne[0] * t->ne[1] * t->ne[2] >= POOL_MIN_ELEMS;
+    return tr->is_quantized && t->init == SYNTH_INIT_GAUSS && t->ne[0] * t->ne[1] * t->ne[2] > POOL_MIN_ELEMS;
 }
 
 /* One pool per distinct (type, scale) among the pooled tensors; pools[k] quantized from a stream
@@ -529,7 +530,8 @@ static int synth_run(const ts_synth_params *p, ts_err *err) {
         goto done;
     }
     if (gguf_writer_write_header(w, fp, err)) goto done;
-    int n_threads = p->n_threads > 0 ? p->n_threads : n_cpus();
+    /* Each thread holds two chunk-sized slots; more than 256 threads would only cost memory. */
+    int n_threads = p->n_threads > 0 ? (p->n_threads > 256 ? 256 : p->n_threads) : n_cpus();
     if (write_weights(&m, tensors, n_tensors, p->seed, n_threads, w, fp, err)) goto done;
     if (gguf_writer_finish(w, fp, err)) goto done;
     if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
