@@ -10,8 +10,13 @@ all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j $(JOBS)
 
+# ctest shows a passing test's output only with -V; the llama.cpp conformance table is worth seeing
+# every time, so it is printed from the report the test leaves behind.
 test: all
+	rm -f $(BUILD)/conformance_report.txt
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	@if [ -f $(BUILD)/conformance_report.txt ]; then \
+	  echo "---- llama.cpp conformance ($(BUILD)/conformance_report.txt):"; cat $(BUILD)/conformance_report.txt; fi
 
 sanitize:
 	CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON -DTS_FUZZ=ON

@@ -1,6 +1,9 @@
 /* libFuzzer target for the tokenizer on arbitrary user text (any bytes, invalid UTF-8 included).
- * Oracle: every id is in range, and byte-level BPE is lossless, so decoding the ids must give back
- * exactly the input bytes. The vocabulary is a synthetic R1-Distill-Qwen-style model's (made once, on first input); the
+ * Oracle: every id is in range. Byte-level BPE itself is lossless, but like llama.cpp the tokenizer
+ * first replaces invalid UTF-8 by U+FFFD, and the Qwen2 pre-tokenizer NFC-normalizes (as HF does),
+ * so: input that is valid UTF-8 and already NFC must decode back to exactly its bytes; any other
+ * input must decode to text whose tokens are the same ids again (the clean-up is idempotent).
+ * The vocabulary is a synthetic R1-Distill-Qwen-style model's (made once, on first input); the
  * DeepSeek-LLM-style vocabularies are not used here because, as in the real one, some user-defined
  * tokens ("ÿ") share their text with byte tokens and decode to UTF-8, not to the byte. */
 #include <stdint.h>
@@ -9,7 +12,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <utf8proc.h>
+
 #include "tiefsee.h"
+
+/* True if data is valid UTF-8 and NFC (utf8proc refuses invalid UTF-8 and surrogates). */
+static int is_nfc_utf8(const uint8_t *data, size_t size) {
+    utf8proc_uint8_t *nfc = NULL;
+    utf8proc_ssize_t n = utf8proc_map(data, (utf8proc_ssize_t)size, &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    int same = n >= 0 && (size_t)n == size && memcmp(nfc, data, size) == 0;
+    free(nfc);
+    return same;
+}
 
 /* The harness's one piece of state: the model, built once per fuzzing process (libFuzzer calls
  * the target many times in one process). */
@@ -36,24 +50,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ts_model *m = fuzz_vocab_model();
     ts_model_info info;
     ts_model_get_info(m, &info);
-    int cap = (int)size + 2;
-    ts_token *toks = malloc(sizeof(ts_token) * (size_t)cap);
-    char *back = malloc(size + 1);
-    if (!toks || !back) abort();
+    /* Each input byte gives at most 3 bytes after U+FFFD replacement (NFC does not grow text by
+     * more than that either), and every byte is at most one token. */
+    int cap = 3 * (int)size + 2;
+    ts_token *toks = malloc(sizeof(ts_token) * (size_t)cap), *again = malloc(sizeof(ts_token) * (size_t)cap);
+    char *back = malloc(3 * size + 1);
+    if (!toks || !again || !back) abort();
     int n = ts_tokenize(m, (const char *)data, size, false, toks, cap);
-    if (n < 0) abort(); /* every byte is at least one token, so cap always suffices */
+    if (n < 0) abort();
     size_t pos = 0;
     for (int i = 0; i < n; i++) {
         if (toks[i] < 0 || toks[i] >= info.n_vocab) abort();
         char buf[256];
         int len = ts_token_bytes(m, toks[i], buf, sizeof buf);
-        if (len < 0 || pos + (size_t)len > size) abort();
+        if (len < 0 || pos + (size_t)len > 3 * size) abort();
         memcpy(back + pos, buf, (size_t)len);
         pos += (size_t)len;
     }
-    if (pos != size || memcmp(back, data, size) != 0) abort();
+    if (is_nfc_utf8(data, size)) {
+        if (pos != size || memcmp(back, data, size) != 0) abort();
+    } else {
+        int n2 = ts_tokenize(m, back, pos, false, again, cap);
+        if (n2 != n || memcmp(again, toks, sizeof(ts_token) * (size_t)n) != 0) abort();
+    }
     /* A too-small buffer must be reported, never overrun. */
     if (n > 1 && ts_tokenize(m, (const char *)data, size, false, toks, n - 1) >= 0) abort();
+    free(again);
     free(toks);
     free(back);
     return 0;

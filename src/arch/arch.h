@@ -28,6 +28,8 @@ typedef struct ts_arch {
 
 extern const ts_arch ts_arch_llama;
 extern const ts_arch ts_arch_qwen2;
+extern const ts_arch ts_arch_deepseek;
+extern const ts_arch ts_arch_deepseek2;
 
 /* The entry for an architecture name, or NULL. */
 const ts_arch *ts_arch_find(const char *name);

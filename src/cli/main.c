@@ -25,6 +25,7 @@ static void print_help(FILE *out) {
             "  logits  write the raw logits of a token sequence:  tiefsee logits -m MODEL --tokens 1,2,3 -o out.f32\n"
             "  info    describe a model:  tiefsee info MODEL.gguf\n"
             "  synth   write a random-weight model of a preset:  tiefsee synth tiny-llama -o tiny.gguf\n"
+            "  tokenize  print the token ids of a text:  tiefsee tokenize -m model.gguf \"Hello\"\n"
             "\n"
             "options:\n"
             "  -h, --help     this help ('tiefsee COMMAND --help' for a command's options)\n"
@@ -54,10 +55,12 @@ int main(int argc, char **argv) {
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(cmd, "synth") == 0)
         return cmd_synth(argc - 2, argv + 2);
+    if (strcmp(cmd, "tokenize") == 0)
+        return cmd_tokenize(argc - 2, argv + 2);
     if (cmd[0] == '-') {
         fprintf(stderr, "tiefsee: unknown option '%s' (see 'tiefsee --help')\n", cmd);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth; see 'tiefsee --help')\n", cmd);
+    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth, tokenize; see 'tiefsee --help')\n", cmd);
     return EXIT_USAGE;
 }

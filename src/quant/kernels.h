@@ -56,4 +56,26 @@ TS_DECL_QUANT(q8_0, avx2)
 TS_DECL_QUANT(q8_1, avx2)
 TS_DECL_QUANT(q8_K, avx2)
 
+/* NEON (AArch64 baseline ARMv8.0): dequant, activation conversion and dot for every weight type,
+ * compiled only on aarch64 builds (TS_HAVE_NEON_KERNELS). The reference weight quantizers stay
+ * scalar. */
+TS_DECL_SIMD(f32, neon)
+TS_DECL_SIMD(f16, neon)
+TS_DECL_SIMD(bf16, neon)
+TS_DECL_SIMD(q4_0, neon)
+TS_DECL_SIMD(q4_1, neon)
+TS_DECL_SIMD(q5_0, neon)
+TS_DECL_SIMD(q5_1, neon)
+TS_DECL_SIMD(q8_0, neon)
+TS_DECL_SIMD(q2_K, neon)
+TS_DECL_SIMD(q3_K, neon)
+TS_DECL_SIMD(q4_K, neon)
+TS_DECL_SIMD(q5_K, neon)
+TS_DECL_SIMD(q6_K, neon)
+TS_DECL_QUANT(f16, neon)  /* activation conversion f32 -> f16 */
+TS_DECL_QUANT(bf16, neon)
+TS_DECL_QUANT(q8_0, neon)
+TS_DECL_QUANT(q8_1, neon)
+TS_DECL_QUANT(q8_K, neon)
+
 #endif

@@ -75,10 +75,26 @@ static const ts_type_traits table_avx2[TS_TYPE_COUNT] = {
 };
 #endif
 
+#if defined(TS_HAVE_NEON_KERNELS)
+static const ts_type_traits table_neon[TS_TYPE_COUNT] = {
+    WEIGHT_TYPES(neon),
+    FLOAT_ENTRY(TS_TYPE_F16, f16, neon, neon),
+    FLOAT_ENTRY(TS_TYPE_BF16, bf16, neon, neon),
+    [TS_TYPE_Q8_0] = {.name = "q8_0", .block_size = QK8_0, .type_size = sizeof(block_q8_0), .supported = true,
+                      .is_quantized = true, .to_float = ts_dequant_q8_0_neon, .from_float = ts_quant_q8_0_neon,
+                      .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0, .vec_dot = ts_dot_q8_0_neon},
+    ACT_ENTRY(TS_TYPE_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), neon),
+    ACT_ENTRY(TS_TYPE_Q8_K, q8_K, QK_K, sizeof(block_q8_K), neon),
+};
+#endif
+
 const ts_type_traits *ts_type_table(enum ts_isa isa) {
 #if defined(TS_HAVE_AVX2_KERNELS)
     /* Never hand out kernels the CPU would fault on, whatever the caller asked for. */
     if (isa == TS_ISA_AVX2 && ts_isa_best() == TS_ISA_AVX2) return table_avx2;
+#endif
+#if defined(TS_HAVE_NEON_KERNELS)
+    if (isa == TS_ISA_NEON && ts_isa_best() == TS_ISA_NEON) return table_neon;
 #endif
     (void)isa;
     return table_scalar;
@@ -93,6 +109,9 @@ enum ts_isa ts_isa_best(void) {
     unsigned eax, ebx, ecx, edx;
     const bool has_f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c) return TS_ISA_AVX2;
+#endif
+#if defined(TS_HAVE_NEON_KERNELS) && defined(__aarch64__)
+    return TS_ISA_NEON; /* Advanced SIMD is mandatory on AArch64: no run-time check needed */
 #endif
     return TS_ISA_SCALAR;
 }

@@ -1,24 +1,20 @@
-/* Byte-level BPE (GPT-2 style) vocabulary loaded from tokenizer.ggml.* GGUF keys.
+/* Byte-level BPE (GPT-2 style) vocabulary loaded from tokenizer.ggml.* GGUF keys, encoding as
+ * llama.cpp does (/work/shared/spec/tokenizers-and-templates.md §2):
+ * (1) special tokens written in the text become their own tokens (USER_DEFINED always, CONTROL and
+ *     UNKNOWN only when parsing specials); (2) the raw text between them is pre-split with the
+ *     family's regexes (pretok.c, keyed by tokenizer.ggml.pre; invalid UTF-8 becomes U+FFFD there);
+ * (3) each piece's bytes are mapped to GPT-2's printable code points and merged by rank; (4) each
+ *     symbol is looked up in the table. LLAMA3's ignore_merges shortcut is applied.
  *
- * Encoding: (1) special tokens (CONTROL, USER_DEFINED, UNKNOWN) written in the text become their own
- * tokens; (2) the raw text between them is pre-split into pieces; (3) each piece's bytes are mapped
- * to GPT-2's printable code points and merged by rank; (4) each symbol is looked up in the table.
- *
- * What is approximate until the per-family pre-tokenizer issue lands (see
- * /work/shared/spec/tokenizers-and-templates.md §3):
- *  - the pre-split is the GPT-2 regex ('s|'t|'re|'ve|'m|'ll|'d| ?L+| ?N+| ?[^\sLN]+|\s+(?!\S)|\s+)
- *    with ASCII character classes: every non-ASCII code point counts as a letter and only ASCII
- *    whitespace is whitespace. DeepSeek's own regexes split digits and CJK differently;
- *  - special tokens are matched left to right, longest candidate at each position, where llama.cpp
- *    cuts out each candidate (longest first) across the whole text. Both agree unless special
- *    tokens overlap inside the text;
- *  - LLAMA3's ignore_merges shortcut is not applied (it only changes the result for pieces whose
- *    merges do not rebuild the whole-piece token, which is rare).
- * Merge order, the byte mapping and the per-symbol lookup follow llama.cpp exactly. */
+ * One known difference: special tokens are matched left to right, longest candidate at each
+ * position, where llama.cpp cuts out each candidate (longest first) across the whole text. Both
+ * agree unless special tokens overlap inside the text; the left-to-right scan stays linear in the
+ * text length with DeepSeek-LLM's ~2400 "[PAD<i>]" candidates. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/pretok.h"
 #include "tokenizer/vocab.h"
 #include "util/error.h"
 
@@ -61,6 +57,9 @@ struct ts_vocab {
     size_t merge_mask;
 
     ts_token byte_token[256]; /* token of the single mapped code point of each byte, or -1 */
+    char byte_utf8[256][2];   /* UTF-8 of each byte's mapped code point (all below U+0800) */
+    unsigned char byte_utf8_len[256];
+    ts_pretok *pretok;        /* the family's pre-split (tokenizer.ggml.pre) */
 
     ts_token *special;        /* special-token candidates, grouped by first byte, longest first */
     int special_start[257];   /* candidates starting with byte b: special[special_start[b] .. [b+1]) */
@@ -212,6 +211,7 @@ void ts_vocab_free(ts_vocab *v) {
     free(v->token_slots);
     free(v->merge_slots);
     free(v->special);
+    ts_pretok_free(v->pretok);
     free(v);
 }
 
@@ -407,6 +407,8 @@ static int build_token_bytes(ts_vocab *v, ts_err *err) {
         char buf[4];
         int n = utf8_put(byte_to_cp[b], buf);
         v->byte_token[b] = lookup_token(v, buf, (size_t)n);
+        memcpy(v->byte_utf8[b], buf, 2); /* mapped code points are < U+0144: at most 2 bytes */
+        v->byte_utf8_len[b] = (unsigned char)n;
     }
     return 0;
 }
@@ -521,6 +523,8 @@ int ts_vocab_load(const gguf_file *f, int n_vocab_model, ts_vocab **out, ts_err 
     if (rc < 0)
         goto fail;
     v->add_bos = rc == 0 && (gguf_str_eq(pre, "llama3") || gguf_str_eq(pre, "llama-v3") || gguf_str_eq(pre, "llama-bpe"));
+    if (ts_pretok_create(rc == 0 ? pre.ptr : NULL, rc == 0 ? (size_t)pre.len : 0, &v->pretok, err) != 0)
+        goto fail;
     if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos, err) < 0)
         goto fail;
     mark_eog(v);
@@ -566,6 +570,9 @@ typedef struct encoder {
     int32_t *sym_prev, *sym_next;
     pair_entry *heap;
     size_t scratch_cap;
+    char *mapped; /* a piece in byte-mapped form, for whole-piece lookups */
+    size_t mapped_cap;
+    ts_pretok_scratch pretok;
     bool failed;
 } encoder;
 
@@ -683,78 +690,61 @@ static void encode_piece(encoder *e, const unsigned char *s, size_t n) {
             emit(e, e->sym_id[i]);
 }
 
-enum char_class { CLASS_SPACE, CLASS_LETTER, CLASS_DIGIT, CLASS_OTHER };
-
-static enum char_class classify(const unsigned char *s, size_t n, size_t *len) {
-    uint32_t cp;
-    *len = (size_t)utf8_get(s, n, &cp);
-    if (cp == UINT32_MAX)
-        return CLASS_OTHER;
-    if (cp >= 0x80)
-        return CLASS_LETTER; /* approximation: see the file comment */
-    if (cp == ' ' || (cp >= '\t' && cp <= '\r'))
-        return CLASS_SPACE;
-    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')
-        return CLASS_LETTER;
-    if (cp >= '0' && cp <= '9')
-        return CLASS_DIGIT;
-    return CLASS_OTHER;
-}
-
-/* End of the run of characters of class c starting at i. */
-static size_t run_end(const unsigned char *s, size_t n, size_t i, enum char_class c) {
-    while (i < n) {
-        size_t len;
-        if (classify(s + i, n - i, &len) != c)
-            break;
-        i += len;
-    }
-    return i;
-}
-
-static size_t contraction_len(const unsigned char *s, size_t n) {
-    if (n < 2 || s[0] != '\'')
-        return 0;
-    if (s[1] == 's' || s[1] == 't' || s[1] == 'm' || s[1] == 'd')
-        return 2;
-    if (n >= 3 && ((s[1] == 'r' && s[2] == 'e') || (s[1] == 'v' && s[2] == 'e') || (s[1] == 'l' && s[2] == 'l')))
-        return 3;
-    return 0;
-}
-
-/* GPT-2 pre-split of a raw span, then BPE on every piece. */
-static void encode_raw(encoder *e, const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && !e->failed) {
-        size_t len, end;
-        size_t clen = contraction_len(s + i, n - i);
-        enum char_class c = classify(s + i, n - i, &len);
-        if (clen) {
-            end = i + clen;
-        } else if (c == CLASS_SPACE) {
-            size_t ws_end = run_end(s, n, i, CLASS_SPACE);
-            if (s[i] == ' ' && ws_end == i + 1 && ws_end < n) {
-                /* " word", " 123", " ..." */
-                size_t nlen;
-                enum char_class next = classify(s + ws_end, n - ws_end, &nlen);
-                end = run_end(s, n, ws_end, next);
-            } else if (ws_end < n && ws_end - i >= 2) {
-                /* \s+(?!\S): leave the last whitespace character to the word that follows */
-                end = ws_end - 1;
-                while (end > i && (s[end] & 0xC0) == 0x80) /* whitespace is ASCII here; stay safe */
-                    end--;
-            } else {
-                end = ws_end;
-            }
-        } else {
-            end = run_end(s, n, i, c);
+/* The token whose text is the byte-mapped form of piece[0..n), or -1. */
+static ts_token lookup_mapped(encoder *e, const unsigned char *piece, size_t n) {
+    if (n > SIZE_MAX / 2 - 1)
+        return -1;
+    if (2 * n > e->mapped_cap) {
+        char *p = realloc(e->mapped, 2 * n);
+        if (!p) {
+            e->failed = true;
+            return -1;
         }
-        encode_piece(e, s + i, end - i);
-        i = end;
+        e->mapped = p;
+        e->mapped_cap = 2 * n;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(e->mapped + len, e->v->byte_utf8[piece[i]], e->v->byte_utf8_len[piece[i]]);
+        len += e->v->byte_utf8_len[piece[i]];
+    }
+    return lookup_token(e->v, e->mapped, len);
+}
+
+/* Pre-splits a raw span (text between special tokens) with the family's regexes, then runs BPE on
+ * every piece. */
+static void encode_raw(encoder *e, const unsigned char *s, size_t n) {
+    if (n == 0 || e->failed)
+        return;
+    const char *clean;
+    size_t clean_len;
+    if (ts_pretok_split(e->v->pretok, (const char *)s, n, &e->pretok, &clean, &clean_len) != 0) {
+        e->failed = true;
+        return;
+    }
+    const size_t *piece_len = e->pretok.piece_len[e->pretok.current];
+    bool ignore_merges = ts_pretok_ignore_merges(e->v->pretok);
+    size_t at = 0;
+    for (size_t k = 0; k < e->pretok.n_pieces && !e->failed; k++) {
+        const unsigned char *piece = (const unsigned char *)clean + at;
+        at += piece_len[k];
+        if (ignore_merges && piece_len[k] > 1) {
+            ts_token whole = lookup_mapped(e, piece, piece_len[k]);
+            if (whole >= 0) {
+                emit(e, whole);
+                continue;
+            }
+        }
+        encode_piece(e, piece, piece_len[k]);
     }
 }
 
 int ts_vocab_encode(const ts_vocab *v, const char *text, size_t len, bool add_bos, ts_token *out, int cap) {
+    return ts_vocab_encode_ex(v, text, len, add_bos, true, out, cap);
+}
+
+int ts_vocab_encode_ex(const ts_vocab *v, const char *text, size_t len, bool add_bos, bool parse_special, ts_token *out,
+                       int cap) {
     encoder e = {.v = v};
     if (add_bos && v->bos >= 0)
         emit(&e, v->bos);
@@ -772,6 +762,8 @@ int ts_vocab_encode(const ts_vocab *v, const char *text, size_t len, bool add_bo
         for (int k = possible ? v->special_start[s[i]] : 0; k < k_end; k++) {
             size_t tl;
             const char *t = token_text(v, v->special[k], &tl);
+            if (!parse_special && v->type[v->special[k]] != TOKEN_USER_DEFINED)
+                continue; /* only user-defined tokens are always split out (HF added tokens) */
             if (tl <= len - i && memcmp(t, s + i, tl) == 0) {
                 match = v->special[k];
                 match_len = tl;
@@ -790,7 +782,8 @@ int ts_vocab_encode(const ts_vocab *v, const char *text, size_t len, bool add_bo
     if (!e.failed)
         encode_raw(&e, s + raw_start, len - raw_start);
 
-    free(e.sym_id), free(e.sym_prev), free(e.sym_next), free(e.heap);
+    free(e.sym_id), free(e.sym_prev), free(e.sym_next), free(e.heap), free(e.mapped);
+    ts_pretok_scratch_free(&e.pretok);
     int result;
     if (e.failed || e.n_out > (size_t)INT32_MAX)
         result = INT32_MIN;

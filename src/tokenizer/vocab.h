@@ -1,6 +1,5 @@
 /* Vocabulary and tokenizer loaded from a GGUF's tokenizer.ggml.* keys.
- * (Foundation: plain byte-level BPE with GPT-2 byte mapping and merges; the exact per-family
- * pre-tokenizers arrive with the tokenizer issue.) */
+ * Byte-level BPE with GPT-2 byte mapping, merges and llama.cpp's per-family pre-tokenizers. */
 #ifndef TS_TOKENIZER_VOCAB_H
 #define TS_TOKENIZER_VOCAB_H
 
@@ -27,6 +26,11 @@ bool ts_vocab_is_eog(const ts_vocab *v, ts_token t);
 
 /* Same contract as ts_tokenize / ts_token_bytes in tiefsee.h. */
 int ts_vocab_encode(const ts_vocab *v, const char *text, size_t len, bool add_bos, ts_token *out, int cap);
+/* As ts_vocab_encode, which is this with parse_special = true. With parse_special = false only
+ * USER_DEFINED tokens written in the text are split out (as llama.cpp and HF do); CONTROL and
+ * UNKNOWN token texts are then tokenized as plain text. */
+int ts_vocab_encode_ex(const ts_vocab *v, const char *text, size_t len, bool add_bos, bool parse_special, ts_token *out,
+                       int cap);
 int ts_vocab_token_bytes(const ts_vocab *v, ts_token t, char *buf, int cap);
 
 #endif

@@ -28,6 +28,7 @@ BUILD_DIR=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TIEFSEE="$BUILD_DIR/tiefsee"
 WORK="$BUILD_DIR/conformance"
+REPORT="$BUILD_DIR/conformance_report.txt" # the table and summary, kept for `make test` to show
 FLASH_ATTN=${CONFORMANCE_FLASH_ATTN:-auto}
 KV=${CONFORMANCE_KV:-f16}
 ONLY=${CONFORMANCE_ONLY:-}
@@ -85,7 +86,11 @@ n_cases=0
 failures=()
 fa_resolved=""
 
-printf '%-16s %-5s %11s %10s %11s %-10s %s\n' model type "max|dlogp|" "mean KL" "step rel" greedy result
+: >"$REPORT"
+report() {
+    printf '%s\n' "$1" | tee -a "$REPORT"
+}
+report "$(printf '%-16s %-5s %11s %10s %11s %-10s %s' model type "max|dlogp|" "mean KL" "step rel" greedy result)"
 run_case() {
     local model=$1 type=$2
     local case_dir="$WORK/$model-$type"
@@ -174,8 +179,8 @@ run_case() {
         fi
     fi
 
-    printf '%-16s %-5s %11s %10s %11s %-10s %s\n' "$model" "$type" "${dlogp_text:--}" "${kl_text:--}" \
-        "${step_text:--}" "${greedy_text:--}" "$status"
+    report "$(printf '%-16s %-5s %11s %10s %11s %-10s %s' "$model" "$type" "${dlogp_text:--}" "${kl_text:--}" \
+        "${step_text:--}" "${greedy_text:--}" "$status")"
     if [[ $status != ok ]]; then
         failures+=("$model/$type")
         echo "---- $model/$type log ($log):"
@@ -195,11 +200,11 @@ done
 elapsed=$((SECONDS - start_seconds))
 settings="llama.cpp flash_attn=$FLASH_ATTN (resolved: ${fa_resolved:-unknown}), kv=$KV, $N_POSITIONS positions"
 if (( n_cases == 0 )); then
-    echo "conformance: FAILED: no case matched CONFORMANCE_ONLY='$ONLY'"
+    report "conformance: FAILED: no case matched CONFORMANCE_ONLY='$ONLY'"
     exit 1
 fi
 if (( ${#failures[@]} > 0 )); then
-    echo "conformance: FAILED ${#failures[@]} of $n_cases cases (${failures[*]}); $settings; ${elapsed}s"
+    report "conformance: FAILED ${#failures[@]} of $n_cases cases (${failures[*]}); $settings; ${elapsed}s"
     exit 1
 fi
-echo "conformance: all $n_cases cases passed; $settings; ${elapsed}s"
+report "conformance: all $n_cases cases passed; $settings; ${elapsed}s"

@@ -1,0 +1,508 @@
+/* `deepseek2`: DeepSeek-V2, V2-Lite, V3, R1 — Multi-head Latent Attention plus a DeepSeekMoE FFN
+ * (shared/spec/deepseek2.md). Attention always runs in the absorbed form (§3.3): the cache holds per
+ * token only the normalized latent c (kv_lora_rank) and the roped shared key k_pe (qk_rope_head_dim),
+ * queries are projected into the latent space with W_UK, attention outputs leave it with W_UV. A batch
+ * and token-by-token decoding therefore do the same arithmetic per token and agree exactly.
+ * Both GGUF dialects load: mainline's 3-D attn_k_b/attn_v_b and ik's / legacy attn_kv_b (from which
+ * W_UK is transposed into an owned f32 copy at load; W_UV is a view into it). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "engine/context.h"
+#include "model/model.h"
+#include "ops/mla.h"
+#include "ops/moe.h"
+#include "ops/ops.h"
+#include "util/fp16.h"
+
+typedef struct ds2_layer {
+    const float *attn_norm, *ffn_norm, *q_a_norm, *kv_a_norm;
+    ts_matrix wq, wq_a, wq_b, wkv_a, wo;
+    ts_matrix wk_b;        /* head h: Dn -> C (W_UKᵀ), at wk_b.data + h * wk_b_head_bytes */
+    size_t wk_b_head_bytes;
+    ts_matrix wv_b;        /* head h: C -> Dv (W_UV), at wv_b.data + h * wv_b_head_bytes */
+    size_t wv_b_head_bytes;
+    float *wk_b_owned;     /* transposed W_UK when the file only has attn_kv_b */
+    bool is_moe;
+    ts_matrix w_gate, w_up, w_down; /* dense FFN layers */
+    ts_moe_weights moe;
+} ds2_layer;
+
+typedef struct ds2_model {
+    int q_lora, C, Dn, Dr, Dv;
+    int n_layer_run; /* block_count minus the MTP (nextn) layers, which the forward pass skips */
+    ts_yarn yarn;
+    float kq_scale;
+    ts_moe_hparams moe;
+    ds2_layer *layers;
+} ds2_model;
+
+/* ---- Loading --------------------------------------------------------------------------------- */
+
+static void ds2_free(ts_model *m) {
+    ds2_model *d = m->arch_data;
+    if (!d) return;
+    if (d->layers)
+        for (int l = 0; l < m->hp.n_layer; l++) free(d->layers[l].wk_b_owned);
+    free(d->layers);
+    free(d);
+    m->arch_data = NULL;
+}
+
+static int load_hparams(ts_model *m, ds2_model *d, ts_err *err) {
+    ts_hparams *hp = &m->hp;
+    memset(hp, 0, sizeof *hp);
+    if (ts_model_req_u32(m, "block_count", &hp->n_layer, err) || ts_model_req_u32(m, "context_length", &hp->n_ctx_train, err) ||
+        ts_model_req_u32(m, "embedding_length", &hp->n_embd, err) || ts_model_req_u32(m, "feed_forward_length", &hp->n_ff, err) ||
+        ts_model_req_u32(m, "attention.head_count", &hp->n_head, err) ||
+        ts_model_req_f32(m, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err) ||
+        ts_model_req_u32(m, "attention.kv_lora_rank", &d->C, err) || ts_model_req_u32(m, "rope.dimension_count", &d->Dr, err))
+        return -1;
+    if (hp->n_layer < 1 || hp->n_layer > 4096) return ts_fail(err, "%s: block_count %d out of range", m->path, hp->n_layer);
+    if (hp->n_embd < 1 || hp->n_embd > (1 << 20)) return ts_fail(err, "%s: embedding_length %d out of range", m->path, hp->n_embd);
+    if (hp->n_ff < 1 || hp->n_ff > (1 << 22)) return ts_fail(err, "%s: feed_forward_length %d out of range", m->path, hp->n_ff);
+    if (hp->n_head < 1 || hp->n_head > 4096) return ts_fail(err, "%s: head_count %d out of range", m->path, hp->n_head);
+    if (hp->n_ctx_train < 1) return ts_fail(err, "%s: context_length %d out of range", m->path, hp->n_ctx_train);
+    if (!(hp->norm_eps >= 0.0f && hp->norm_eps < 1.0f)) return ts_fail(err, "%s: rms epsilon %g out of range", m->path, (double)hp->norm_eps);
+    if (d->C < 1 || d->C > 65536) return ts_fail(err, "%s: kv_lora_rank %d out of range", m->path, d->C);
+    if (d->Dr < 2 || d->Dr > 1024 || d->Dr % 2) return ts_fail(err, "%s: rope.dimension_count %d out of range", m->path, d->Dr);
+
+    /* Per-head q/k and v widths: mainline writes them as *_mla (its key_length is the latent 576),
+     * ik as plain key_length / value_length (deepseek2.md §8.1). */
+    int Dqk = 0, Dv = 0;
+    if (ts_model_opt_u32(m, "attention.key_length_mla", &Dqk, err) || ts_model_opt_u32(m, "attention.value_length_mla", &Dv, err))
+        return -1;
+    if (Dqk == 0 && ts_model_req_u32(m, "attention.key_length", &Dqk, err)) return -1;
+    if (Dv == 0 && ts_model_req_u32(m, "attention.value_length", &Dv, err)) return -1;
+    if (Dqk <= d->Dr || Dqk > 4096 || Dv < 1 || Dv > 4096)
+        return ts_fail(err, "%s: head widths q/k %d, v %d do not fit rope width %d", m->path, Dqk, Dv, d->Dr);
+    d->Dn = Dqk - d->Dr;
+    d->Dv = Dv;
+    hp->head_dim = Dqk;
+    hp->head_dim_v = Dv;
+    hp->n_rot = d->Dr;
+    hp->n_head_kv = hp->n_head;
+    if (ts_model_opt_u32(m, "attention.head_count_kv", &hp->n_head_kv, err)) return -1;
+
+    /* q LoRA: decided by the tensor, as the q_lora_rank key is absent or unreliable in Lite files. */
+    d->q_lora = 0;
+    if (gguf_find_tensor(m->file, "blk.0.attn_q_a.weight")) {
+        if (ts_model_req_u32(m, "attention.q_lora_rank", &d->q_lora, err)) return -1;
+        if (d->q_lora < 1 || d->q_lora > 65536) return ts_fail(err, "%s: q_lora_rank %d out of range", m->path, d->q_lora);
+    }
+
+    int nextn = 0;
+    if (ts_model_opt_u32(m, "nextn_predict_layers", &nextn, err)) return -1;
+    if (nextn < 0 || nextn >= hp->n_layer)
+        return ts_fail(err, "%s: nextn_predict_layers %d leaves no main layers of %d", m->path, nextn, hp->n_layer);
+    d->n_layer_run = hp->n_layer - nextn;
+
+    /* RoPE: none, linear or YaRN on the rope dims only; YaRN's magnitude goes into the softmax
+     * scale as m² with m = 1 + yarn_log_multiplier·ln(factor) (deepseek2.md §3.4, §4). */
+    hp->rope_freq_base = 10000.0f;
+    if (ts_model_opt_f32(m, "rope.freq_base", &hp->rope_freq_base, err)) return -1;
+    if (!(hp->rope_freq_base > 1.0f)) return ts_fail(err, "%s: rope.freq_base %g out of range", m->path, (double)hp->rope_freq_base);
+    char stype[32] = "none";
+    float factor = 0.0f, log_mul = 0.0f, beta_fast = 32.0f, beta_slow = 1.0f;
+    int orig_ctx = hp->n_ctx_train;
+    if (ts_model_opt_str(m, "rope.scaling.type", stype, sizeof stype, err) < 0 ||
+        ts_model_opt_f32(m, "rope.scaling.factor", &factor, err) ||
+        ts_model_opt_f32(m, "rope.scaling.yarn_log_multiplier", &log_mul, err) ||
+        ts_model_opt_f32(m, "rope.scaling.yarn_beta_fast", &beta_fast, err) ||
+        ts_model_opt_f32(m, "rope.scaling.yarn_beta_slow", &beta_slow, err) ||
+        ts_model_opt_u32(m, "rope.scaling.original_context_length", &orig_ctx, err))
+        return -1;
+    if (factor == 0.0f) factor = 1.0f;
+    if (!(factor >= 1e-6f && factor <= 1e6f) || !(log_mul >= 0.0f && log_mul < 100.0f) || orig_ctx < 1)
+        return ts_fail(err, "%s: rope scaling parameters out of range", m->path);
+    float m_scale = 1.0f;
+    d->yarn = (ts_yarn){.freq_scale = 1.0f, .ext_factor = 0.0f, .corr_low = 0.0f, .corr_high = 0.0f};
+    if (strcmp(stype, "yarn") == 0 && factor > 1.0f) {
+        d->yarn.freq_scale = 1.0f / factor;
+        d->yarn.ext_factor = 1.0f;
+        ts_yarn_corr_dims(d->Dr, orig_ctx, hp->rope_freq_base, beta_fast, beta_slow, &d->yarn.corr_low, &d->yarn.corr_high);
+        m_scale = 1.0f + log_mul * logf(factor);
+    } else if (strcmp(stype, "linear") == 0) {
+        d->yarn.freq_scale = 1.0f / factor;
+    } else if (strcmp(stype, "none") != 0 && strcmp(stype, "yarn") != 0) {
+        return ts_fail(err, "%s: rope scaling type '%s' is not supported for deepseek2 (none, linear, yarn)", m->path, stype);
+    }
+    hp->rope_freq_scale = d->yarn.freq_scale;
+    snprintf(hp->rope_scaling, sizeof hp->rope_scaling, "%s", d->yarn.ext_factor > 0.0f ? "yarn" : factor != 1.0f ? "linear" : "none");
+    hp->rope_mode = TS_ROPE_NORM;
+    d->kq_scale = m_scale * m_scale / sqrtf((float)Dqk);
+    return ts_moe_load_hparams(m, false, &d->moe, err);
+}
+
+/* A weight stored 3-D [n_in, rows, heads] (mainline) or 2-D [n_in, rows·heads] (ik) as one matrix
+ * of rows·heads rows; the caller slices it per head. */
+static int per_head_matrix(ts_model *m, const char *name, int64_t n_in, int64_t rows, int64_t heads, ts_matrix *out,
+                           ts_err *err) {
+    const gguf_tensor *t = gguf_find_tensor(m->file, name);
+    if (!t) return ts_fail(err, "%s: tensor '%s' is missing", m->path, name);
+    if (t->n_dims == 3) {
+        const int64_t ne[3] = {n_in, rows, heads};
+        if (ts_model_tensor(m, name, 3, ne, false, &t, err)) return -1;
+        const ts_type_traits *tr = &m->types[t->type];
+        const int vdt = tr->vec_dot_type;
+        if (!tr->vec_dot || vdt < 0 || vdt >= TS_TYPE_COUNT || (vdt != TS_TYPE_F32 && !m->types[vdt].from_float))
+            return ts_fail(err, "%s: tensor '%s' has type %s, which is not supported for weight matrices", m->path, name,
+                           tr->name);
+        *out = (ts_matrix){.data = t->data, .type = t->type, .n_in = n_in, .n_out = rows * heads,
+                           .row_bytes = ts_row_size(t->type, n_in)};
+        return 0;
+    }
+    return ts_model_matrix(m, name, n_in, rows * heads, false, out, err);
+}
+
+/* W_UK and W_UV of layer l from whichever layout the file has (deepseek2.md §3.5). */
+static int load_kv_b(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *err) {
+    const int64_t H = m->hp.n_head, C = d->C, Dn = d->Dn, Dv = d->Dv;
+    char name[128];
+    snprintf(name, sizeof name, "blk.%d.attn_k_b.weight", l);
+    if (gguf_find_tensor(m->file, name)) {
+        /* attn_k_b [Dn, C, H]: row (h, c) holds W_UK[h][·][c]; attn_v_b [C, Dv, H]: row (h, j) = W_UV[h][j]. */
+        if (per_head_matrix(m, name, Dn, C, H, &L->wk_b, err)) return -1;
+        snprintf(name, sizeof name, "blk.%d.attn_v_b.weight", l);
+        if (per_head_matrix(m, name, C, Dv, H, &L->wv_b, err)) return -1;
+        L->wk_b_head_bytes = L->wk_b.row_bytes * (size_t)C;
+        L->wv_b_head_bytes = L->wv_b.row_bytes * (size_t)Dv;
+        L->wk_b.n_out = C;
+        L->wv_b.n_out = Dv;
+        return 0;
+    }
+    snprintf(name, sizeof name, "blk.%d.attn_kv_b.weight", l);
+    ts_matrix kvb;
+    if (ts_model_matrix(m, name, C, H * (Dn + Dv), false, &kvb, err)) return -1;
+    const ts_type_traits *tr = &m->types[kvb.type];
+    if (!tr->to_float) return ts_fail(err, "%s: tensor '%s' type cannot be dequantized", m->path, name);
+    /* W_UKᵀ per head as f32 rows: row (h, c) = W_kvb[h·(Dn+Dv) + d][c] over d. */
+    L->wk_b_owned = malloc((size_t)(H * C * Dn) * sizeof(float));
+    float *row = malloc((size_t)C * sizeof(float));
+    if (!L->wk_b_owned || !row) {
+        free(row);
+        return ts_fail(err, "out of memory");
+    }
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t dd = 0; dd < Dn; dd++) {
+            tr->to_float((const char *)kvb.data + (size_t)(h * (Dn + Dv) + dd) * kvb.row_bytes, row, (int)C);
+            for (int64_t c = 0; c < C; c++) L->wk_b_owned[(h * C + c) * Dn + dd] = row[c];
+        }
+    free(row);
+    L->wk_b = (ts_matrix){.data = L->wk_b_owned, .type = TS_TYPE_F32, .n_in = Dn, .n_out = C,
+                          .row_bytes = (size_t)Dn * sizeof(float)};
+    L->wk_b_head_bytes = (size_t)(C * Dn) * sizeof(float);
+    /* W_UV[h] = rows h·(Dn+Dv) + Dn .. + Dv of kv_b, used in place. */
+    L->wv_b = kvb;
+    L->wv_b.data = (const char *)kvb.data + (size_t)Dn * kvb.row_bytes;
+    L->wv_b.n_out = Dv;
+    L->wv_b_head_bytes = (size_t)(Dn + Dv) * kvb.row_bytes;
+    return 0;
+}
+
+static int load_layer(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *err) {
+    const ts_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff, H = hp->n_head;
+    const int64_t Dqk = d->Dn + d->Dr;
+    char name[128];
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
+    if (ts_model_vector(m, NAME("attn_norm.weight"), E, false, &L->attn_norm, err) ||
+        ts_model_vector(m, NAME("ffn_norm.weight"), E, false, &L->ffn_norm, err))
+        return -1;
+    if (d->q_lora > 0) {
+        if (ts_model_matrix(m, NAME("attn_q_a.weight"), E, d->q_lora, false, &L->wq_a, err) ||
+            ts_model_vector(m, NAME("attn_q_a_norm.weight"), d->q_lora, false, &L->q_a_norm, err) ||
+            ts_model_matrix(m, NAME("attn_q_b.weight"), d->q_lora, H * Dqk, false, &L->wq_b, err))
+            return -1;
+    } else if (ts_model_matrix(m, NAME("attn_q.weight"), E, H * Dqk, false, &L->wq, err)) {
+        return -1;
+    }
+    if (ts_model_matrix(m, NAME("attn_kv_a_mqa.weight"), E, d->C + d->Dr, false, &L->wkv_a, err) ||
+        ts_model_vector(m, NAME("attn_kv_a_norm.weight"), d->C, false, &L->kv_a_norm, err) ||
+        load_kv_b(m, d, l, L, err) ||
+        ts_model_matrix(m, NAME("attn_output.weight"), H * d->Dv, E, false, &L->wo, err))
+        return -1;
+    L->is_moe = l >= d->moe.n_leading_dense;
+    if (L->is_moe) {
+        if (gguf_find_tensor(m->file, NAME("ffn_gate_up_exps.weight")))
+            return ts_fail(err, "%s: fused tensor '%s' is not supported", m->path, name);
+        if (ts_moe_load_layer(m, l, &d->moe, &L->moe, err)) return -1;
+    } else if (ts_model_matrix(m, NAME("ffn_gate.weight"), E, F, false, &L->w_gate, err) ||
+               ts_model_matrix(m, NAME("ffn_up.weight"), E, F, false, &L->w_up, err) ||
+               ts_model_matrix(m, NAME("ffn_down.weight"), F, E, false, &L->w_down, err)) {
+        return -1;
+    }
+    if (l >= d->n_layer_run) {
+        /* An MTP (nextn) block: its decoder weights are loaded above; these are its extra inputs.
+         * It is validated but not run (deepseek2.md §6). */
+        const gguf_tensor *t;
+        const int64_t eh[2] = {2 * E, E};
+        const float *v;
+        if (ts_model_tensor(m, NAME("nextn.eh_proj.weight"), 2, eh, false, &t, err) ||
+            ts_model_vector(m, NAME("nextn.enorm.weight"), E, false, &v, err) ||
+            ts_model_vector(m, NAME("nextn.hnorm.weight"), E, false, &v, err) ||
+            ts_model_vector(m, NAME("nextn.shared_head_norm.weight"), E, true, &v, err) < 0)
+            return -1;
+    }
+#undef NAME
+    return 0;
+}
+
+static int load_embeddings(ts_model *m, ts_err *err) {
+    ts_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    const gguf_tensor *te = gguf_find_tensor(m->file, "token_embd.weight");
+    if (!te) return ts_fail(err, "%s: tensor 'token_embd.weight' is missing", m->path);
+    if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
+        return ts_fail(err, "%s: tensor 'token_embd.weight' has %lld rows", m->path, (long long)te->ne[1]);
+    hp->n_vocab = (int)te->ne[1];
+    int vocab_key = hp->n_vocab;
+    if (ts_model_opt_u32(m, "vocab_size", &vocab_key, err)) return -1;
+    if (vocab_key != hp->n_vocab)
+        return ts_fail(err, "%s: %s.vocab_size is %d but token_embd.weight has %d rows", m->path, m->arch->name, vocab_key,
+                       hp->n_vocab);
+    if (ts_model_matrix(m, "token_embd.weight", E, hp->n_vocab, false, &m->tok_embd, err)) return -1;
+    if (!m->types[m->tok_embd.type].to_float)
+        return ts_fail(err, "%s: token_embd.weight type cannot be dequantized", m->path);
+    if (ts_model_vector(m, "output_norm.weight", E, false, &m->output_norm, err)) return -1;
+    const int rc = ts_model_matrix(m, "output.weight", E, hp->n_vocab, true, &m->output, err);
+    if (rc < 0) return -1;
+    m->output_tied = rc == 1;
+    if (m->output_tied) m->output = m->tok_embd;
+    return 0;
+}
+
+static int ds2_load(ts_model *m, ts_err *err) {
+    ds2_model *d = calloc(1, sizeof *d);
+    if (!d) return ts_fail(err, "out of memory");
+    m->arch_data = d;
+    if (load_hparams(m, d, err) || load_embeddings(m, err)) return -1;
+    d->layers = calloc((size_t)m->hp.n_layer, sizeof *d->layers);
+    if (!d->layers) return ts_fail(err, "out of memory");
+    for (int l = 0; l < m->hp.n_layer; l++)
+        if (load_layer(m, d, l, &d->layers[l], err)) return -1;
+    return 0;
+}
+
+/* The latent cache: per token [c (C) | k_pe (Dr)] in K, nothing in V (c doubles as the value). */
+static void ds2_kv_widths(const ts_model *m, int layer, int *k_width, int *v_width) {
+    const ds2_model *d = m->arch_data;
+    *k_width = layer < d->n_layer_run ? d->C + d->Dr : 0;
+    *v_width = 0;
+}
+
+/* ---- Per-context scratch ----------------------------------------------------------------------- */
+
+typedef struct ds2_state {
+    int n_batch;
+    float *x, *xn, *qa, *q, *kva, *qabs, *olat, *attn, *tmp, *gate, *up, *rope_cs;
+    void *act;
+    size_t act_row_bytes;
+    float *scratch;
+    size_t scratch_len; /* n_ctx + C + Dr per thread */
+    ts_moe_scratch moe;
+} ds2_state;
+
+static void ds2_context_free(ts_context *c) {
+    ds2_state *s = c->arch_state;
+    if (!s) return;
+    free(s->x); free(s->xn); free(s->qa); free(s->q); free(s->kva); free(s->qabs); free(s->olat); free(s->attn);
+    free(s->tmp); free(s->gate); free(s->up); free(s->rope_cs); free(s->act); free(s->scratch);
+    ts_moe_scratch_free(&s->moe);
+    free(s);
+    c->arch_state = NULL;
+}
+
+static void widen(size_t *max, size_t v) {
+    if (v > *max) *max = v;
+}
+
+static int ds2_context_init(ts_context *c, ts_err *err) {
+    const ts_model *m = c->model;
+    const ts_hparams *hp = &m->hp;
+    const ds2_model *d = m->arch_data;
+    ds2_state *s = calloc(1, sizeof *s);
+    if (!s) return ts_fail(err, "out of memory");
+    c->arch_state = s;
+    const size_t B = (size_t)c->params.n_batch, E = (size_t)hp->n_embd, H = (size_t)hp->n_head;
+    const size_t Dqk = (size_t)(d->Dn + d->Dr), K = (size_t)(d->C + d->Dr);
+    s->n_batch = (int)B;
+    size_t row = ts_act_row_bytes(m->types, &m->output);
+    for (int l = 0; l < d->n_layer_run; l++) {
+        const ds2_layer *L = &d->layers[l];
+        const ts_matrix *all[] = {&L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wk_b, &L->wv_b, &L->wo, &L->w_gate, &L->w_up,
+                                  &L->w_down, &L->moe.gate_inp, &L->moe.gate.first, &L->moe.up.first, &L->moe.down.first,
+                                  &L->moe.gate_shexp, &L->moe.up_shexp, &L->moe.down_shexp};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (all[i]->data) widen(&row, ts_act_row_bytes(m->types, all[i]));
+    }
+    s->act_row_bytes = row;
+    s->x = malloc(B * E * sizeof(float));
+    s->xn = malloc(B * E * sizeof(float));
+    s->qa = malloc(B * (size_t)(d->q_lora > 0 ? d->q_lora : 1) * sizeof(float));
+    s->q = malloc(B * H * Dqk * sizeof(float));
+    s->kva = malloc(B * K * sizeof(float));
+    s->qabs = malloc(B * H * K * sizeof(float));
+    s->olat = malloc(B * H * (size_t)d->C * sizeof(float));
+    s->attn = malloc(B * H * (size_t)d->Dv * sizeof(float));
+    s->tmp = malloc(B * E * sizeof(float));
+    s->gate = malloc(B * (size_t)hp->n_ff * sizeof(float));
+    s->up = malloc(B * (size_t)hp->n_ff * sizeof(float));
+    s->rope_cs = malloc(B * (size_t)d->Dr * sizeof(float));
+    s->act = malloc(B * row);
+    s->scratch_len = (size_t)c->n_ctx + K;
+    s->scratch = malloc((size_t)c->params.n_threads * s->scratch_len * sizeof(float));
+    if (!s->x || !s->xn || !s->qa || !s->q || !s->kva || !s->qabs || !s->olat || !s->attn || !s->tmp || !s->gate ||
+        !s->up || !s->rope_cs || !s->act || !s->scratch) {
+        ds2_context_free(c);
+        return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
+    }
+    if (ts_moe_scratch_init(&s->moe, (int)B, hp->n_embd, d->moe.n_ff_exp, d->moe.n_ff_exp * d->moe.n_shared,
+                            d->moe.router.n_expert, d->moe.router.n_used, row, err)) {
+        ds2_context_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Forward pass ------------------------------------------------------------------------------- */
+
+static void store_row(const ts_context *c, void *dst, const float *src, int n) {
+    if (c->kv_type == TS_TYPE_F16) {
+        ts_f16 *h = dst;
+        for (int i = 0; i < n; i++) h[i] = ts_f32_to_f16(src[i]);
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+typedef struct mla_job {
+    ts_context *c;
+    ds2_state *s;
+    const ts_batch *b;
+    int layer;
+} mla_job;
+
+/* One (token, head) pair per work item: the absorbed query over the token's sequence, causally. */
+static void mla_attention_task(void *arg, int ith, int nth) {
+    const mla_job *j = arg;
+    ts_context *c = j->c;
+    ds2_state *s = j->s;
+    const ds2_model *d = c->model->arch_data;
+    const ts_kv_layer *kv = &c->kv[j->layer];
+    const int H = c->model->hp.n_head, K = d->C + d->Dr;
+    float *scratch = s->scratch + (size_t)ith * s->scratch_len;
+    long begin, end;
+    ts_split_range((long)j->b->n_tokens * H, ith, nth, &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const int i = (int)(item / H), h = (int)(item % H);
+        ts_mla_attention_head(c->model->types, s->olat + ((size_t)i * H + h) * d->C, s->qabs + ((size_t)i * H + h) * K,
+                              ts_kv_row(c, kv->k, kv->k_width, j->b->seq[i], 0), c->kv_type, (size_t)kv->k_width,
+                              j->b->pos[i] + 1, K, d->C, d->kq_scale, scratch);
+    }
+}
+
+static void project(ts_context *c, ds2_state *s, const ts_matrix *w, const float *src, int n, float *out) {
+    ts_project_rows(c->pool, c->model->types, w, src, (int)w->n_in, n, s->act, s->act_row_bytes, out, (int)w->n_out);
+}
+
+static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
+    const ts_model *m = c->model;
+    const ts_hparams *hp = &m->hp;
+    const ds2_model *d = m->arch_data;
+    const ds2_layer *L = &d->layers[l];
+    const ts_kv_layer *kv = &c->kv[l];
+    const int n = b->n_tokens, H = hp->n_head, C = d->C, Dr = d->Dr, Dn = d->Dn, Dv = d->Dv;
+    const int Dqk = Dn + Dr, K = C + Dr;
+
+    if (d->q_lora > 0) {
+        project(c, s, &L->wq_a, s->xn, n, s->qa);
+        for (int i = 0; i < n; i++) {
+            float *r = s->qa + (size_t)i * d->q_lora;
+            ts_rmsnorm(r, r, L->q_a_norm, d->q_lora, hp->norm_eps);
+        }
+        project(c, s, &L->wq_b, s->qa, n, s->q);
+    } else {
+        project(c, s, &L->wq, s->xn, n, s->q);
+    }
+    project(c, s, &L->wkv_a, s->xn, n, s->kva);
+    for (int i = 0; i < n; i++) {
+        const float *cs = s->rope_cs + (size_t)i * Dr;
+        float *kva = s->kva + (size_t)i * K;
+        ts_rmsnorm(kva, kva, L->kv_a_norm, C, hp->norm_eps);
+        ts_rope_apply(kva + C, 1, Dr, Dr, cs, TS_ROPE_NORM);
+        store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), kva, K);
+        float *q = s->q + (size_t)i * H * Dqk;
+        ts_rope_apply(q + Dn, H, Dqk, Dr, cs, TS_ROPE_NORM);
+        for (int h = 0; h < H; h++)
+            memcpy(s->qabs + ((size_t)i * H + h) * K + C, q + (size_t)h * Dqk + Dn, (size_t)Dr * sizeof(float));
+    }
+    /* q_abs[h] = W_UK[h]ᵀ q_nope[h] for every token, one product per head. */
+    for (int h = 0; h < H; h++) {
+        ts_matrix wk = L->wk_b;
+        wk.data = (const char *)wk.data + (size_t)h * L->wk_b_head_bytes;
+        ts_project_rows(c->pool, m->types, &wk, s->q + (size_t)h * Dqk, H * Dqk, n, s->act, s->act_row_bytes,
+                        s->qabs + (size_t)h * K, H * K);
+    }
+    mla_job job = {.c = c, .s = s, .b = b, .layer = l};
+    ts_threadpool_run(c->pool, mla_attention_task, &job);
+    /* o[h] = W_UV[h] o_lat[h], heads concatenated, then W_o. */
+    for (int h = 0; h < H; h++) {
+        ts_matrix wv = L->wv_b;
+        wv.data = (const char *)wv.data + (size_t)h * L->wv_b_head_bytes;
+        ts_project_rows(c->pool, m->types, &wv, s->olat + (size_t)h * C, H * C, n, s->act, s->act_row_bytes,
+                        s->attn + (size_t)h * Dv, H * Dv);
+    }
+    project(c, s, &L->wo, s->attn, n, s->tmp);
+}
+
+static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float *logits, ts_err *err) {
+    const ts_model *m = c->model;
+    const ts_hparams *hp = &m->hp;
+    const ds2_model *d = m->arch_data;
+    ds2_state *s = c->arch_state;
+    const int n = b->n_tokens, E = hp->n_embd, F = hp->n_ff;
+    if (n > s->n_batch) return ts_fail(err, "batch of %d tokens exceeds n_batch %d", n, s->n_batch);
+
+    const ts_type_traits *et = &m->types[m->tok_embd.type];
+    for (int i = 0; i < n; i++) {
+        et->to_float((const char *)m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes, s->x + (size_t)i * E, E);
+        ts_rope_cache_yarn(s->rope_cs + (size_t)i * d->Dr, b->pos[i], d->Dr, hp->rope_freq_base, &d->yarn);
+    }
+    for (int l = 0; l < d->n_layer_run; l++) {
+        const ds2_layer *L = &d->layers[l];
+        for (int i = 0; i < n; i++) ts_rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->norm_eps);
+        mla_block(c, s, b, l);
+        for (int i = 0; i < n; i++) ts_add(s->x + (size_t)i * E, s->tmp + (size_t)i * E, E);
+
+        for (int i = 0; i < n; i++) ts_rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->norm_eps);
+        if (L->is_moe) {
+            ts_moe_forward(c->pool, m->types, &d->moe.router, &L->moe, &s->moe, s->xn, n, s->tmp);
+        } else {
+            project(c, s, &L->w_gate, s->xn, n, s->gate);
+            project(c, s, &L->w_up, s->xn, n, s->up);
+            for (int i = 0; i < n; i++) ts_swiglu(s->gate + (size_t)i * F, s->up + (size_t)i * F, F);
+            project(c, s, &L->w_down, s->gate, n, s->tmp);
+        }
+        for (int i = 0; i < n; i++) ts_add(s->x + (size_t)i * E, s->tmp + (size_t)i * E, E);
+    }
+    int n_out = 0;
+    for (int i = 0; i < n; i++)
+        if (want[i]) ts_rmsnorm(s->xn + (size_t)(n_out++) * E, s->x + (size_t)i * E, m->output_norm, E, hp->norm_eps);
+    if (n_out > 0) project(c, s, &m->output, s->xn, n_out, logits);
+    return 0;
+}
+
+const ts_arch ts_arch_deepseek2 = {
+    .name = "deepseek2",
+    .load = ds2_load,
+    .free = ds2_free,
+    .kv_widths = ds2_kv_widths,
+    .context_init = ds2_context_init,
+    .context_free = ds2_context_free,
+    .forward = ds2_forward,
+};

@@ -1,0 +1,289 @@
+#include "ops/moe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "model/model.h"
+
+/* Index of the largest value among v[0..n) not yet taken (taken[i] != 0); ties go to the lower
+ * index, as a stable descending sort would order them. -1 if every entry is taken or -inf. */
+static int best_untaken(const float *v, const unsigned char *taken, int n) {
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (!taken[i] && v[i] != -INFINITY && (best < 0 || v[i] > v[best])) best = i;
+    return best;
+}
+
+void ts_moe_route(const ts_moe_router *r, const float *logits, const float *bias, int *idx, float *weights,
+                  float *scratch) {
+    const int X = r->n_expert;
+    float *probs = scratch;      /* the gate's scores: the weights come from these */
+    float *select = scratch + X; /* what experts compete on: scores + bias, groups masked out */
+    memcpy(probs, logits, (size_t)X * sizeof *probs);
+    if (r->gating == TS_MOE_SIGMOID) {
+        for (int i = 0; i < X; i++) probs[i] = 1.0f / (1.0f + expf(-probs[i]));
+    } else {
+        ts_softmax(probs, X, 1.0f);
+    }
+    for (int i = 0; i < X; i++) select[i] = bias ? probs[i] + bias[i] : probs[i];
+
+    /* n_expert is bounded at load (<= TS_MOE_MAX_EXPERTS), so fixed stack arrays suffice. */
+    unsigned char taken[TS_MOE_MAX_EXPERTS];
+
+    if (r->n_group > 1 && r->n_group_used < r->n_group) {
+        const int G = r->n_group, per = X / G;
+        float group_score[TS_MOE_MAX_EXPERTS];
+        for (int g = 0; g < G; g++) {
+            const float *v = select + g * per;
+            float best = -INFINITY, second = -INFINITY;
+            for (int i = 0; i < per; i++) {
+                if (v[i] > best) {
+                    second = best;
+                    best = v[i];
+                } else if (v[i] > second) {
+                    second = v[i];
+                }
+            }
+            group_score[g] = r->group_score == TS_MOE_GROUP_TOP2_SUM && per > 1 ? best + second : best;
+        }
+        unsigned char keep[TS_MOE_MAX_EXPERTS];
+        memset(taken, 0, (size_t)G);
+        memset(keep, 0, (size_t)G);
+        for (int k = 0; k < r->n_group_used; k++) {
+            const int g = best_untaken(group_score, taken, G);
+            if (g < 0) break;
+            taken[g] = keep[g] = 1;
+        }
+        for (int i = 0; i < X; i++)
+            if (!keep[i / per]) select[i] = -INFINITY;
+    }
+
+    memset(taken, 0, (size_t)X);
+    double sum = 0.0;
+    for (int k = 0; k < r->n_used; k++) {
+        int e = best_untaken(select, taken, X);
+        if (e < 0) e = best_untaken(probs, taken, X); /* only if fewer experts than n_used survive the mask */
+        taken[e] = 1;
+        idx[k] = e;
+        weights[k] = probs[e];
+        sum += probs[e];
+    }
+    if (r->normalize) {
+        const float denom = (float)(sum + 1e-20);
+        for (int k = 0; k < r->n_used; k++) weights[k] /= denom;
+    }
+    if (r->scale != 1.0f)
+        for (int k = 0; k < r->n_used; k++) weights[k] *= r->scale;
+}
+
+size_t ts_act_row_bytes(const ts_type_traits *table, const ts_matrix *w) {
+    const int vdt = table[w->type].vec_dot_type;
+    return vdt == TS_TYPE_F32 ? (size_t)w->n_in * sizeof(float) : ts_row_size(vdt, w->n_in);
+}
+
+void ts_project_rows(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const float *src,
+                     int src_stride, int n_rows, void *act, size_t act_row_bytes, float *out, int out_stride) {
+    const int vdt = table[w->type].vec_dot_type;
+    ts_act a;
+    if (vdt == TS_TYPE_F32) {
+        a = (ts_act){.data = src, .type = TS_TYPE_F32, .row_bytes = (size_t)src_stride * sizeof(float), .n_rows = n_rows};
+    } else {
+        ts_convert_rows(pool, table, vdt, src, src_stride, (int)w->n_in, n_rows, act, act_row_bytes);
+        a = (ts_act){.data = act, .type = vdt, .row_bytes = act_row_bytes, .n_rows = n_rows};
+    }
+    ts_matmul(pool, table, w, &a, out, out_stride);
+}
+
+int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp, int n_ff_shexp, int n_expert,
+                        int n_used, size_t act_row_bytes, ts_err *err) {
+    memset(s, 0, sizeof *s);
+    if (n_expert < 1 || n_expert > TS_MOE_MAX_EXPERTS || n_used < 1 || n_used > n_expert)
+        return ts_fail(err, "MoE with %d of %d experts is not supported", n_used, n_expert);
+    s->n_batch = n_batch, s->n_embd = n_embd, s->n_ff_exp = n_ff_exp, s->n_ff_shexp = n_ff_shexp;
+    s->n_expert = n_expert, s->n_used = n_used, s->act_row_bytes = act_row_bytes;
+    const size_t B = (size_t)n_batch, K = (size_t)n_used, E = (size_t)n_embd;
+    const size_t F = (size_t)(n_ff_exp > n_ff_shexp ? n_ff_exp : n_ff_shexp);
+    s->logits = malloc(B * (size_t)n_expert * sizeof(float));
+    s->route_tmp = malloc(2 * (size_t)n_expert * sizeof(float));
+    s->idx = malloc(B * K * sizeof(int));
+    s->weights = malloc(B * K * sizeof(float));
+    s->count = malloc((size_t)n_expert * sizeof(int));
+    s->slot_of = malloc(B * K * sizeof(int));
+    s->rows = malloc(B * E * sizeof(float));
+    s->gate_out = malloc(B * F * sizeof(float));
+    s->up_out = malloc(B * F * sizeof(float));
+    s->expert_out = malloc(B * K * E * sizeof(float));
+    s->down_out = malloc(B * E * sizeof(float));
+    s->act = malloc(B * act_row_bytes);
+    if (!s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
+        !s->gate_out || !s->up_out || !s->expert_out || !s->down_out || !s->act) {
+        ts_moe_scratch_free(s);
+        return ts_fail(err, "out of memory allocating MoE buffers for a batch of %d", n_batch);
+    }
+    return 0;
+}
+
+void ts_moe_scratch_free(ts_moe_scratch *s) {
+    free(s->logits); free(s->route_tmp); free(s->idx); free(s->weights); free(s->count); free(s->slot_of);
+    free(s->rows); free(s->gate_out); free(s->up_out); free(s->expert_out); free(s->down_out); free(s->act);
+    memset(s, 0, sizeof *s);
+}
+
+/* down_out[n][E] = W_down · (silu(W_gate·x) * (W_up·x)) for n contiguous rows x. */
+static void swiglu_ffn(ts_threadpool *pool, const ts_type_traits *table, ts_moe_scratch *s, const ts_matrix *gate,
+                       const ts_matrix *up, const ts_matrix *down, const float *x, int n) {
+    const int E = s->n_embd, F = (int)gate->n_out;
+    ts_project_rows(pool, table, gate, x, E, n, s->act, s->act_row_bytes, s->gate_out, F);
+    ts_project_rows(pool, table, up, x, E, n, s->act, s->act_row_bytes, s->up_out, F);
+    for (int i = 0; i < n; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+    ts_project_rows(pool, table, down, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
+}
+
+void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
+                    ts_moe_scratch *s, const float *xn, int n, float *out) {
+    const int E = s->n_embd, X = s->n_expert, K = s->n_used;
+
+    /* Route every token. */
+    ts_project_rows(pool, table, &w->gate_inp, xn, E, n, s->act, s->act_row_bytes, s->logits, X);
+    for (int i = 0; i < n; i++)
+        ts_moe_route(r, s->logits + (size_t)i * X, w->probs_bias, s->idx + (size_t)i * K, s->weights + (size_t)i * K,
+                     s->route_tmp);
+
+    /* Group (token, slot) pairs by expert (counting sort), so each expert runs once on its rows. */
+    memset(s->count, 0, (size_t)X * sizeof *s->count);
+    for (int j = 0; j < n * K; j++) s->count[s->idx[j]]++;
+    int start = 0;
+    for (int e = 0; e < X; e++) {
+        const int c = s->count[e];
+        s->count[e] = start;
+        start += c;
+    }
+    for (int j = 0; j < n * K; j++) s->slot_of[s->count[s->idx[j]]++] = j;
+    /* count[e] is now the end of expert e's range; its start is the previous expert's end. */
+    int begin = 0;
+    for (int e = 0; e < X; e++) {
+        const int end = s->count[e];
+        if (end == begin) continue;
+        for (int j = begin; j < end; j++)
+            memcpy(s->rows + (size_t)(j - begin) * E, xn + (size_t)(s->slot_of[j] / K) * E, (size_t)E * sizeof(float));
+        const ts_matrix g = ts_expert_matrix(&w->gate, e), u = ts_expert_matrix(&w->up, e),
+                        d = ts_expert_matrix(&w->down, e);
+        swiglu_ffn(pool, table, s, &g, &u, &d, s->rows, end - begin);
+        for (int j = begin; j < end; j++)
+            memcpy(s->expert_out + (size_t)s->slot_of[j] * E, s->down_out + (size_t)(j - begin) * E,
+                   (size_t)E * sizeof(float));
+        begin = end;
+    }
+
+    /* Weighted sum in slot order, then the shared experts (unweighted). */
+    for (int i = 0; i < n; i++) {
+        float *y = out + (size_t)i * E;
+        for (int k = 0; k < K; k++) {
+            const float wk = s->weights[(size_t)i * K + k];
+            const float *v = s->expert_out + ((size_t)i * K + k) * E;
+            if (k == 0) {
+                for (int t = 0; t < E; t++) y[t] = wk * v[t];
+            } else {
+                for (int t = 0; t < E; t++) y[t] += wk * v[t];
+            }
+        }
+    }
+    if (w->gate_shexp.data) {
+        swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);
+        for (int i = 0; i < n; i++) ts_add(out + (size_t)i * E, s->down_out + (size_t)i * E, E);
+    }
+}
+
+/* ---- Loading ------------------------------------------------------------------------------------ */
+
+int ts_moe_load_hparams(ts_model *m, bool raw_softmax_weights, ts_moe_hparams *hp, ts_err *err) {
+    memset(hp, 0, sizeof *hp);
+    ts_moe_router *r = &hp->router;
+    int gating = TS_MOE_SOFTMAX;
+    if (ts_model_req_u32(m, "expert_count", &r->n_expert, err) || ts_model_req_u32(m, "expert_used_count", &r->n_used, err) ||
+        ts_model_req_u32(m, "expert_feed_forward_length", &hp->n_ff_exp, err) ||
+        ts_model_opt_u32(m, "expert_shared_count", &hp->n_shared, err) ||
+        ts_model_opt_u32(m, "leading_dense_block_count", &hp->n_leading_dense, err) ||
+        ts_model_opt_u32(m, "expert_gating_func", &gating, err) ||
+        ts_model_opt_u32(m, "expert_group_count", &r->n_group, err) ||
+        ts_model_opt_u32(m, "expert_group_used_count", &r->n_group_used, err))
+        return -1;
+    if (r->n_expert < 1 || r->n_expert > TS_MOE_MAX_EXPERTS || r->n_used < 1 || r->n_used > r->n_expert)
+        return ts_fail(err, "%s: %d of %d experts used is out of range (at most %d experts)", m->path, r->n_used,
+                       r->n_expert, TS_MOE_MAX_EXPERTS);
+    if (hp->n_ff_exp < 1 || hp->n_ff_exp > (1 << 20) || hp->n_shared < 0 || hp->n_shared > 64)
+        return ts_fail(err, "%s: expert width %d / shared experts %d out of range", m->path, hp->n_ff_exp, hp->n_shared);
+    if (hp->n_leading_dense < 0 || hp->n_leading_dense > m->hp.n_layer)
+        return ts_fail(err, "%s: leading_dense_block_count %d out of range", m->path, hp->n_leading_dense);
+    if (gating != TS_MOE_SOFTMAX && gating != TS_MOE_SIGMOID)
+        return ts_fail(err, "%s: expert_gating_func %d is not supported (1 softmax, 2 sigmoid)", m->path, gating);
+    r->gating = (enum ts_moe_gating)gating;
+    if (r->n_group > 1) {
+        if (r->n_expert % r->n_group != 0 || r->n_group_used < 1 || r->n_group_used > r->n_group)
+            return ts_fail(err, "%s: %d expert groups (%d used) do not fit %d experts", m->path, r->n_group,
+                           r->n_group_used, r->n_expert);
+        /* Enough experts must survive the group mask. */
+        if ((int64_t)r->n_group_used * (r->n_expert / r->n_group) < r->n_used)
+            return ts_fail(err, "%s: %d expert groups of %d leave fewer than %d experts", m->path, r->n_group_used,
+                           r->n_expert / r->n_group, r->n_used);
+    }
+    r->group_score = TS_MOE_GROUP_MAX;
+    r->scale = 1.0f;
+    r->normalize = false;
+    if (!raw_softmax_weights) {
+        if (ts_model_opt_f32(m, "expert_weights_scale", &r->scale, err)) return -1;
+        if (!(r->scale > 0.0f && r->scale < 1e6f))
+            return ts_fail(err, "%s: expert_weights_scale %g out of range", m->path, (double)r->scale);
+        char key[160];
+        snprintf(key, sizeof key, "%s.expert_weights_norm", m->arch->name);
+        const gguf_kv *kv = gguf_find_kv(m->file, key);
+        if (kv) {
+            if (kv->type != GGUF_BOOL) return ts_fail(err, "%s: key '%s' is not a bool", m->path, key);
+            r->normalize = *(const unsigned char *)kv->data != 0;
+        }
+    }
+    return 0;
+}
+
+int ts_moe_load_layer(ts_model *m, int l, ts_moe_hparams *hp, ts_moe_weights *w, ts_err *err) {
+    memset(w, 0, sizeof *w);
+    const int64_t E = m->hp.n_embd, F = hp->n_ff_exp, X = hp->router.n_expert, Fs = (int64_t)hp->n_ff_exp * hp->n_shared;
+    char name[128];
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
+    if (ts_model_matrix(m, NAME("ffn_gate_inp.weight"), E, X, false, &w->gate_inp, err) < 0) return -1;
+    if (ts_model_vector(m, NAME("exp_probs_b.bias"), X, true, &w->probs_bias, err) < 0) return -1;
+    if (w->probs_bias) hp->router.group_score = TS_MOE_GROUP_TOP2_SUM;
+    struct {
+        const char *suffix;
+        int64_t n_in, n_out;
+        ts_expert_stack *out;
+    } stacks[] = {{"ffn_gate_exps.weight", E, F, &w->gate}, {"ffn_up_exps.weight", E, F, &w->up},
+                  {"ffn_down_exps.weight", F, E, &w->down}};
+    for (size_t i = 0; i < sizeof stacks / sizeof stacks[0]; i++) {
+        snprintf(name, sizeof name, "blk.%d.%s", l, stacks[i].suffix);
+        const int64_t ne[3] = {stacks[i].n_in, stacks[i].n_out, X};
+        const gguf_tensor *t;
+        if (ts_model_tensor(m, name, 3, ne, false, &t, err)) return -1;
+        const ts_type_traits *tr = &m->types[t->type];
+        const int vdt = tr->vec_dot_type;
+        if (!tr->vec_dot || vdt < 0 || vdt >= TS_TYPE_COUNT || (vdt != TS_TYPE_F32 && !m->types[vdt].from_float))
+            return ts_fail(err, "%s: tensor '%s' has type %s, which is not supported for weight matrices", m->path, name,
+                           tr->name);
+        ts_matrix *mat = &stacks[i].out->first;
+        mat->data = t->data;
+        mat->type = t->type;
+        mat->n_in = stacks[i].n_in;
+        mat->n_out = stacks[i].n_out;
+        mat->row_bytes = ts_row_size(t->type, stacks[i].n_in);
+        stacks[i].out->expert_bytes = mat->row_bytes * (size_t)stacks[i].n_out;
+    }
+    if (Fs > 0 && (ts_model_matrix(m, NAME("ffn_gate_shexp.weight"), E, Fs, false, &w->gate_shexp, err) ||
+                   ts_model_matrix(m, NAME("ffn_up_shexp.weight"), E, Fs, false, &w->up_shexp, err) ||
+                   ts_model_matrix(m, NAME("ffn_down_shexp.weight"), Fs, E, false, &w->down_shexp, err)))
+        return -1;
+#undef NAME
+    return 0;
+}
