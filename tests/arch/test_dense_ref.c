@@ -134,8 +134,10 @@ int main(void) {
     char dsref_buf[1024];
     const char *dsref = find_dsref(dsref_buf, sizeof dsref_buf);
     if (!dsref) {
-        fprintf(stderr, "FAIL: dsref.py not found (../shared/tools/dsref.py or $TS_SHARED_DIR/tools)\n");
-        return 1;
+        /* The reference lives in the team's shared/ folder beside the checkout (CI has it); a
+         * checkout without it cannot run this comparison, which is not a failure of the engine. */
+        fprintf(stderr, "SKIP: dsref.py not found (../shared/tools/dsref.py or $TS_SHARED_DIR/tools)\n");
+        return 77;
     }
     char dir[] = "/tmp/ts_dense_ref_XXXXXX";
     if (!mkdtemp(dir)) return 1;
