@@ -65,7 +65,10 @@ void ts_moe_route(const ts_moe_router *r, const float *logits, const float *bias
     double sum = 0.0;
     for (int k = 0; k < r->n_used; k++) {
         int e = best_untaken(select, taken, X);
-        if (e < 0) e = best_untaken(probs, taken, X); /* only if fewer experts than n_used survive the mask */
+        /* Only reachable with NaN scores (a broken model): take the lowest free id rather than
+         * index out of bounds. */
+        for (int i = 0; e < 0 && i < X; i++)
+            if (!taken[i]) e = i;
         taken[e] = 1;
         idx[k] = e;
         weights[k] = probs[e];
@@ -115,11 +118,10 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
     s->rows = malloc(B * E * sizeof(float));
     s->gate_out = malloc(B * F * sizeof(float));
     s->up_out = malloc(B * F * sizeof(float));
-    s->expert_out = malloc(B * K * E * sizeof(float));
     s->down_out = malloc(B * E * sizeof(float));
     s->act = malloc(B * act_row_bytes);
     if (!s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
-        !s->gate_out || !s->up_out || !s->expert_out || !s->down_out || !s->act) {
+        !s->gate_out || !s->up_out || !s->down_out || !s->act) {
         ts_moe_scratch_free(s);
         return ts_fail(err, "out of memory allocating MoE buffers for a batch of %d", n_batch);
     }
@@ -128,7 +130,7 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
 
 void ts_moe_scratch_free(ts_moe_scratch *s) {
     free(s->logits); free(s->route_tmp); free(s->idx); free(s->weights); free(s->count); free(s->slot_of);
-    free(s->rows); free(s->gate_out); free(s->up_out); free(s->expert_out); free(s->down_out); free(s->act);
+    free(s->rows); free(s->gate_out); free(s->up_out); free(s->down_out); free(s->act);
     memset(s, 0, sizeof *s);
 }
 
@@ -152,7 +154,9 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
         ts_moe_route(r, s->logits + (size_t)i * X, w->probs_bias, s->idx + (size_t)i * K, s->weights + (size_t)i * K,
                      s->route_tmp);
 
-    /* Group (token, slot) pairs by expert (counting sort), so each expert runs once on its rows. */
+    /* Group (token, slot) pairs by expert (counting sort), so each expert runs once on its rows.
+     * Within an expert the pairs keep token order. Each token accumulates its experts in ascending
+     * expert id whatever else is in the batch, so batch and one-token decoding agree exactly. */
     memset(s->count, 0, (size_t)X * sizeof *s->count);
     for (int j = 0; j < n * K; j++) s->count[s->idx[j]]++;
     int start = 0;
@@ -163,6 +167,7 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     }
     for (int j = 0; j < n * K; j++) s->slot_of[s->count[s->idx[j]]++] = j;
     /* count[e] is now the end of expert e's range; its start is the previous expert's end. */
+    memset(out, 0, (size_t)n * (size_t)E * sizeof *out);
     int begin = 0;
     for (int e = 0; e < X; e++) {
         const int end = s->count[e];
@@ -172,25 +177,17 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
         const ts_matrix g = ts_expert_matrix(&w->gate, e), u = ts_expert_matrix(&w->up, e),
                         d = ts_expert_matrix(&w->down, e);
         swiglu_ffn(pool, table, s, &g, &u, &d, s->rows, end - begin);
-        for (int j = begin; j < end; j++)
-            memcpy(s->expert_out + (size_t)s->slot_of[j] * E, s->down_out + (size_t)(j - begin) * E,
-                   (size_t)E * sizeof(float));
+        for (int j = begin; j < end; j++) {
+            const int pair = s->slot_of[j];
+            const float wk = s->weights[pair];
+            float *y = out + (size_t)(pair / K) * E;
+            const float *v = s->down_out + (size_t)(j - begin) * E;
+            for (int t = 0; t < E; t++) y[t] += wk * v[t];
+        }
         begin = end;
     }
 
-    /* Weighted sum in slot order, then the shared experts (unweighted). */
-    for (int i = 0; i < n; i++) {
-        float *y = out + (size_t)i * E;
-        for (int k = 0; k < K; k++) {
-            const float wk = s->weights[(size_t)i * K + k];
-            const float *v = s->expert_out + ((size_t)i * K + k) * E;
-            if (k == 0) {
-                for (int t = 0; t < E; t++) y[t] = wk * v[t];
-            } else {
-                for (int t = 0; t < E; t++) y[t] += wk * v[t];
-            }
-        }
-    }
+    /* Then the shared experts, unweighted. */
     if (w->gate_shexp.data) {
         swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);
         for (int i = 0; i < n; i++) ts_add(out + (size_t)i * E, s->down_out + (size_t)i * E, E);

@@ -65,7 +65,6 @@ typedef struct ts_moe_scratch {
     int *slot_of;     /* [n_batch*n_used]: (token*n_used + slot) entries grouped by expert */
     float *rows;      /* [n_batch][n_embd] gathered inputs of one expert */
     float *gate_out, *up_out; /* [n_batch][max(n_ff_exp, n_ff_shexp)] */
-    float *expert_out;/* [n_batch][n_used][n_embd]: each selected expert's output, summed in slot order */
     float *down_out;  /* [n_batch][n_embd] */
     void *act;        /* activation rows converted to a weight's vec_dot_type */
     size_t act_row_bytes;
@@ -85,8 +84,8 @@ void ts_project_rows(ts_threadpool *pool, const ts_type_traits *table, const ts_
                      int src_stride, int n_rows, void *act, size_t act_row_bytes, float *out, int out_stride);
 
 /* out[n][n_embd] = Σ_k w_k · Expert_{idx_k}(xn) + SharedExperts(xn) for each of n tokens. Each
- * expert's matrices are multiplied once with the batch rows routed to it; the per-token sum runs in
- * slot order, so a token's result does not depend on what else is in the batch. */
+ * expert's matrices are multiplied once with the batch rows routed to it; each token sums its experts
+ * in ascending id, so a token's result does not depend on what else is in the batch. */
 void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
                     ts_moe_scratch *s, const float *xn, int n, float *out);
 

@@ -520,8 +520,11 @@ int synth_vocab_build(const synth_model *m, synth_vocab *v, ts_err *err) {
             v->types[id] = SYNTH_TOKEN_NORMAL;
             continue;
         } else {
+            /* Padding rows, typed UNUSED as llama.cpp's converter types Qwen's [PAD] rows: they
+             * decode to nothing, so a random model that samples them prints no "[PAD123]". */
             snprintf(buf, sizeof buf, "[PAD%d]", id);
             text = buf;
+            type = SYNTH_TOKEN_UNUSED;
         }
         v->tokens[id] = strdup(text);
         if (!v->tokens[id]) goto oom;

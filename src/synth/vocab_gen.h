@@ -13,7 +13,7 @@
 #include "util/error.h"
 
 /* GGUF tokenizer.ggml.token_type values (llama.cpp's llama_token_type). */
-enum { SYNTH_TOKEN_NORMAL = 1, SYNTH_TOKEN_CONTROL = 3, SYNTH_TOKEN_USER_DEFINED = 4 };
+enum { SYNTH_TOKEN_NORMAL = 1, SYNTH_TOKEN_CONTROL = 3, SYNTH_TOKEN_USER_DEFINED = 4, SYNTH_TOKEN_UNUSED = 5 };
 
 typedef struct synth_vocab {
     int n_tokens;

@@ -7,7 +7,7 @@
  * Checks per preset:
  *   F32 cache, whole sequence in one batch: max |Δ log p| <= 2e-5 vs dsref (measured 1e-6..4e-6).
  *   One token per ts_decode call gives bit-identical logits to the batch.
- *   F16 cache: <= 2e-2 vs dsref (deepseek2 caches the latent, dsref's kv_f16 rounds the decompressed
+ *   F16 cache: <= 1e-2 vs dsref (deepseek2 caches the latent, dsref's kv_f16 rounds the decompressed
  *   K/V instead, so the plain reference is the fair one; measured up to ~5e-3).
  *   deepseek2: ts_context_kv_bytes_per_token == n_layer * (kv_lora_rank + qk_rope_head_dim) * elem.
  * Layout variants of tiny-deepseek2 (rewritten from the synthetic file, which has mainline's 3-D
@@ -336,7 +336,7 @@ int main(void) {
         const bool same = identical(step, batch, N_TOK);
         printf("%-22s %-34s %s\n", presets[pi], "step logits bit-identical to batch", same ? "ok" : "FAIL");
         if (!same) failures++;
-        check(presets[pi], "F16 cache vs dsref", max_dlogp(half, ref, N_TOK), 2e-2);
+        check(presets[pi], "F16 cache vs dsref", max_dlogp(half, ref, N_TOK), 1e-2);
 
         if (pi > 0) {
             gguf_file *f;
