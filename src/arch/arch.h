@@ -33,7 +33,7 @@ extern const ts_arch ts_arch_deepseek2;
 
 /* The entry for an architecture name, or NULL. */
 const ts_arch *ts_arch_find(const char *name);
-/* "llama, qwen2" — for the unsupported-architecture message. */
+/* "llama, qwen2, ..." — for the unsupported-architecture message. */
 const char *ts_arch_supported_list(void);
 
 #endif

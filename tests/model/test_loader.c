@@ -134,7 +134,7 @@ int main(void) {
     bad.skip_tensor = "output_norm.weight";
     expect_error(&bad, "tensor 'output_norm.weight' is missing");
     bad = tiny_default("foo");
-    expect_error(&bad, "architecture 'foo' is not supported (supported: llama, qwen2)");
+    expect_error(&bad, "architecture 'foo' is not supported (supported: llama, qwen2, deepseek, deepseek2)");
     bad = tiny_default("llama");
     bad.n_head_kv = 3;
     expect_error(&bad, "head_count_kv 3 does not divide head_count 4");

@@ -1,13 +1,16 @@
 /* MoE routing (ops/moe.c) on hand-computed cases: softmax top-k without normalization
  * (V2-Lite / DeepSeekMoE), ties, group-limited greedy with the group's best expert as its score (V2),
  * noaux_tc (V3: sigmoid, bias only for choosing, top-2-sum group score, normalization, scale), and
- * YaRN correction dims / frequencies (ops/mla.c) against deepseek2.md §4.2. */
+ * YaRN correction dims / frequencies (ops/mla.c) against deepseek2.md §4.2, and the batched expert
+ * FFN (experts computed once per batch on the rows routed to them) against a per-token double
+ * computation, including the shared experts. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ops/mla.h"
 #include "ops/moe.h"
+#include "util/threadpool.h"
 
 static int failures;
 #define CHECK(cond, ...)                                                                                    \
@@ -32,7 +35,86 @@ static void expect_route(const char *label, const ts_moe_router *r, const float 
     }
 }
 
+static double silu(double z) { return z / (1.0 + exp(-z)); }
+
+/* y += scale * SwiGLU(x) for row-major f32 matrices gate/up [F][E], down [E][F], in double. */
+static void naive_swiglu(double *y, const float *x, const float *gate, const float *up, const float *down, int E, int F,
+                         double scale) {
+    double h[16];
+    for (int f = 0; f < F; f++) {
+        double g = 0, u = 0;
+        for (int i = 0; i < E; i++) g += (double)gate[f * E + i] * x[i], u += (double)up[f * E + i] * x[i];
+        h[f] = silu(g) * u;
+    }
+    for (int o = 0; o < E; o++) {
+        double acc = 0;
+        for (int f = 0; f < F; f++) acc += (double)down[o * F + f] * h[f];
+        y[o] += scale * acc;
+    }
+}
+
+static void check_moe_forward(void) {
+    enum { E = 16, F = 8, X = 6, K = 2, N = 5, FS = 8 };
+    static float router[X * E], gate[X * F * E], up[X * F * E], down[X * E * F], sg[FS * E], su[FS * E], sd[E * FS];
+    static float xn[N * E], out[N * E];
+    uint64_t st = 42;
+    float *all[] = {router, gate, up, down, sg, su, sd, xn};
+    const size_t len[] = {X * E, X * F * E, X * F * E, X * E * F, FS * E, FS * E, E * FS, N * E};
+    for (int a = 0; a < 8; a++)
+        for (size_t i = 0; i < len[a]; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            all[a][i] = (float)((st >> 40) * 0x1.0p-24) * 2.0f - 1.0f;
+        }
+    const ts_type_traits *table = ts_type_table(TS_ISA_SCALAR);
+    const size_t rE = E * sizeof(float), rF = F * sizeof(float);
+    ts_moe_weights w = {
+        .gate_inp = {.data = router, .type = TS_TYPE_F32, .n_in = E, .n_out = X, .row_bytes = rE},
+        .gate = {.first = {.data = gate, .type = TS_TYPE_F32, .n_in = E, .n_out = F, .row_bytes = rE}, .expert_bytes = F * rE},
+        .up = {.first = {.data = up, .type = TS_TYPE_F32, .n_in = E, .n_out = F, .row_bytes = rE}, .expert_bytes = F * rE},
+        .down = {.first = {.data = down, .type = TS_TYPE_F32, .n_in = F, .n_out = E, .row_bytes = rF}, .expert_bytes = E * rF},
+        .gate_shexp = {.data = sg, .type = TS_TYPE_F32, .n_in = E, .n_out = FS, .row_bytes = rE},
+        .up_shexp = {.data = su, .type = TS_TYPE_F32, .n_in = E, .n_out = FS, .row_bytes = rE},
+        .down_shexp = {.data = sd, .type = TS_TYPE_F32, .n_in = FS, .n_out = E, .row_bytes = FS * sizeof(float)},
+    };
+    const ts_moe_router r = {.n_expert = X, .n_used = K, .gating = TS_MOE_SOFTMAX, .scale = 1.0f};
+    ts_threadpool *pool;
+    ts_err err;
+    ts_moe_scratch s;
+    if (ts_threadpool_new(2, &pool, &err) || ts_moe_scratch_init(&s, N, E, F, FS, X, K, rE, &err)) {
+        CHECK(0, "setup: %s", err.msg);
+        return;
+    }
+    ts_moe_forward(pool, table, &r, &w, &s, xn, N, out);
+    for (int t = 0; t < N; t++) {
+        const float *x = xn + t * E;
+        double logits[X], mx = -1e300, sum = 0, y[E] = {0};
+        for (int e = 0; e < X; e++) {
+            logits[e] = 0;
+            for (int i = 0; i < E; i++) logits[e] += (double)router[e * E + i] * x[i];
+            mx = fmax(mx, logits[e]);
+        }
+        for (int e = 0; e < X; e++) sum += exp(logits[e] - mx);
+        bool used[X] = {0};
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            for (int e = 0; e < X; e++)
+                if (!used[e] && (best < 0 || logits[e] > logits[best])) best = e;
+            used[best] = true;
+            naive_swiglu(y, x, gate + best * F * E, up + best * F * E, down + best * E * F, E, F,
+                         exp(logits[best] - mx) / sum);
+        }
+        naive_swiglu(y, x, sg, su, sd, E, FS, 1.0);
+        for (int o = 0; o < E; o++)
+            CHECK(fabs(out[t * E + o] - y[o]) <= 1e-5 * (1.0 + fabs(y[o])), "moe forward token %d out %d: %g, expected %g",
+                  t, o, (double)out[t * E + o], y[o]);
+    }
+    ts_moe_scratch_free(&s);
+    ts_threadpool_free(pool);
+}
+
 int main(void) {
+    check_moe_forward();
+
     /* Softmax top-2, raw probabilities: logits ln(1..4) give probabilities 0.1, 0.2, 0.3, 0.4. */
     {
         const ts_moe_router r = {.n_expert = 4, .n_used = 2, .gating = TS_MOE_SOFTMAX, .scale = 1.0f};
