@@ -46,7 +46,14 @@ void ts_model_describe(const ts_model *m, void (*write)(void *user, const char *
 
 /* ---- Context -------------------------------------------------------------------------------- */
 
-enum ts_cache_type { TS_CACHE_F16 = 0, TS_CACHE_F32 = 1 };
+/* KV cache element types. BF16 keeps f32's range with 8 mantissa bits; Q8_0 stores blocks of 32
+ * values as 32 int8 plus one f16 scale (34 bytes per 32 values, ggml's layout), so every cached row
+ * width must be a multiple of 32 (context creation refuses models where it is not). */
+enum ts_cache_type { TS_CACHE_F16 = 0, TS_CACHE_F32 = 1, TS_CACHE_BF16 = 2, TS_CACHE_Q8_0 = 3 };
+/* "f16", "f32", "bf16", "q8_0"; NULL for a value outside the enum. */
+const char *ts_cache_type_name(enum ts_cache_type t);
+/* Parses one of those names (case-sensitive); returns 0, or -1 if unknown. */
+int ts_cache_type_from_name(const char *name, enum ts_cache_type *out);
 
 typedef struct ts_context_params {
     int n_ctx;         /* positions per sequence; 0 = the model's, capped to what fits in memory */

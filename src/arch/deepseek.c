@@ -238,15 +238,6 @@ static void add_bias(float *rows, const float *bias, int n_rows, int n) {
     for (int i = 0; i < n_rows; i++) ts_add(rows + (size_t)i * n, bias, n);
 }
 
-static void store_row(const ts_context *c, void *dst, const float *src, int n) {
-    if (c->kv_type == TS_TYPE_F16) {
-        ts_f16 *h = dst;
-        for (int i = 0; i < n; i++) h[i] = ts_f32_to_f16(src[i]);
-    } else {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    }
-}
-
 typedef struct attention_job {
     ts_context *c;
     dsm_state *s;
@@ -303,8 +294,8 @@ static int dsm_forward(ts_context *c, const ts_batch *b, const bool *want, float
             const float *cs = s->rope_cs + (size_t)i * hp->n_rot;
             ts_rope_apply(s->q + (size_t)i * q_dim, H, hd, hp->n_rot, cs, TS_ROPE_NORM);
             ts_rope_apply(s->k + (size_t)i * kv_dim, Hkv, hd, hp->n_rot, cs, TS_ROPE_NORM);
-            store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
-            store_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
+            ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
+            ts_kv_store_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
         }
         attention_job job = {.c = c, .s = s, .b = b, .layer = l};
         ts_threadpool_run(c->pool, attention_task, &job);

@@ -325,6 +325,11 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
     const ts_model *m = c->model;
     const ts_hparams *hp = &m->hp;
     const ds2_model *d = m->arch_data;
+    /* Attention reads the latent c as the first C values of each cache row: for a block cache type
+     * (Q8_0) c must end on a block boundary (context creation checked the whole row). */
+    if (ts_row_size(c->kv_type, d->C) == 0)
+        return ts_fail(err, "a %s KV cache needs kv_lora_rank %d to be a multiple of %d", ts_type_name(c->kv_type), d->C,
+                       m->types[c->kv_type].block_size);
     ds2_state *s = calloc(1, sizeof *s);
     if (!s) return ts_fail(err, "out of memory");
     c->arch_state = s;
@@ -370,15 +375,6 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
 }
 
 /* ---- Forward pass ------------------------------------------------------------------------------- */
-
-static void store_row(const ts_context *c, void *dst, const float *src, int n) {
-    if (c->kv_type == TS_TYPE_F16) {
-        ts_f16 *h = dst;
-        for (int i = 0; i < n; i++) h[i] = ts_f32_to_f16(src[i]);
-    } else {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    }
-}
 
 typedef struct mla_job {
     ts_context *c;
@@ -435,7 +431,7 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         float *kva = s->kva + (size_t)i * K;
         ts_rmsnorm(kva, kva, L->kv_a_norm, C, hp->norm_eps);
         ts_rope_apply(kva + C, 1, Dr, Dr, cs, TS_ROPE_NORM);
-        store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), kva, K);
+        ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), kva, K);
         float *q = s->q + (size_t)i * H * Dqk;
         ts_rope_apply(q + Dn, H, Dqk, Dr, cs, TS_ROPE_NORM);
         for (int h = 0; h < H; h++)

@@ -285,15 +285,6 @@ static void attention_task(void *arg, int ith, int nth) {
     }
 }
 
-static void store_kv_row(const ts_context *c, void *dst, const float *src, int n) {
-    if (c->kv_type == TS_TYPE_F16) {
-        ts_f16 *h = dst;
-        for (int i = 0; i < n; i++) h[i] = ts_f32_to_f16(src[i]);
-    } else {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    }
-}
-
 static void add_bias(float *rows, const float *bias, int n_rows, int n) {
     if (!bias) return;
     for (int i = 0; i < n_rows; i++) ts_add(rows + (size_t)i * n, bias, n);
@@ -337,8 +328,8 @@ static int dense_forward(ts_context *c, const ts_batch *b, const bool *want, flo
             ts_rope_apply(s->k + (size_t)i * kv_dim, Hkv, d, hp->n_rot, cs, hp->rope_mode);
             /* The whole batch goes into the cache first; causality comes from each token attending
              * only to positions <= its own. */
-            store_kv_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
-            store_kv_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
+            ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
+            ts_kv_store_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
         }
         attention_job job = {.c = c, .s = s, .b = b, .layer = l};
         ts_threadpool_run(c->pool, attention_task, &job);

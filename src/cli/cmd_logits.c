@@ -58,7 +58,7 @@ int cmd_logits(int argc, char **argv) {
         {NULL, "--tokens", OPT_STR, &tokens_arg, "IDS", "token ids, comma-separated (e.g. 1,2,3)", 0, 0, NULL},
         {"-o", "--output", OPT_STR, &out_path, "FILE", "output file (default: stdout, if it is not a terminal)", 0, 0, NULL},
         {NULL, "--step", OPT_FLAG, &step, NULL, "decode one token per call instead of one batch", 0, 0, NULL},
-        {NULL, "--cache-type", OPT_STR, &cache_type, "f16|f32", "KV cache type (default f16)", 0, 0, NULL},
+        {NULL, "--cache-type", OPT_STR, &cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {"-t", "--threads", OPT_INT, &n_threads, "N", "threads (default: all cores)", 0, 1024, NULL},
         {"-c", "--ctx-size", OPT_INT, &n_ctx, "N", "context size (default: the number of tokens)", 0, 16777216, NULL},
     };
@@ -75,8 +75,9 @@ int cmd_logits(int argc, char **argv) {
         return usage_error("logits", "no model given (-m MODEL)");
     if (!tokens_arg)
         return usage_error("logits", "no tokens given (--tokens 1,2,3)");
-    if (strcmp(cache_type, "f16") != 0 && strcmp(cache_type, "f32") != 0)
-        return usage_error("logits", "--cache-type must be f16 or f32, got '%s'", cache_type);
+    enum ts_cache_type cache_elem;
+    if (ts_cache_type_from_name(cache_type, &cache_elem) != 0)
+        return usage_error("logits", "--cache-type must be f16, f32, bf16 or q8_0, got '%s'", cache_type);
     if (!out_path && isatty(STDOUT_FILENO))
         return usage_error("logits", "refusing to write binary logits to a terminal; use -o FILE or redirect stdout");
     ts_token *tokens = NULL;
@@ -115,7 +116,7 @@ int cmd_logits(int argc, char **argv) {
     cp.n_ctx = n_ctx ? n_ctx : n_tokens;
     cp.n_batch = step ? 1 : n_tokens;
     cp.n_threads = n_threads;
-    cp.cache_type = strcmp(cache_type, "f32") == 0 ? TS_CACHE_F32 : TS_CACHE_F16;
+    cp.cache_type = cache_elem;
     if (ts_context_new(m, &cp, &ctx, err) != 0) {
         fprintf(stderr, "tiefsee: %s\n", err);
         goto done;

@@ -23,6 +23,7 @@
 
 typedef struct run_opts {
     const char *model, *prompt, *prompt_file, *cache_type;
+    enum ts_cache_type cache; /* cache_type parsed */
     int n_predict, n_ctx, n_threads, top_k, repeat_last_n;
     float temp, top_p, min_p, repeat_penalty;
     uint64_t seed;
@@ -202,7 +203,7 @@ static int generate(const run_opts *o, const char *prompt, size_t prompt_len) {
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
-    cp.cache_type = strcmp(o->cache_type, "f32") == 0 ? TS_CACHE_F32 : TS_CACHE_F16;
+    cp.cache_type = o->cache;
     if (ts_context_new(m, &cp, &ctx, err) != 0) {
         fprintf(stderr, "tiefsee: %s\n", err);
         goto done;
@@ -211,6 +212,9 @@ static int generate(const run_opts *o, const char *prompt, size_t prompt_len) {
     int n_ctx = ts_context_n_ctx(ctx);
     fprintf(stderr, "tiefsee: %s (%s, %s), context %d tokens (%strained on %d)\n", info.name, info.arch,
             info.weight_type, n_ctx, o->n_ctx ? "" : "automatic; ", info.n_ctx_train);
+    const size_t kv_per_token = ts_context_kv_bytes_per_token(ctx);
+    fprintf(stderr, "tiefsee: KV cache %s: %zu bytes per token, %.1f MiB for %d tokens\n", o->cache_type, kv_per_token,
+            (double)kv_per_token * n_ctx / (1024.0 * 1024.0), n_ctx);
 
     int n_prompt = ts_tokenize(m, prompt, prompt_len, info.add_bos, NULL, 0);
     if (n_prompt < 0 && n_prompt != INT32_MIN) {
@@ -351,7 +355,7 @@ int cmd_run(int argc, char **argv) {
         {NULL, "--repeat-last-n", OPT_INT, &o.repeat_last_n, "N", "tokens the penalty looks back (default 64; -1 = context)",
          -1, 16777216, NULL},
         {"-s", "--seed", OPT_SEED, &o.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
-        {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32", "KV cache type (default f16)", 0, 0, NULL},
+        {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print sampling settings and timings to stderr", 0, 0, NULL},
     };
     arg_parser p = {"run", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
@@ -363,8 +367,8 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.prompt && o.prompt_file)
         return usage_error("run", "give the prompt with -p or -f, not both");
-    if (strcmp(o.cache_type, "f16") != 0 && strcmp(o.cache_type, "f32") != 0)
-        return usage_error("run", "--cache-type must be f16 or f32, got '%s'", o.cache_type);
+    if (ts_cache_type_from_name(o.cache_type, &o.cache) != 0)
+        return usage_error("run", "--cache-type must be f16, f32, bf16 or q8_0, got '%s'", o.cache_type);
     if (o.repeat_penalty <= 0.0f)
         return usage_error("run", "--repeat-penalty must be positive");
     if (o.top_p < 0.0f || o.min_p < 0.0f || o.min_p > 1.0f)

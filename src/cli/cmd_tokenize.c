@@ -1,6 +1,6 @@
-/* `tiefsee tokenize`: the GGUF vocabulary's token ids for a text, as llama.cpp's tokenizer gives
- * them. Reads only the tokenizer.ggml.* keys, so vocab-only GGUFs (llama.cpp's ggml-vocab-*.gguf
- * test files) work as well as full models. --jsonl is for scripts and tests: one JSON string per
+/* `tiefsee tokenize`: the token ids of a text, from a GGUF vocabulary (as llama.cpp's tokenizer
+ * gives them; only the tokenizer.ggml.* keys are read, so vocab-only GGUFs work as well as full
+ * models) or from a Hugging Face tokenizer.json / model folder (as HF's encode gives them). --jsonl is for scripts and tests: one JSON string per
  * input line in, one JSON array of ids per line out. */
 #include <jansson.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/vocab_source.h"
 #include "gguf/gguf.h"
 #include "tokenizer/vocab.h"
 
@@ -164,7 +165,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *file_path = NULL;
     bool pieces = false, jsonl = false, add_bos = false, no_special = false;
     const opt_def opts[] = {
-        {"-m", "--model", OPT_STR, &model_path, "FILE", "GGUF with the vocabulary (a model or a vocab-only file)", 0, 0,
+        {"-m", "--model", OPT_STR, &model_path, "FILE", "vocabulary: a GGUF (model or vocab-only), a tokenizer.json or a HF model folder", 0, 0,
          NULL},
         {"-f", "--file", OPT_STR, &file_path, "FILE", "read the text from FILE ('-' = stdin)", 0, 0, NULL},
         {NULL, "--pieces", OPT_FLAG, &pieces, NULL, "print one token per line with its bytes", 0, 0, NULL},
@@ -179,7 +180,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (args_parse(&p, argc, argv) != 0)
         return EXIT_USAGE;
     if (p.help) {
-        printf("usage: tiefsee tokenize -m MODEL.gguf [TEXT | -f FILE] [options]\n\n"
+        printf("usage: tiefsee tokenize -m MODEL.gguf|tokenizer.json|HF_FOLDER [TEXT | -f FILE] [options]\n\n"
                "Prints the token ids of TEXT (or FILE, or stdin) on one line.\n\noptions:\n");
         args_print_options(&p, stdout);
         return 0;
@@ -194,13 +195,12 @@ int cmd_tokenize(int argc, char **argv) {
         return usage_error("tokenize", "--pieces cannot be combined with --jsonl");
 
     ts_err err = {""};
-    gguf_file *f = NULL;
-    ts_vocab *v = NULL;
-    if (gguf_open(model_path, &f, &err) != 0 || ts_vocab_load(f, 0, &v, &err) != 0) {
+    vocab_source src;
+    if (vocab_source_open(model_path, &src, &err) != 0) {
         fprintf(stderr, "tiefsee: %s\n", err.msg);
-        gguf_close(f);
         return 1;
     }
+    const ts_vocab *v = src.vocab;
 
     int rc = 0;
     token_buf buf = {NULL, 0};
@@ -228,8 +228,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (in && in != stdin)
         fclose(in);
     free(buf.ids);
-    ts_vocab_free(v);
-    gguf_close(f);
+    vocab_source_close(&src);
     if (fflush(stdout) != 0)
         rc = 1;
     return rc;

@@ -10,6 +10,9 @@ int cmd_logits(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_chat_render(int argc, char **argv);
 
 /* Monotonic clock in seconds, for timings. */
 double now_seconds(void);

@@ -26,6 +26,9 @@ static void print_help(FILE *out) {
             "  info    describe a model:  tiefsee info MODEL.gguf\n"
             "  synth   write a random-weight model of a preset:  tiefsee synth tiny-llama -o tiny.gguf\n"
             "  tokenize  print the token ids of a text:  tiefsee tokenize -m model.gguf \"Hello\"\n"
+            "  bench   measure performance:  tiefsee bench --tokenizer -m model.gguf\n"
+            "  chat    talk with a model in its chat format:  tiefsee chat -m MODEL.gguf\n"
+            "  chat-render  print the prompt a conversation JSON renders to:  tiefsee chat-render --template NAME -f conv.json\n"
             "\n"
             "options:\n"
             "  -h, --help     this help ('tiefsee COMMAND --help' for a command's options)\n"
@@ -57,10 +60,16 @@ int main(int argc, char **argv) {
         return cmd_synth(argc - 2, argv + 2);
     if (strcmp(cmd, "tokenize") == 0)
         return cmd_tokenize(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "chat") == 0)
+        return cmd_chat(argc - 2, argv + 2);
+    if (strcmp(cmd, "chat-render") == 0)
+        return cmd_chat_render(argc - 2, argv + 2);
     if (cmd[0] == '-') {
         fprintf(stderr, "tiefsee: unknown option '%s' (see 'tiefsee --help')\n", cmd);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth, tokenize; see 'tiefsee --help')\n", cmd);
+    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth, tokenize, chat, chat-render, bench; see 'tiefsee --help')\n", cmd);
     return EXIT_USAGE;
 }

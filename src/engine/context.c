@@ -10,6 +10,48 @@
 #include "arch/arch.h"
 #include "util/fp16.h"
 
+const char *ts_cache_type_name(enum ts_cache_type t) {
+    switch (t) {
+    case TS_CACHE_F16: return "f16";
+    case TS_CACHE_F32: return "f32";
+    case TS_CACHE_BF16: return "bf16";
+    case TS_CACHE_Q8_0: return "q8_0";
+    }
+    return NULL;
+}
+
+int ts_cache_type_from_name(const char *name, enum ts_cache_type *out) {
+    static const enum ts_cache_type all[] = {TS_CACHE_F16, TS_CACHE_F32, TS_CACHE_BF16, TS_CACHE_Q8_0};
+    for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, ts_cache_type_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+int ts_cache_elem_type(enum ts_cache_type t) {
+    switch (t) {
+    case TS_CACHE_F16: return TS_TYPE_F16;
+    case TS_CACHE_F32: return TS_TYPE_F32;
+    case TS_CACHE_BF16: return TS_TYPE_BF16;
+    case TS_CACHE_Q8_0: return TS_TYPE_Q8_0;
+    }
+    return -1;
+}
+
+void ts_kv_store_row(const ts_context *c, void *dst, const float *src, int n) {
+    if (c->kv_type == TS_TYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    } else if (c->kv_type == TS_TYPE_F16) {
+        ts_f16 *h = dst;
+        for (int i = 0; i < n; i++) h[i] = ts_f32_to_f16(src[i]);
+    } else {
+        /* BF16 and Q8_0: the activation conversion, which is what ggml's set_rows uses for them. */
+        c->model->types[c->kv_type].from_float(src, dst, n);
+    }
+}
+
 ts_context_params ts_context_default_params(void) {
     return (ts_context_params){.n_ctx = 0, .n_seq_max = 1, .n_batch = 512, .n_threads = 0, .cache_type = TS_CACHE_F16};
 }
@@ -29,7 +71,8 @@ int ts_context_auto_n_ctx(const ts_model *m, int n_seq_max, enum ts_cache_type c
     const uint64_t weights = gguf_total_size(m->file);
     uint64_t budget = weights < ram ? (ram - weights) / 2 : 0;
     if (budget < ram / 8) budget = ram / 8;
-    const uint64_t per_pos = ts_model_kv_bytes_per_token(m, cache_type == TS_CACHE_F32 ? 4 : 2) * (uint64_t)n_seq_max;
+    const int elem_type = ts_cache_elem_type(cache_type);
+    const uint64_t per_pos = ts_model_kv_bytes_per_token(m, elem_type < 0 ? TS_TYPE_F16 : elem_type) * (uint64_t)n_seq_max;
     uint64_t fit = per_pos ? budget / per_pos : (uint64_t)m->hp.n_ctx_train;
     if (fit > 256) fit -= fit % 256;
     uint64_t n = (uint64_t)m->hp.n_ctx_train < fit ? (uint64_t)m->hp.n_ctx_train : fit;
@@ -40,6 +83,27 @@ int ts_context_auto_n_ctx(const ts_model *m, int n_seq_max, enum ts_cache_type c
 
 static void set_err(char err[TS_ERR_LEN], const ts_err *e) {
     if (err) snprintf(err, TS_ERR_LEN, "%s", e->msg);
+}
+
+/* A block type (Q8_0) can only hold rows whose width is a multiple of its block, and the dense
+ * archs' attention reads one KV head's slice of a row (offset kv_head * head_dim), so there the head
+ * widths must be multiples too. MLA reads whole latent rows. */
+static int check_cache_widths(const ts_model *m, int kv_type, ts_err *err) {
+    const int block = m->types[kv_type].block_size;
+    if (block <= 1) return 0;
+    bool sliced = false;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        int kw = 0, vw = 0;
+        m->arch->kv_widths(m, l, &kw, &vw);
+        if (kw % block || vw % block)
+            return ts_fail(err, "a %s KV cache needs row widths that are multiples of %d; layer %d of this %s model has "
+                           "K %d, V %d", ts_type_name(kv_type), block, l, m->arch->name, kw, vw);
+        sliced |= vw > 0;
+    }
+    if (sliced && (m->hp.head_dim % block || m->hp.head_dim_v % block))
+        return ts_fail(err, "a %s KV cache needs head widths that are multiples of %d; this %s model has head_dim %d "
+                       "(value %d)", ts_type_name(kv_type), block, m->arch->name, m->hp.head_dim, m->hp.head_dim_v);
+    return 0;
 }
 
 void ts_context_free(ts_context *c) {
@@ -75,8 +139,13 @@ int ts_context_new(ts_model *m, const ts_context_params *p_in, ts_context **out,
         set_err(err_out, &err);
         return -1;
     }
-    if (p.cache_type != TS_CACHE_F16 && p.cache_type != TS_CACHE_F32) {
+    const int kv_type = ts_cache_elem_type(p.cache_type);
+    if (kv_type < 0) {
         ts_fail(&err, "unknown cache type %d", (int)p.cache_type);
+        set_err(err_out, &err);
+        return -1;
+    }
+    if (check_cache_widths(m, kv_type, &err) != 0) {
         set_err(err_out, &err);
         return -1;
     }
@@ -91,8 +160,7 @@ int ts_context_new(ts_model *m, const ts_context_params *p_in, ts_context **out,
     c->model = m;
     c->params = p;
     c->n_ctx = p.n_ctx;
-    c->kv_type = p.cache_type == TS_CACHE_F32 ? TS_TYPE_F32 : TS_TYPE_F16;
-    c->kv_elem_size = p.cache_type == TS_CACHE_F32 ? sizeof(float) : sizeof(ts_f16);
+    c->kv_type = kv_type;
 
     c->seq_len = calloc((size_t)p.n_seq_max, sizeof *c->seq_len);
     c->seq_next = calloc((size_t)p.n_seq_max, sizeof *c->seq_next);
@@ -107,8 +175,8 @@ int ts_context_new(ts_model *m, const ts_context_params *p_in, ts_context **out,
         m->arch->kv_widths(m, l, &kv->k_width, &kv->v_width);
         /* calloc of a large block maps pages lazily: memory is committed only as positions fill. */
         const size_t rows = (size_t)p.n_seq_max * (size_t)p.n_ctx;
-        if (kv->k_width > 0) kv->k = calloc(rows, (size_t)kv->k_width * c->kv_elem_size);
-        if (kv->v_width > 0) kv->v = calloc(rows, (size_t)kv->v_width * c->kv_elem_size);
+        if (kv->k_width > 0) kv->k = calloc(rows, ts_row_size(kv_type, kv->k_width));
+        if (kv->v_width > 0) kv->v = calloc(rows, ts_row_size(kv_type, kv->v_width));
         if ((kv->k_width > 0 && !kv->k) || (kv->v_width > 0 && !kv->v)) {
             ts_fail(&err, "out of memory allocating the KV cache (n_ctx %d x %d sequences)", p.n_ctx, p.n_seq_max);
             goto fail;
@@ -128,7 +196,7 @@ fail:
 int ts_context_n_ctx(const ts_context *c) { return c->n_ctx; }
 
 size_t ts_context_kv_bytes_per_token(const ts_context *c) {
-    return (size_t)ts_model_kv_bytes_per_token(c->model, c->kv_elem_size);
+    return (size_t)ts_model_kv_bytes_per_token(c->model, c->kv_type);
 }
 
 static int validate_batch(ts_context *c, const ts_batch *b, ts_err *err) {

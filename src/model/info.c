@@ -48,13 +48,15 @@ void ts_model_get_info(const ts_model *m, ts_model_info *info) {
     info->add_bos = m->vocab ? ts_vocab_add_bos(m->vocab) : false;
 }
 
-/* KV cache bytes per position of one sequence, all layers, for elements of elem_size bytes. */
-uint64_t ts_model_kv_bytes_per_token(const ts_model *m, size_t elem_size) {
+/* KV cache bytes per position of one sequence, all layers, for elements of type kv_type (a row of a
+ * block type takes whole blocks: Q8_0 34 bytes per 32 values). The widths come from the arch, so
+ * deepseek2 counts its latent rows (kv_lora_rank + qk_rope_head_dim per layer), not dense K/V heads. */
+uint64_t ts_model_kv_bytes_per_token(const ts_model *m, int kv_type) {
     uint64_t total = 0;
     for (int l = 0; l < m->hp.n_layer; l++) {
         int kw = 0, vw = 0;
         m->arch->kv_widths(m, l, &kw, &vw);
-        total += (uint64_t)(kw + vw) * elem_size;
+        total += (uint64_t)ts_row_size(kv_type, kw) + (uint64_t)ts_row_size(kv_type, vw);
     }
     return total;
 }
@@ -111,8 +113,12 @@ void ts_model_describe(const ts_model *m, void (*write)(void *user, const char *
     human_bytes(a, sizeof a, gguf_total_size(m->file));
     snprintf(line, sizeof line, "file size:       %s", a);
     write(user, line);
-    const uint64_t kv_tok = ts_model_kv_bytes_per_token(m, 2);
-    snprintf(line, sizeof line, "KV per token:    %" PRIu64 " bytes (F16 cache, one sequence)", kv_tok);
+    const uint64_t kv_tok = ts_model_kv_bytes_per_token(m, TS_TYPE_F16);
+    snprintf(line, sizeof line,
+             "KV per token:    %" PRIu64 " bytes f16 cache (f32 %" PRIu64 ", bf16 %" PRIu64 ", q8_0 %" PRIu64
+             "), one sequence, all layers",
+             kv_tok, ts_model_kv_bytes_per_token(m, TS_TYPE_F32), ts_model_kv_bytes_per_token(m, TS_TYPE_BF16),
+             ts_model_kv_bytes_per_token(m, TS_TYPE_Q8_0));
     write(user, line);
     const int ctx_short = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     human_bytes(a, sizeof a, gguf_total_size(m->file) + kv_tok * (uint64_t)ctx_short);

@@ -81,7 +81,7 @@ int ts_model_matrix(ts_model *m, const char *name, int64_t n_in, int64_t n_out, 
 /* A 1-D tensor of n values converted to an owned f32 array. Optional: *out = NULL, returns 1. */
 int ts_model_vector(ts_model *m, const char *name, int64_t n, bool optional, const float **out, ts_err *err);
 
-/* KV cache bytes per position of one sequence over all layers, with elements of elem_size bytes. */
-uint64_t ts_model_kv_bytes_per_token(const ts_model *m, size_t elem_size);
+/* KV cache bytes per position of one sequence over all layers, for cache elements of ts_type kv_type. */
+uint64_t ts_model_kv_bytes_per_token(const ts_model *m, int kv_type);
 
 #endif

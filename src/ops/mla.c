@@ -1,7 +1,6 @@
 #include "ops/mla.h"
 
 #include <math.h>
-#include <stdbool.h>
 
 #include "ops/ops.h"
 
@@ -35,29 +34,12 @@ void ts_rope_cache_yarn(float *cs, int pos, int n_rot, float base, const ts_yarn
 
 void ts_mla_attention_head(const ts_type_traits *table, float *out, const float *q, const void *cache, int kv_type,
                            size_t stride, int n_kv, int k_width, int c_width, float scale, float *scratch) {
-    const ts_type_traits *f32 = &table[TS_TYPE_F32];
-    const bool widen = kv_type != TS_TYPE_F32;
-    const size_t elem = widen ? 2 : sizeof(float);
-    const size_t row_bytes = stride * elem;
-    float *scores = scratch;    /* n_kv */
-    float *row = scratch + n_kv; /* k_width: a cache row widened to f32 */
-    for (int t = 0; t < n_kv; t++) {
-        const void *k = (const char *)cache + (size_t)t * row_bytes;
-        if (widen) {
-            table[kv_type].to_float(k, row, k_width);
-            k = row;
-        }
-        f32->vec_dot(k_width, &scores[t], k, q);
-    }
+    const size_t row_bytes = ts_row_size(kv_type, (int64_t)stride);
+    float *scores = scratch;     /* n_kv */
+    float *row = scratch + n_kv; /* k_width: a cache row widened to f32, or q converted for the cache type */
+    ts_kv_scores(table, scores, q, cache, kv_type, row_bytes, n_kv, k_width, row);
     ts_softmax(scores, n_kv, scale);
-    for (int i = 0; i < c_width; i++) out[i] = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        const float *c = (const float *)((const char *)cache + (size_t)t * row_bytes);
-        if (widen) {
-            table[kv_type].to_float(c, row, c_width);
-            c = row;
-        }
-        const float p = scores[t];
-        for (int i = 0; i < c_width; i++) out[i] += p * c[i];
-    }
+    /* The value is the latent c: the first c_width values of each row (c_width is a multiple of a
+     * block type's block size, as the caller's rows are [c | k_pe] with both parts whole blocks). */
+    ts_kv_weighted_sum(table, out, scores, cache, kv_type, row_bytes, n_kv, c_width, row);
 }

@@ -26,7 +26,8 @@ void ts_rope_cache_yarn(float *cs, int pos, int n_rot, float base, const ts_yarn
 /* One absorbed query head against the latent cache: rows of k_width = C + Dr elements (the normed
  * latent c, then the roped shared key), positions 0..n_kv-1, rows `stride` elements apart.
  * score_t = scale * q·row_t (q is k_width long); out (C values) = Σ softmax(score)_t c_t.
- * kv_type TS_TYPE_F32 or TS_TYPE_F16 (rows widened to f32). scratch: n_kv + k_width floats. */
+ * kv_type TS_TYPE_F32, TS_TYPE_F16, TS_TYPE_BF16 or TS_TYPE_Q8_0 (scores as ts_kv_scores in ops.h; for
+ * Q8_0 stride, k_width and c_width are multiples of 32). scratch: n_kv + k_width floats. */
 void ts_mla_attention_head(const ts_type_traits *table, float *out, const float *q, const void *cache, int kv_type,
                            size_t stride, int n_kv, int k_width, int c_width, float scale, float *scratch);
 

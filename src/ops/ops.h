@@ -63,11 +63,24 @@ void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix
 
 /* ---- Attention (ops/attention.c) ----------------------------------------------------------------- */
 
+/* Scores of one query against n_kv cache rows of kv_type, row_bytes apart from `keys`: scores[t] =
+ * q·k_t over width values. F32 rows are dotted directly and F16 rows widened to f32 first (exact
+ * q·k, llama.cpp's prompt-batch path); BF16 and Q8_0 rows are dotted in their own format with the type
+ * table's kernel against q converted once to the vec_dot_type (bf16 / q8_0), as ggml multiplies a
+ * BF16 or Q8_0 K cache. row: scratch of width floats. */
+void ts_kv_scores(const ts_type_traits *table, float *scores, const float *q, const void *keys, int kv_type,
+                  size_t row_bytes, int n_kv, int width, float *row);
+/* out (width floats) = Σ_t p[t] v_t over n_kv cache rows of kv_type, row_bytes apart from `values`,
+ * each widened to f32 (into `row`, width floats) and summed in f32. */
+void ts_kv_weighted_sum(const ts_type_traits *table, float *out, const float *p, const void *values, int kv_type,
+                        size_t row_bytes, int n_kv, int width, float *row);
+
 /* One query head against one KV head's cache: positions 0..n_kv-1 of rows `stride` elements apart,
- * the head's values starting at element `offset` of each row. kv_type is TS_TYPE_F32 or TS_TYPE_F16
- * (rows widened to f32). q·k in f32, scaled by `scale`, softmax in f32 (sum in double), value rows
- * summed in f32: llama.cpp's flash attention on a prompt batch (see attention.c for why not its
- * single-query f16 path). scratch: n_kv + head_dim floats. out: head_dim floats. */
+ * the head's values starting at element `offset` of each row. kv_type is TS_TYPE_F32, TS_TYPE_F16,
+ * TS_TYPE_BF16 or TS_TYPE_Q8_0 (then stride, offset and head_dim are multiples of 32); scores as
+ * ts_kv_scores, scaled by `scale`, softmax in f32 (sum in double), value rows summed in f32:
+ * llama.cpp's flash attention on a prompt batch (see attention.c for why not its single-query f16
+ * path). scratch: n_kv + head_dim floats. out: head_dim floats. */
 void ts_attention_head(const ts_type_traits *table, float *out, const float *q, const void *k_cache,
                        const void *v_cache, int kv_type, size_t stride, size_t offset, int n_kv, int head_dim,
                        float scale, float *scratch);

@@ -394,12 +394,20 @@ static void write_metadata(gguf_writer *w, const synth_model *m, const synth_typ
     set_u32(w, a, "vocab_size", (uint32_t)m->n_vocab);
 
     if (m->arch == SYNTH_ARCH_DEEPSEEK2) {
-        /* mainline llama.cpp's MLA dialect (deepseek2.md §8.1): one KV head of the latent. */
-        set_u32(w, a, "attention.head_count_kv", 1);
-        set_u32(w, a, "attention.key_length", (uint32_t)(m->kv_lora_rank + m->qk_rope_dim));
-        set_u32(w, a, "attention.value_length", (uint32_t)m->kv_lora_rank);
-        set_u32(w, a, "attention.key_length_mla", (uint32_t)(m->qk_nope_dim + m->qk_rope_dim));
-        set_u32(w, a, "attention.value_length_mla", (uint32_t)m->v_head_dim);
+        if (m->kv_b_combined) {
+            /* legacy dialect (deepseek2.md §8.1): per-head widths, no *_mla keys, as many KV heads
+             * as heads (llama.cpp then loads attn_kv_b and runs decompressed MHA). */
+            set_u32(w, a, "attention.head_count_kv", (uint32_t)m->n_head);
+            set_u32(w, a, "attention.key_length", (uint32_t)(m->qk_nope_dim + m->qk_rope_dim));
+            set_u32(w, a, "attention.value_length", (uint32_t)m->v_head_dim);
+        } else {
+            /* mainline llama.cpp's MLA dialect (deepseek2.md §8.1): one KV head of the latent. */
+            set_u32(w, a, "attention.head_count_kv", 1);
+            set_u32(w, a, "attention.key_length", (uint32_t)(m->kv_lora_rank + m->qk_rope_dim));
+            set_u32(w, a, "attention.value_length", (uint32_t)m->kv_lora_rank);
+            set_u32(w, a, "attention.key_length_mla", (uint32_t)(m->qk_nope_dim + m->qk_rope_dim));
+            set_u32(w, a, "attention.value_length_mla", (uint32_t)m->v_head_dim);
+        }
         /* Real V2-Lite files omit q_lora_rank; llama.cpp only requires it when the layer count
          * does not mark the model as "lite" (26/27 layers), so write it in every other case. */
         if (m->q_lora_rank > 0 || (m->n_layer != 26 && m->n_layer != 27))

@@ -53,6 +53,10 @@ typedef struct synth_model {
 
     /* MLA (deepseek2). q_lora_rank 0 = a single attn_q (V2-Lite). */
     int q_lora_rank, kv_lora_rank, qk_nope_dim, qk_rope_dim, v_head_dim;
+    /* Legacy MLA layout (deepseek2.md §3.5, §8.1): one combined attn_kv_b [C, H·(Dn+Dv)] and per-head
+     * key_length/value_length, as older GGUFs have; llama.cpp runs those as decompressed MHA, so the
+     * conformance test covers its second attention path too. false = mainline 3-D attn_k_b/attn_v_b. */
+    bool kv_b_combined;
 } synth_model;
 
 /* Fills *m from a preset name. Returns 0, or -1 with err if the name is unknown. */

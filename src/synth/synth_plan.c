@@ -192,9 +192,14 @@ int synth_plan_tensors(const synth_model *m, const synth_type_request *req, synt
             }
             TRY(MAT(&b, E, C + m->qk_rope_dim, "blk.%d.attn_kv_a_mqa.weight", l));
             TRY(NORM(&b, C, "blk.%d.attn_kv_a_norm.weight", l));
-            /* mainline llama.cpp's MLA layout (deepseek2.md §3.5): 3-D per-head k_b and v_b. */
-            TRY(EXPS(&b, m->qk_nope_dim, C, H, "blk.%d.attn_k_b.weight", l));
-            TRY(EXPS(&b, C, m->v_head_dim, H, "blk.%d.attn_v_b.weight", l));
+            if (m->kv_b_combined) {
+                /* legacy layout: per head h, rows h·(Dn+Dv) .. +Dn are W_UK, the next Dv rows W_UV. */
+                TRY(MAT(&b, C, H * (m->qk_nope_dim + m->v_head_dim), "blk.%d.attn_kv_b.weight", l));
+            } else {
+                /* mainline llama.cpp's MLA layout (deepseek2.md §3.5): 3-D per-head k_b and v_b. */
+                TRY(EXPS(&b, m->qk_nope_dim, C, H, "blk.%d.attn_k_b.weight", l));
+                TRY(EXPS(&b, C, m->v_head_dim, H, "blk.%d.attn_v_b.weight", l));
+            }
             TRY(MAT(&b, H * m->v_head_dim, E, "blk.%d.attn_output.weight", l));
         } else {
             TRY(MAT(&b, E, H * d, "blk.%d.attn_q.weight", l));

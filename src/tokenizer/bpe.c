@@ -16,18 +16,19 @@
 
 #include "tokenizer/pretok.h"
 #include "tokenizer/vocab.h"
+#include "tokenizer/vocab_build.h"
 #include "util/error.h"
 
-/* llama.cpp's token types (tokenizer.ggml.token_type). */
+/* The token types, shorter names for this file. */
 enum token_type {
-    TOKEN_UNDEFINED = 0,
-    TOKEN_NORMAL = 1,
-    TOKEN_UNKNOWN = 2,
-    TOKEN_CONTROL = 3,
-    TOKEN_USER_DEFINED = 4,
-    TOKEN_UNUSED = 5,
-    TOKEN_BYTE = 6,
-    TOKEN_TYPE_COUNT
+    TOKEN_UNDEFINED = TS_TOKEN_UNDEFINED,
+    TOKEN_NORMAL = TS_TOKEN_NORMAL,
+    TOKEN_UNKNOWN = TS_TOKEN_UNKNOWN,
+    TOKEN_CONTROL = TS_TOKEN_CONTROL,
+    TOKEN_USER_DEFINED = TS_TOKEN_USER_DEFINED,
+    TOKEN_UNUSED = TS_TOKEN_UNUSED,
+    TOKEN_BYTE = TS_TOKEN_BYTE,
+    TOKEN_TYPE_COUNT = TS_TOKEN_TYPE_COUNT
 };
 
 /* A token's text is stored as in the GGUF (byte-mapped code points); longer ones are refused so a
@@ -232,30 +233,19 @@ static int read_special_id(const gguf_file *f, const char *key, int n_tokens, ts
     return 0;
 }
 
-static int load_tokens(ts_vocab *v, const gguf_file *f, int n_vocab_model, ts_err *err) {
-    const gguf_kv *tokens;
-    int rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err);
-    if (rc < 0)
-        return -1;
-    if (rc > 0)
-        return ts_fail(err, "%s: tokenizer.ggml.tokens is missing", gguf_path(f));
-    if (tokens->arr_n == 0)
-        return ts_fail(err, "%s: tokenizer.ggml.tokens is empty", gguf_path(f));
-    if (tokens->arr_n > (uint64_t)INT32_MAX - 1)
-        return ts_fail(err, "%s: %llu tokens is too many", gguf_path(f), (unsigned long long)tokens->arr_n);
-    if (n_vocab_model > 0 && tokens->arr_n > (uint64_t)n_vocab_model)
-        return ts_fail(err, "%s: the vocabulary has %llu tokens but the embedding only %d rows", gguf_path(f),
-                       (unsigned long long)tokens->arr_n, n_vocab_model);
-    int n = (int)tokens->arr_n;
+static int set_tokens(ts_vocab *v, const ts_vocab_def *def, ts_err *err) {
+    int n = def->n_tokens;
+    if (n <= 0)
+        return ts_fail(err, "%s: the vocabulary is empty", def->origin);
+    if (n > INT32_MAX - 1)
+        return ts_fail(err, "%s: %d tokens is too many", def->origin, n);
     v->n_tokens = n;
-
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        gguf_str s = gguf_arr_str(tokens, (uint64_t)i);
-        if (s.len > MAX_TOKEN_BYTES)
-            return ts_fail(err, "%s: token %d is %llu bytes long (at most %d allowed)", gguf_path(f), i,
-                           (unsigned long long)s.len, MAX_TOKEN_BYTES);
-        total += (size_t)s.len; /* n * 64 KiB cannot overflow size_t on 64-bit */
+        if (def->tokens[i].len > MAX_TOKEN_BYTES)
+            return ts_fail(err, "%s: token %d is %zu bytes long (at most %d allowed)", def->origin, i,
+                           def->tokens[i].len, MAX_TOKEN_BYTES);
+        total += def->tokens[i].len; /* n * 64 KiB cannot overflow size_t on 64-bit */
     }
     v->text = malloc(total ? total : 1);
     v->text_off = malloc(((size_t)n + 1) * sizeof *v->text_off);
@@ -265,32 +255,17 @@ static int load_tokens(ts_vocab *v, const gguf_file *f, int n_vocab_model, ts_er
         return ts_fail(err, "out of memory loading the vocabulary");
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        gguf_str s = gguf_arr_str(tokens, (uint64_t)i);
         v->text_off[i] = off;
-        if (s.len)
-            memcpy(v->text + off, s.ptr, (size_t)s.len);
-        off += (size_t)s.len;
+        if (def->tokens[i].len)
+            memcpy(v->text + off, def->tokens[i].ptr, def->tokens[i].len);
+        off += def->tokens[i].len;
     }
     v->text_off[n] = off;
-
-    const gguf_kv *types;
-    rc = gguf_get_arr(f, "tokenizer.ggml.token_type", GGUF_I32, &types, err);
-    if (rc < 0)
-        return -1;
-    if (rc > 0) {
-        memset(v->type, TOKEN_NORMAL, (size_t)n);
-    } else {
-        if (types->arr_n != (uint64_t)n)
-            return ts_fail(err, "%s: tokenizer.ggml.token_type has %llu entries for %d tokens", gguf_path(f),
-                           (unsigned long long)types->arr_n, n);
-        const unsigned char *p = types->data;
-        for (int i = 0; i < n; i++) {
-            int32_t t;
-            memcpy(&t, p + (size_t)i * 4, 4); /* GGUF is little-endian, like every host we build for */
-            if (t < 0 || t >= TOKEN_TYPE_COUNT)
-                return ts_fail(err, "%s: token %d has unknown type %d", gguf_path(f), i, (int)t);
-            v->type[i] = (unsigned char)t;
-        }
+    for (int i = 0; i < n; i++) {
+        unsigned char t = def->types ? def->types[i] : TOKEN_NORMAL;
+        if (t >= TOKEN_TYPE_COUNT)
+            return ts_fail(err, "%s: token %d has unknown type %d", def->origin, i, (int)t);
+        v->type[i] = t;
     }
 
     /* text -> id. Duplicate texts keep the lowest id (llama.cpp's map keeps the last one; no
@@ -318,16 +293,19 @@ static int load_tokens(ts_vocab *v, const gguf_file *f, int n_vocab_model, ts_er
     return 0;
 }
 
-static int load_merges(ts_vocab *v, const gguf_file *f, ts_err *err) {
-    const gguf_kv *merges;
-    int rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_STRING, &merges, err);
-    if (rc < 0)
-        return -1;
-    if (rc > 0)
-        return ts_fail(err, "%s: tokenizer.ggml.merges is missing (a gpt2 tokenizer needs its merges)", gguf_path(f));
-    if (merges->arr_n > (uint64_t)INT32_MAX)
-        return ts_fail(err, "%s: %llu merges is too many", gguf_path(f), (unsigned long long)merges->arr_n);
-    v->merge_mask = pow2_at_least((size_t)merges->arr_n * 2) - 1;
+const char *ts_vocab_printable(const char *s, size_t n, char *out, size_t cap) {
+    size_t k = 0;
+    for (; k + 1 < cap && k < n; k++)
+        out[k] = (unsigned char)s[k] < 0x20 || s[k] == 0x7F ? '?' : s[k];
+    if (cap)
+        out[k] = '\0';
+    return out;
+}
+
+static int set_merges(ts_vocab *v, const ts_vocab_def *def, ts_err *err) {
+    if (def->n_merges > (size_t)INT32_MAX)
+        return ts_fail(err, "%s: %zu merges is too many", def->origin, def->n_merges);
+    v->merge_mask = pow2_at_least(def->n_merges * 2) - 1;
     v->merge_slots = malloc((v->merge_mask + 1) * sizeof *v->merge_slots);
     if (!v->merge_slots)
         return ts_fail(err, "out of memory loading the merges");
@@ -337,26 +315,22 @@ static int load_merges(ts_vocab *v, const gguf_file *f, ts_err *err) {
     char *joined = malloc(2 * MAX_TOKEN_BYTES + 1);
     if (!joined)
         return ts_fail(err, "out of memory loading the merges");
-    for (uint64_t r = 0; r < merges->arr_n; r++) {
-        gguf_str m = gguf_arr_str(merges, r);
-        /* "LEFT RIGHT", split at the first space at position >= 1 (a left part may be a space
-         * only in its byte-mapped form, which is never ' ', so this is unambiguous). */
-        const char *space = m.len > 1 ? memchr(m.ptr + 1, ' ', (size_t)m.len - 1) : NULL;
-        if (!space || m.len > 2 * MAX_TOKEN_BYTES) {
-            free(joined);
-            return ts_fail(err, "%s: merge %llu (\"%.*s\") is not \"LEFT RIGHT\"", gguf_path(f), (unsigned long long)r,
-                           (int)(m.len > 64 ? 64 : m.len), m.ptr);
+    for (size_t r = 0; r < def->n_merges; r++) {
+        ts_text l = def->merge_left[r], rt = def->merge_right[r];
+        ts_token left = lookup_token(v, l.ptr, l.len);
+        ts_token right = lookup_token(v, rt.ptr, rt.len);
+        ts_token result = -1;
+        if (l.len <= MAX_TOKEN_BYTES && rt.len <= MAX_TOKEN_BYTES) {
+            memcpy(joined, l.ptr, l.len);
+            memcpy(joined + l.len, rt.ptr, rt.len);
+            result = lookup_token(v, joined, l.len + rt.len);
         }
-        size_t left_len = (size_t)(space - m.ptr), right_len = (size_t)m.len - left_len - 1;
-        ts_token left = lookup_token(v, m.ptr, left_len);
-        ts_token right = lookup_token(v, space + 1, right_len);
-        memcpy(joined, m.ptr, left_len);
-        memcpy(joined + left_len, space + 1, right_len);
-        ts_token result = lookup_token(v, joined, left_len + right_len);
         if (left < 0 || right < 0 || result < 0) {
+            char lq[33], rq[33];
             free(joined);
-            return ts_fail(err, "%s: merge %llu (\"%.*s\") refers to a token that is not in the vocabulary",
-                           gguf_path(f), (unsigned long long)r, (int)(m.len > 64 ? 64 : m.len), m.ptr);
+            return ts_fail(err, "%s: merge %zu (\"%s\" + \"%s\") refers to a token that is not in the vocabulary",
+                           def->origin, r, ts_vocab_printable(l.ptr, l.len, lq, sizeof lq),
+                           ts_vocab_printable(rt.ptr, rt.len, rq, sizeof rq));
         }
         uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
         size_t slot = hash_u64(key) & v->merge_mask;
@@ -488,6 +462,45 @@ static void mark_eog(ts_vocab *v) {
     }
 }
 
+int ts_vocab_build(const ts_vocab_def *def, ts_vocab **out, ts_err *err) {
+    *out = NULL;
+    ts_token specials[4] = {def->bos, def->eos, def->eot, def->eom};
+    for (int i = 0; i < 4; i++)
+        if (specials[i] < -1 || specials[i] >= def->n_tokens)
+            return ts_fail(err, "%s: special token id %d is outside the vocabulary of %d tokens", def->origin,
+                           (int)specials[i], def->n_tokens);
+    ts_vocab *v = calloc(1, sizeof *v);
+    if (!v)
+        return ts_fail(err, "out of memory loading the vocabulary");
+    if (set_tokens(v, def, err) || set_merges(v, def, err) || build_token_bytes(v, err) ||
+        build_special_index(v, err) || ts_pretok_create(def->pre, def->pre_len, &v->pretok, err) != 0) {
+        ts_vocab_free(v);
+        return -1;
+    }
+    if (def->nfc >= 0)
+        ts_pretok_set_nfc(v->pretok, def->nfc != 0);
+    v->bos = def->bos, v->eos = def->eos, v->eot = def->eot, v->eom = def->eom;
+    v->add_bos = def->add_bos;
+    mark_eog(v);
+    *out = v;
+    return 0;
+}
+
+/* Splits a GGUF merge "LEFT RIGHT" at the first space at position >= 1 (a left part may be a
+ * space only in its byte-mapped form, which is never ' ', so this is unambiguous). */
+static int split_gguf_merges(const gguf_file *f, const gguf_kv *merges, ts_text *left, ts_text *right, ts_err *err) {
+    for (uint64_t r = 0; r < merges->arr_n; r++) {
+        gguf_str m = gguf_arr_str(merges, r);
+        const char *space = m.len > 1 ? memchr(m.ptr + 1, ' ', (size_t)m.len - 1) : NULL;
+        if (!space || m.len > 2 * MAX_TOKEN_BYTES)
+            return ts_fail(err, "%s: merge %llu (\"%.*s\") is not \"LEFT RIGHT\"", gguf_path(f), (unsigned long long)r,
+                           (int)(m.len > 64 ? 64 : m.len), m.ptr);
+        left[r] = (ts_text){m.ptr, (size_t)(space - m.ptr)};
+        right[r] = (ts_text){space + 1, (size_t)m.len - left[r].len - 1};
+    }
+    return 0;
+}
+
 int ts_vocab_load(const gguf_file *f, int n_vocab_model, ts_vocab **out, ts_err *err) {
     *out = NULL;
     gguf_str model;
@@ -500,39 +513,96 @@ int ts_vocab_load(const gguf_file *f, int n_vocab_model, ts_vocab **out, ts_err 
         return ts_fail(err, "%s: tokenizer model \"%.*s\" is not supported (only \"gpt2\" byte-level BPE is)",
                        gguf_path(f), (int)(model.len > 64 ? 64 : model.len), model.ptr);
 
-    ts_vocab *v = calloc(1, sizeof *v);
-    if (!v)
-        return ts_fail(err, "out of memory loading the vocabulary");
-    if (load_tokens(v, f, n_vocab_model, err) || load_merges(v, f, err) || build_token_bytes(v, err) ||
-        build_special_index(v, err))
-        goto fail;
-    if (read_special_id(f, "tokenizer.ggml.bos_token_id", v->n_tokens, &v->bos, err) ||
-        read_special_id(f, "tokenizer.ggml.eos_token_id", v->n_tokens, &v->eos, err) ||
-        read_special_id(f, "tokenizer.ggml.eot_token_id", v->n_tokens, &v->eot, err) ||
-        read_special_id(f, "tokenizer.ggml.eom_token_id", v->n_tokens, &v->eom, err))
-        goto fail;
+    const gguf_kv *tokens, *types = NULL, *merges;
+    rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        return ts_fail(err, "%s: tokenizer.ggml.tokens is missing", gguf_path(f));
+    if (tokens->arr_n == 0)
+        return ts_fail(err, "%s: tokenizer.ggml.tokens is empty", gguf_path(f));
+    if (tokens->arr_n > (uint64_t)INT32_MAX - 1)
+        return ts_fail(err, "%s: %llu tokens is too many", gguf_path(f), (unsigned long long)tokens->arr_n);
+    if (n_vocab_model > 0 && tokens->arr_n > (uint64_t)n_vocab_model)
+        return ts_fail(err, "%s: the vocabulary has %llu tokens but the embedding only %d rows", gguf_path(f),
+                       (unsigned long long)tokens->arr_n, n_vocab_model);
+    int n = (int)tokens->arr_n;
+    rc = gguf_get_arr(f, "tokenizer.ggml.token_type", GGUF_I32, &types, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 && types->arr_n != (uint64_t)n)
+        return ts_fail(err, "%s: tokenizer.ggml.token_type has %llu entries for %d tokens", gguf_path(f),
+                       (unsigned long long)types->arr_n, n);
+    if (rc > 0)
+        types = NULL;
+    rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_STRING, &merges, err);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        return ts_fail(err, "%s: tokenizer.ggml.merges is missing (a gpt2 tokenizer needs its merges)", gguf_path(f));
+    if (merges->arr_n > (uint64_t)INT32_MAX)
+        return ts_fail(err, "%s: %llu merges is too many", gguf_path(f), (unsigned long long)merges->arr_n);
+
+    ts_vocab_def def = {.origin = gguf_path(f), .n_tokens = n, .n_merges = (size_t)merges->arr_n, .nfc = -1};
+    ts_text *texts = malloc((size_t)n * sizeof *texts);
+    unsigned char *type_bytes = types ? malloc((size_t)n) : NULL;
+    ts_text *merge_sides = malloc((def.n_merges ? def.n_merges : 1) * 2 * sizeof *merge_sides);
+    rc = -1;
+    if (!texts || (types && !type_bytes) || !merge_sides) {
+        ts_fail(err, "out of memory loading the vocabulary");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        gguf_str s = gguf_arr_str(tokens, (uint64_t)i);
+        if (s.len > MAX_TOKEN_BYTES) {
+            ts_fail(err, "%s: token %d is %llu bytes long (at most %d allowed)", gguf_path(f), i,
+                    (unsigned long long)s.len, MAX_TOKEN_BYTES);
+            goto done;
+        }
+        texts[i] = (ts_text){s.ptr, (size_t)s.len};
+    }
+    for (int i = 0; types && i < n; i++) {
+        int32_t t;
+        memcpy(&t, (const unsigned char *)types->data + (size_t)i * 4, 4); /* GGUF is little-endian, like every host we build for */
+        if (t < 0 || t >= TOKEN_TYPE_COUNT) {
+            ts_fail(err, "%s: token %d has unknown type %d", gguf_path(f), i, (int)t);
+            goto done;
+        }
+        type_bytes[i] = (unsigned char)t;
+    }
+    def.tokens = texts;
+    def.types = type_bytes;
+    def.merge_left = merge_sides;
+    def.merge_right = merge_sides + def.n_merges;
+    if (split_gguf_merges(f, merges, merge_sides, merge_sides + def.n_merges, err))
+        goto done;
+    if (read_special_id(f, "tokenizer.ggml.bos_token_id", n, &def.bos, err) ||
+        read_special_id(f, "tokenizer.ggml.eos_token_id", n, &def.eos, err) ||
+        read_special_id(f, "tokenizer.ggml.eot_token_id", n, &def.eot, err) ||
+        read_special_id(f, "tokenizer.ggml.eom_token_id", n, &def.eom, err))
+        goto done;
     ts_token unused;
-    if (read_special_id(f, "tokenizer.ggml.unknown_token_id", v->n_tokens, &unused, err) ||
-        read_special_id(f, "tokenizer.ggml.padding_token_id", v->n_tokens, &unused, err))
-        goto fail;
+    if (read_special_id(f, "tokenizer.ggml.unknown_token_id", n, &unused, err) ||
+        read_special_id(f, "tokenizer.ggml.padding_token_id", n, &unused, err))
+        goto done;
 
     /* llama.cpp's default for BPE vocabularies is no BOS, except for the Llama-3 pre-tokenizer
      * names; the file's add_bos_token overrides it (all DeepSeek files set it to true). */
     gguf_str pre;
-    rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err);
-    if (rc < 0)
-        goto fail;
-    v->add_bos = rc == 0 && (gguf_str_eq(pre, "llama3") || gguf_str_eq(pre, "llama-v3") || gguf_str_eq(pre, "llama-bpe"));
-    if (ts_pretok_create(rc == 0 ? pre.ptr : NULL, rc == 0 ? (size_t)pre.len : 0, &v->pretok, err) != 0)
-        goto fail;
-    if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos, err) < 0)
-        goto fail;
-    mark_eog(v);
-    *out = v;
-    return 0;
-fail:
-    ts_vocab_free(v);
-    return -1;
+    int pre_rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err);
+    if (pre_rc < 0)
+        goto done;
+    def.add_bos = pre_rc == 0 && (gguf_str_eq(pre, "llama3") || gguf_str_eq(pre, "llama-v3") || gguf_str_eq(pre, "llama-bpe"));
+    def.pre = pre_rc == 0 ? pre.ptr : NULL;
+    def.pre_len = pre_rc == 0 ? (size_t)pre.len : 0;
+    if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &def.add_bos, err) < 0)
+        goto done;
+    rc = ts_vocab_build(&def, out, err);
+done:
+    free(texts);
+    free(type_bytes);
+    free(merge_sides);
+    return rc;
 }
 
 int ts_vocab_size(const ts_vocab *v) { return v->n_tokens; }

@@ -182,6 +182,7 @@ int ts_pretok_create(const char *name, size_t name_len, ts_pretok **out, ts_err 
 }
 
 bool ts_pretok_ignore_merges(const ts_pretok *p) { return p->ignore_merges; }
+void ts_pretok_set_nfc(ts_pretok *p, bool nfc) { p->nfc = nfc; }
 
 void ts_pretok_scratch_free(ts_pretok_scratch *s) {
     free(s->clean);

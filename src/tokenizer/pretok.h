@@ -19,6 +19,10 @@ typedef struct ts_pretok ts_pretok;
 int ts_pretok_create(const char *name, size_t name_len, ts_pretok **out, ts_err *err);
 void ts_pretok_free(ts_pretok *p);
 
+/* Turns NFC normalization of the input on or off, overriding the family's default: a Hugging Face
+ * tokenizer.json says it in its normalizer, independently of the pre-tokenizer. */
+void ts_pretok_set_nfc(ts_pretok *p, bool nfc);
+
 /* LLAMA3 family: a piece that is itself a vocabulary token is emitted whole, without BPE. */
 bool ts_pretok_ignore_merges(const ts_pretok *p);
 

@@ -1,9 +1,13 @@
 // Comparator for the differential conformance test (tests/conformance/test_conformance.sh).
 //
-//   compare logp   REF_LOGP.f32 OUR_LOGITS.f32 N_VOCAB MAX_DLOGP MAX_MEAN_KL
+//   compare logp   REF_LOGP.f32 OUR_LOGITS.f32 N_VOCAB MAX_DLOGP MAX_MEAN_KL [MIN_ARGMAX [logp|logits]]
 //       REF holds llama.cpp's log-probabilities, OURS tiefsee's raw logits (both n x N_VOCAB float32).
 //       Prints max |d log p| over every position and vocabulary entry, mean and max per-position
-//       KL(llama.cpp || tiefsee); exits 1 when a bound is exceeded.
+//       KL(llama.cpp || tiefsee) and the argmax agreement; exits 1 when a bound is exceeded.
+//       MIN_ARGMAX (default 0): the least fraction of positions whose argmax must agree; a position
+//       where the reference's best two entries lie within ARGMAX_TIE_LOGP counts as agreeing (a tie
+//       two engines may break either way). The last argument "logits" says REF holds raw logits (the
+//       float64 reference dsref.py writes those) instead of log-probabilities.
 //   compare logits A.f32 B.f32 N_VOCAB N_ROWS MAX_REL
 //       Compares the first N_ROWS rows of two logit files (batch vs --step): max |a-b| divided by the
 //       logit scale (max |a| over those rows); exits 1 when above MAX_REL.
@@ -14,6 +18,7 @@
 // Exit status: 0 pass, 1 bound exceeded, 2 usage or input error.
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +28,9 @@
 // and its logarithm no longer has float precision, so those entries are left out of max |d log p|
 // (they still enter the KL sum, where their weight is < 1e-38).
 #define SMALLEST_NORMAL_LOG (-87.3)
+
+// Reference log-probability gap below which an argmax disagreement counts as a tie.
+#define ARGMAX_TIE_LOGP 1e-3
 
 typedef struct {
     float *values;
@@ -93,16 +101,18 @@ static int log_softmax_row(const float *logits, size_t n, double *out) {
     return 0;
 }
 
-static int compare_logp(char **argv) {
+static int compare_logp(int argc, char **argv) {
     size_t n_vocab;
-    double max_dlogp_bound, max_mean_kl_bound;
+    double max_dlogp_bound, max_mean_kl_bound, min_argmax = 0.0;
+    bool ref_is_logits = argc > 6 && strcmp(argv[6], "logits") == 0;
     if (parse_size(argv[2], &n_vocab) || parse_double(argv[3], &max_dlogp_bound) ||
-        parse_double(argv[4], &max_mean_kl_bound)) {
-        fprintf(stderr, "compare logp: bad numeric argument\n");
+        parse_double(argv[4], &max_mean_kl_bound) || (argc > 5 && parse_double(argv[5], &min_argmax)) ||
+        (argc > 6 && !ref_is_logits && strcmp(argv[6], "logp") != 0)) {
+        fprintf(stderr, "compare logp: bad argument\n");
         return 2;
     }
     FloatFile ref = {0}, ours = {0};
-    double *our_logp = NULL;
+    double *our_logp = NULL, *ref_logits_logp = NULL;
     int status = 2;
     size_t rows_ref, rows_ours;
     if (read_float_file(argv[0], &ref) || read_float_file(argv[1], &ours)) goto done;
@@ -112,16 +122,44 @@ static int compare_logp(char **argv) {
         goto done;
     }
     our_logp = malloc(n_vocab * sizeof(double));
-    if (!our_logp) goto done;
+    ref_logits_logp = malloc(n_vocab * sizeof(double));
+    float *ref_row_buffer = malloc(n_vocab * sizeof(float));
+    if (!our_logp || !ref_logits_logp || !ref_row_buffer) {
+        free(ref_row_buffer);
+        goto done;
+    }
     double max_dlogp = 0.0, kl_sum = 0.0, max_kl = 0.0;
-    size_t worst_row = 0, worst_token = 0, skipped = 0;
+    size_t worst_row = 0, worst_token = 0, skipped = 0, argmax_agree = 0, argmax_ties = 0;
     for (size_t row = 0; row < rows_ref; row++) {
         if (log_softmax_row(ours.values + row * n_vocab, n_vocab, our_logp)) {
             fprintf(stderr, "compare logp: non-finite logit in our row %zu\n", row);
             status = 1;
+            free(ref_row_buffer);
             goto done;
         }
         const float *ref_row = ref.values + row * n_vocab;
+        if (ref_is_logits) {
+            if (log_softmax_row(ref_row, n_vocab, ref_logits_logp)) {
+                fprintf(stderr, "compare logp: non-finite reference logit in row %zu\n", row);
+                free(ref_row_buffer);
+                goto done;
+            }
+            for (size_t t = 0; t < n_vocab; t++) ref_row_buffer[t] = (float)ref_logits_logp[t];
+            ref_row = ref_row_buffer;
+        }
+        // Argmax agreement: our best token against the reference's, a near-tie in the reference
+        // forgiven (either engine may break it either way).
+        size_t ref_best = 0, our_best = 0;
+        for (size_t t = 1; t < n_vocab; t++) {
+            if (ref_row[t] > ref_row[ref_best]) ref_best = t;
+            if (our_logp[t] > our_logp[our_best]) our_best = t;
+        }
+        if (ref_best == our_best) {
+            argmax_agree++;
+        } else if ((double)ref_row[ref_best] - (double)ref_row[our_best] <= ARGMAX_TIE_LOGP) {
+            argmax_agree++;
+            argmax_ties++;
+        }
         // llama.cpp normalised its probabilities with a float32 sum; renormalising in double removes
         // that rounding (up to ~n_vocab ulp) so it is not charged to tiefsee and KL stays >= 0.
         double ref_sum = 0.0;
@@ -151,13 +189,18 @@ static int compare_logp(char **argv) {
         kl_sum += kl;
         if (kl > max_kl) max_kl = kl;
     }
+    free(ref_row_buffer);
     double mean_kl = kl_sum / (double)rows_ref;
-    int fail = !(max_dlogp <= max_dlogp_bound) || !(mean_kl <= max_mean_kl_bound);
-    printf("max_dlogp=%.3e mean_kl=%.3e max_kl=%.3e rows=%zu worst_row=%zu worst_token=%zu skipped=%zu %s\n",
-           max_dlogp, mean_kl, max_kl, rows_ref, worst_row, worst_token, skipped, fail ? "FAIL" : "ok");
+    double argmax_fraction = (double)argmax_agree / (double)rows_ref;
+    int fail = !(max_dlogp <= max_dlogp_bound) || !(mean_kl <= max_mean_kl_bound) || !(argmax_fraction >= min_argmax);
+    printf("max_dlogp=%.3e mean_kl=%.3e max_kl=%.3e rows=%zu worst_row=%zu worst_token=%zu skipped=%zu "
+           "argmax=%zu/%zu argmax_ties=%zu %s\n",
+           max_dlogp, mean_kl, max_kl, rows_ref, worst_row, worst_token, skipped, argmax_agree, rows_ref, argmax_ties,
+           fail ? "FAIL" : "ok");
     status = fail;
 done:
     free(our_logp);
+    free(ref_logits_logp);
     free(ref.values);
     free(ours.values);
     return status;
@@ -256,11 +299,11 @@ done:
 }
 
 int main(int argc, char **argv) {
-    if (argc == 7 && strcmp(argv[1], "logp") == 0) return compare_logp(argv + 2);
+    if (argc >= 7 && argc <= 9 && strcmp(argv[1], "logp") == 0) return compare_logp(argc - 2, argv + 2);
     if (argc == 7 && strcmp(argv[1], "logits") == 0) return compare_logits(argv + 2);
     if (argc == 7 && strcmp(argv[1], "greedy") == 0) return compare_greedy(argv + 2);
     fprintf(stderr,
-            "usage: compare logp REF_LOGP OUR_LOGITS N_VOCAB MAX_DLOGP MAX_MEAN_KL\n"
+            "usage: compare logp REF_LOGP OUR_LOGITS N_VOCAB MAX_DLOGP MAX_MEAN_KL [MIN_ARGMAX [logp|logits]]\n"
             "       compare logits A B N_VOCAB N_ROWS MAX_REL\n"
             "       compare greedy OUR_LOGITS N_VOCAB FIRST_ROW TOKENS_CSV TIE_TOL\n");
     return 2;

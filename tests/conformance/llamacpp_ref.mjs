@@ -5,6 +5,7 @@
 // usage: node llamacpp_ref.mjs --model M.gguf (--tokens 1,2,3 | --random N --seed S --tokens-out T.txt)
 //                              --out LOGP.f32 [--greedy N --greedy-out TOKENS.txt]
 //                              [--flash-attn auto|on|off] [--kv-type f16|f32] [--info-out INFO.json]
+//                              [--threads N]
 //
 // --random N draws N token ids uniformly from the model's vocabulary with a fixed-seed generator
 // (so the caller need not know the vocabulary size) and writes them, comma-separated, to T.txt.
@@ -22,7 +23,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 function parseArgs(argv) {
-    const opts = { greedy: 0, flashAttn: "auto", kvType: "f16" };
+    const opts = { greedy: 0, flashAttn: "auto", kvType: "f16", threads: 1 };
     for (let i = 0; i < argv.length; i++) {
         const key = argv[i];
         const value = argv[i + 1];
@@ -39,6 +40,7 @@ function parseArgs(argv) {
             case "--random": opts.random = Number.parseInt(value, 10); break;
             case "--seed": opts.seed = Number.parseInt(value, 10); break;
             case "--tokens-out": opts.tokensOut = value; break;
+            case "--threads": opts.threads = Number.parseInt(value, 10); break;
             default: throw new Error(`unknown option ${key}`);
         }
         i++;
@@ -50,6 +52,7 @@ function parseArgs(argv) {
     if (opts.tokens && opts.tokens.some((t) => !Number.isInteger(t) || t < 0)) throw new Error("--tokens must be non-negative integers");
     if (!["auto", "on", "off"].includes(opts.flashAttn)) throw new Error("--flash-attn must be auto, on or off");
     if (!["f16", "f32"].includes(opts.kvType)) throw new Error("--kv-type must be f16 or f32");
+    if (!(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 256)) throw new Error("--threads must be 1..256");
     if (opts.greedy > 0 && !opts.greedyOut) throw new Error("--greedy needs --greedy-out");
     return opts;
 }
@@ -109,7 +112,7 @@ async function main() {
         contextSize,
         batchSize: contextSize,
         sequences: 1,
-        threads: 1,
+        threads: opts.threads, // 1 by default; more only speeds up long sequences (results do not depend on it)
         flashAttention: opts.flashAttn === "auto" ? "auto" : opts.flashAttn === "on",
         experimentalKvCacheKeyType: kvType,
         experimentalKvCacheValueType: kvType,
