@@ -13,10 +13,10 @@ all:
 # ctest shows a passing test's output only with -V; the llama.cpp conformance table is worth seeing
 # every time, so it is printed from the report the test leaves behind.
 test: all
-	rm -f $(BUILD)/conformance_report.txt
+	rm -f $(BUILD)/conformance_report.txt $(BUILD)/conformance_moe_report.txt
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	@if [ -f $(BUILD)/conformance_report.txt ]; then \
-	  echo "---- llama.cpp conformance ($(BUILD)/conformance_report.txt):"; cat $(BUILD)/conformance_report.txt; fi
+	@for r in conformance_report conformance_moe_report; do \
+	  if [ -f $(BUILD)/$$r.txt ]; then echo "---- llama.cpp conformance ($(BUILD)/$$r.txt):"; cat $(BUILD)/$$r.txt; fi; done
 
 # -O1 keeps ASan's reports exact while running the suite several times faster than -O0.
 sanitize:

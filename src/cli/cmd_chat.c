@@ -568,7 +568,7 @@ static int chat_main(const chat_opts *o) {
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
-    cp.cache_type = strcmp(o->cache_type, "f32") == 0 ? TS_CACHE_F32 : TS_CACHE_F16;
+    ts_cache_type_from_name(o->cache_type, &cp.cache_type); /* validated when the flags were parsed */
     if (ts_context_new(s.model, &cp, &s.ctx, err) != 0) {
         fprintf(stderr, "tiefsee: %s\n", err);
         goto done;
@@ -620,7 +620,7 @@ int cmd_chat(int argc, char **argv) {
         {NULL, "--repeat-penalty", OPT_FLOAT, &o.sp.repeat_penalty, "R", "repeat penalty (default 1.0 = off)", 0, 0,
          NULL},
         {"-s", "--seed", OPT_SEED, &o.sp.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
-        {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32", "KV cache type (default f16)", 0, 0, NULL},
+        {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print the format, sampling and KV reuse to stderr", 0, 0, NULL},
     };
     arg_parser p = {"chat", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
@@ -641,8 +641,9 @@ int cmd_chat(int argc, char **argv) {
         return usage_error("chat", "unknown --chat-template '%s'", o.template_name);
     if (o.hide_thinking && o.think_plain)
         return usage_error("chat", "--hide-thinking and --think exclude each other");
-    if (strcmp(o.cache_type, "f16") != 0 && strcmp(o.cache_type, "f32") != 0)
-        return usage_error("chat", "--cache-type must be f16 or f32");
+    enum ts_cache_type cache_check;
+    if (ts_cache_type_from_name(o.cache_type, &cache_check) != 0)
+        return usage_error("chat", "--cache-type must be f16, f32, bf16 or q8_0, got '%s'", o.cache_type);
     if (o.sp.repeat_penalty <= 0.0f || o.sp.top_p < 0.0f || o.sp.min_p < 0.0f || o.sp.min_p > 1.0f)
         return usage_error("chat", "--repeat-penalty must be positive, --top-p >= 0, --min-p within 0..1");
     if (!o.seed_given) {

@@ -1,4 +1,5 @@
-/* Vocabulary and tokenizer loaded from a GGUF's tokenizer.ggml.* keys.
+/* Vocabulary and tokenizer loaded from a GGUF's tokenizer.ggml.* keys (or, through
+ * tokenizer/vocab_build.h, from a Hugging Face tokenizer.json).
  * Byte-level BPE with GPT-2 byte mapping, merges and llama.cpp's per-family pre-tokenizers. */
 #ifndef TS_TOKENIZER_VOCAB_H
 #define TS_TOKENIZER_VOCAB_H

@@ -7,8 +7,8 @@ import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
-const require = createRequire(join(process.cwd(), "tests/conformance/package.json"));
 // Resolved from tests/conformance (where CI's `npm ci` installs it), whatever the working directory.
+const require = createRequire(new URL("../../conformance/package.json", import.meta.url));
 const resolved = require.resolve("@huggingface/tokenizers").replace(/\.cjs$/, ".mjs");
 const { Tokenizer } = await import(pathToFileURL(resolved).href);
 
