@@ -2,6 +2,7 @@
 # Installs what building and testing tiefsee needs on Debian 12 / Ubuntu (22.04 or later):
 #   build-essential cmake pkg-config libjansson-dev  - the engine
 #   libedit-dev                                       - line editing of `tiefsee chat`
+#   libmicrohttpd-dev                                 - the HTTP server of `tiefsee serve`
 #   libpcre2-dev libutf8proc-dev                      - the tokenizer (pre-split regexes, NFC)
 #   clang + its compiler runtime (libclang-rt-N-dev)  - `make sanitize` (ASan, UBSan, libFuzzer)
 #   python3                                           - helper tools
@@ -59,7 +60,7 @@ apt_install() {
 }
 
 if command -v dpkg-query >/dev/null; then
-    apt_install build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev python3 ca-certificates
+    apt_install build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev libmicrohttpd-dev python3 ca-certificates
 
     # The sanitizer and libFuzzer runtimes ship separately from clang on newer Debian/Ubuntu
     # (libclang-rt-N-dev); on older releases they are part of libclang-common-N-dev, which clang

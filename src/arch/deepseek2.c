@@ -4,7 +4,7 @@
  * queries are projected into the latent space with W_UK, attention outputs leave it with W_UV. A batch
  * and token-by-token decoding therefore do the same arithmetic per token and agree exactly.
  * Both GGUF dialects load: mainline's 3-D attn_k_b/attn_v_b and ik's / legacy attn_kv_b (from which
- * W_UK is transposed into an owned f32 copy at load; W_UV is a view into it). */
+ * W_UK and W_UV are dequantized into owned f32 copies at load; see load_kv_b for why). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +27,8 @@ typedef struct ds2_layer {
     ts_matrix wv_b;        /* head h: C -> Dv (W_UV), at wv_b.data + h * wv_b_head_bytes */
     size_t wv_b_head_bytes;
     float *wk_b_owned;     /* transposed W_UK when the file only has attn_kv_b */
+    float *wv_b_owned;     /* W_UV as f32 when the file only has attn_kv_b */
+    int latent_round_type; /* legacy layout: the activation type c is rounded through; F32 = none */
     bool is_moe;
     ts_matrix w_gate, w_up, w_down; /* dense FFN layers */
     ts_moe_weights moe;
@@ -47,7 +49,10 @@ static void ds2_free(ts_model *m) {
     ds2_model *d = m->arch_data;
     if (!d) return;
     if (d->layers)
-        for (int l = 0; l < m->hp.n_layer; l++) free(d->layers[l].wk_b_owned);
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            free(d->layers[l].wk_b_owned);
+            free(d->layers[l].wv_b_owned);
+        }
     free(d->layers);
     free(d);
     m->arch_data = NULL;
@@ -159,7 +164,15 @@ static int per_head_matrix(ts_model *m, const char *name, int64_t n_in, int64_t 
     return ts_model_matrix(m, name, n_in, rows * heads, false, out, err);
 }
 
-/* W_UK and W_UV of layer l from whichever layout the file has (deepseek2.md §3.5). */
+/* W_UK and W_UV of layer l from whichever layout the file has (deepseek2.md §3.5).
+ * The legacy combined attn_kv_b is what llama.cpp runs as decompressed MHA: k_nope = W_UK·c and
+ * v = W_UV·c, each a quantized product, i.e. with c rounded to attn_kv_b's activation type (Q8_0,
+ * Q8_K, F16, BF16) and the weights exact. The absorbed form computes the same numbers when c is
+ * rounded that way before it is cached (q_abs·c̃ = q_nope·(W_UK c̃), and Σ p·(W_UV c̃) = W_UV Σ p·c̃)
+ * and both W_UK and W_UV are applied to f32 activations. Rounding anywhere else (q_nope against a
+ * quantized W_UK, the attention output o_lat against a quantized W_UV) is a different, equally
+ * accurate rounding that routing near-ties turn into mean KL ~1e-2 against llama.cpp on quantized
+ * files (docs/deepseek2.md). The price is f32 copies of W_UK and W_UV: 4·H·C·(Dn+Dv) bytes a layer. */
 static int load_kv_b(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *err) {
     const int64_t H = m->hp.n_head, C = d->C, Dn = d->Dn, Dv = d->Dv;
     char name[128];
@@ -173,6 +186,7 @@ static int load_kv_b(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *err
         L->wv_b_head_bytes = L->wv_b.row_bytes * (size_t)Dv;
         L->wk_b.n_out = C;
         L->wv_b.n_out = Dv;
+        L->latent_round_type = TS_TYPE_F32; /* llama.cpp runs this layout absorbed too: no rounding of c */
         return 0;
     }
     snprintf(name, sizeof name, "blk.%d.attn_kv_b.weight", l);
@@ -196,11 +210,23 @@ static int load_kv_b(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *err
     L->wk_b = (ts_matrix){.data = L->wk_b_owned, .type = TS_TYPE_F32, .n_in = Dn, .n_out = C,
                           .row_bytes = (size_t)Dn * sizeof(float)};
     L->wk_b_head_bytes = (size_t)(C * Dn) * sizeof(float);
-    /* W_UV[h] = rows h·(Dn+Dv) + Dn .. + Dv of kv_b, used in place. */
-    L->wv_b = kvb;
-    L->wv_b.data = (const char *)kvb.data + (size_t)Dn * kvb.row_bytes;
-    L->wv_b.n_out = Dv;
-    L->wv_b_head_bytes = (size_t)(Dn + Dv) * kvb.row_bytes;
+    /* W_UV[h] = rows h·(Dn+Dv) + Dn .. + Dv of kv_b, row j over c. */
+    L->wv_b_owned = malloc((size_t)(H * Dv * C) * sizeof(float));
+    if (!L->wv_b_owned) return ts_fail(err, "out of memory");
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t j = 0; j < Dv; j++)
+            tr->to_float((const char *)kvb.data + (size_t)(h * (Dn + Dv) + Dn + j) * kvb.row_bytes,
+                         L->wv_b_owned + (size_t)(h * Dv + j) * (size_t)C, (int)C);
+    L->wv_b = (ts_matrix){.data = L->wv_b_owned, .type = TS_TYPE_F32, .n_in = C, .n_out = Dv,
+                          .row_bytes = (size_t)C * sizeof(float)};
+    L->wv_b_head_bytes = (size_t)(Dv * C) * sizeof(float);
+    const int vdt = tr->vec_dot_type;
+    if (vdt < 0 || vdt >= TS_TYPE_COUNT)
+        return ts_fail(err, "%s: tensor '%s' has no activation type", m->path, name);
+    if (vdt != TS_TYPE_F32 && (!m->types[vdt].from_float || !m->types[vdt].to_float || ts_row_size(vdt, C) == 0))
+        return ts_fail(err, "%s: tensor '%s' type %s: its activation type cannot round a latent of %lld", m->path, name,
+                       tr->name, (long long)C);
+    L->latent_round_type = vdt;
     return 0;
 }
 
@@ -430,6 +456,12 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         const float *cs = s->rope_cs + (size_t)i * Dr;
         float *kva = s->kva + (size_t)i * K;
         ts_rmsnorm(kva, kva, L->kv_a_norm, C, hp->norm_eps);
+        if (L->latent_round_type != TS_TYPE_F32) {
+            /* Legacy layout: round c as llama.cpp's decompression does (load_kv_b). s->act holds a
+             * row of C floats (W_UV is an f32 matrix of C columns), so a rounded row fits. */
+            m->types[L->latent_round_type].from_float(kva, s->act, C);
+            m->types[L->latent_round_type].to_float(s->act, kva, C);
+        }
         ts_rope_apply(kva + C, 1, Dr, Dr, cs, TS_ROPE_NORM);
         ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), kva, K);
         float *q = s->q + (size_t)i * H * Dqk;

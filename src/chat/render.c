@@ -1,5 +1,6 @@
-/* The DeepSeek chat formats, each a transcription of its reference Jinja template (see
- * tests/chat/templates/ and llama.cpp's models/templates/), including their quirks: the models were
+/* The DeepSeek chat formats, each a transcription of its reference Jinja template (the official V3
+ * template, llama.cpp's models/templates/ and the HF templates in llama.cpp's test-chat-template.cpp;
+ * tests/chat/render_ref.mjs names each), including their quirks: the models were
  * trained on these exact bytes, and llama.cpp renders them so, so any "cleanup" would change the prompt.
  * Quirks kept on purpose: V3/R1's `is_first` and `is_output_first` are never reset between messages;
  * R1 keeps only the LAST system message; R1-Distill-Qwen renders both the tool calls and the content
@@ -475,8 +476,10 @@ static void render_coder(ts_chat_prompt *p, const ts_chat *c, const ts_chat_rend
             tpl(p, "\n<|EOT|>\n");
         }
     }
+    /* "### Response:\n": the HF template writes '### Response:' and then a literal newline that
+     * trim_blocks keeps (it follows "}}", not a block tag); llama.cpp's builtin writes the same. */
     if (o->add_generation_prompt)
-        tpl(p, "### Response:");
+        tpl(p, "### Response:\n");
 }
 
 int ts_chat_render(const ts_chat *c, enum ts_chat_format f, const ts_chat_render_opts *opts, ts_chat_prompt *out) {

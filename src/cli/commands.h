@@ -13,6 +13,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_chat_render(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Monotonic clock in seconds, for timings. */
 double now_seconds(void);

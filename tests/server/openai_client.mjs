@@ -1,0 +1,55 @@
+// Drives `tiefsee serve` with the official OpenAI npm client (pinned in tests/conformance), so the
+// response shapes are checked by the code real applications use, not only by our own expectations.
+// usage: node openai_client.mjs BASE_URL API_KEY MODEL_ALIAS
+import { createRequire } from "node:module";
+import assert from "node:assert/strict";
+
+const require = createRequire(new URL("../conformance/package.json", import.meta.url));
+const OpenAI = require("openai").default ?? require("openai");
+const [baseURL, apiKey, alias] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+const messages = [{ role: "user", content: "Hello from the openai client" }];
+
+const models = await client.models.list();
+assert.equal(models.data[0].id, alias);
+
+const whole = await client.chat.completions.create({ model: alias, messages, max_tokens: 16, temperature: 0 });
+const msg = whole.choices[0].message;
+assert.equal(msg.role, "assistant");
+assert.equal(whole.usage.completion_tokens, 16);
+assert.equal(whole.choices[0].finish_reason, "length");
+assert.equal(whole.usage.total_tokens, whole.usage.prompt_tokens + 16);
+
+// Streamed: the deltas concatenate to the non-streamed answer; usage arrives in the last chunk.
+const stream = await client.chat.completions.create({
+    model: alias, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true },
+});
+let content = "", reasoning = "", usage = null, finish = null, reasoningAfterContent = false;
+for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+        if (c.delta.reasoning_content) {
+            if (content) reasoningAfterContent = true;
+            reasoning += c.delta.reasoning_content;
+        }
+        if (c.delta.content) content += c.delta.content;
+        if (c.finish_reason) finish = c.finish_reason;
+    }
+}
+assert.equal(content, msg.content ?? "");
+assert.equal(reasoning, msg.reasoning_content ?? "");
+assert.ok(!reasoningAfterContent, "reasoning must stream before content");
+assert.deepEqual(usage, whole.usage);
+assert.equal(finish, "length");
+
+const comp = await client.completions.create({ model: alias, prompt: "Once upon a time", max_tokens: 8, temperature: 0 });
+assert.equal(comp.usage.completion_tokens, 8);
+assert.equal(typeof comp.choices[0].text, "string");
+
+// Errors surface as the client's typed errors with the server's status and message.
+await assert.rejects(
+    client.chat.completions.create({ model: alias, messages: [{ role: "wizard", content: "x" }] }),
+    (e) => e.status === 400 && /role/.test(e.message));
+const bad = new OpenAI({ baseURL, apiKey: "wrong-key", maxRetries: 0 });
+await assert.rejects(bad.models.list(), (e) => e.status === 401);
+console.log("openai client: ok");
