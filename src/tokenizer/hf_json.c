@@ -25,6 +25,7 @@ typedef struct hf_loader {
     ts_err *err;
     int id_limit; /* ids must be below this (MAX_TOKEN_ID or fewer, from the entry count) */
     int n_tokens;
+    int cap_tokens; /* allocated entries of tokens/types */
     ts_text *tokens;
     unsigned char *types;
     ts_text *merge_sides; /* left sides, then right sides */
@@ -176,14 +177,25 @@ static int read_normalizer(hf_loader *L, const json_t *norm, int *nfc) {
 static int grow_tokens(hf_loader *L, int id) {
     if (id < L->n_tokens)
         return 0;
-    ts_text *t = realloc(L->tokens, ((size_t)id + 1) * sizeof *t);
-    if (t)
-        L->tokens = t;
-    unsigned char *ty = realloc(L->types, (size_t)id + 1);
-    if (ty)
-        L->types = ty;
-    if (!t || !ty)
-        return ts_fail(L->err, "out of memory loading %s", L->origin);
+    if (id >= L->cap_tokens) {
+        /* Geometric growth: ids arrive one by one, and growing by one entry each time is quadratic
+         * wherever realloc cannot extend in place (it made loading a 128k vocab take minutes under
+         * ASan). id < id_limit, so the doubled capacity still fits an int. */
+        size_t cap = (size_t)L->cap_tokens * 2;
+        if (cap < (size_t)id + 1)
+            cap = (size_t)id + 1;
+        if (cap < 1024)
+            cap = 1024;
+        ts_text *t = realloc(L->tokens, cap * sizeof *t);
+        if (t)
+            L->tokens = t;
+        unsigned char *ty = realloc(L->types, cap);
+        if (ty)
+            L->types = ty;
+        if (!t || !ty)
+            return ts_fail(L->err, "out of memory loading %s", L->origin);
+        L->cap_tokens = (int)(cap > INT32_MAX ? INT32_MAX : cap);
+    }
     for (int i = L->n_tokens; i <= id; i++) {
         L->tokens[i] = (ts_text){"", 0};
         L->types[i] = TS_TOKEN_UNUSED; /* a hole until some entry claims it */
