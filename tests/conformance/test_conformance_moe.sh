@@ -34,14 +34,25 @@
 #      * F16 weights: mean KL <= 1e-5 and argmax everywhere; max |d log p| is not bounded because both
 #        engines round activations to f16 (~5e-4 relative) and the token seed's routing margins
 #        (1e-4 .. 3e-4) are near-ties at that precision: measured 2e-3 .. 5e-3, with KL <= 4e-7.
-#      * BF16/quantized weights on DeepSeekMoE and V2-Lite (mainline layout): mean KL <= 4e-4 and
-#        argmax agreement >= 95% (shared/README.md: judge quantized MoE so).
-#      * BF16/quantized weights where routing flips under activation rounding are frequent -- V3
-#        (sigmoid scores plus a 0.01-scale bias: tiny margins, routed scale 2.5), the legacy layout
-#        (llama.cpp quantizes the latent before decompressing K/V, tiefsee dequantizes W_UK and stays
-#        in the latent: different rounding points) and V2 against dsref (which rounds no activation):
-#        mean KL <= 3e-2 and argmax >= 75%. Measured up to 1.1e-2 / 83%. Still a real check: llama.cpp's
-#        V2 group scoring alone gives mean KL ~0.1 and argmax ~65% on the same model.
+#      * BF16/quantized weights on DeepSeekMoE and V2-Lite (both layouts): the dense bound, mean KL
+#        <= 4e-4 and argmax agreement >= 95% (shared/README.md: judge quantized MoE so). Measured
+#        <= 1.1e-4 and >= 61/64.
+#      * BF16/quantized weights on V3 (both layouts), and V2's F16/BF16 against dsref: mean KL <= 6e-3
+#        and argmax >= 87.5% (56/64). Measured up to 3.0e-3 and 58/64 (V3 q6_K). Why looser than dense,
+#        with the evidence (docs/deepseek2.md, "Conformance with quantized weights"): both engines
+#        round activations to Q8_0/Q8_K/F16/BF16 before each product, identically -- on V3 q6_K/q8_0/
+#        q4_K the two agree to KL 1e-14 up to position 5/11/12 -- but their F32 attention differs in
+#        summation order (~1e-6 relative, the F32 case's max |d log p|). Once such a difference moves an
+#        activation across a rounding boundary, the tiny random V3 (sigmoid scores + 0.01-scale bias,
+#        groups picked by a top-2 sum, routed scale 2.5) turns it into other experts at that position
+#        and, through the cache, a KL background at every later one. Multiplying tiefsee's own
+#        attention output by (1 + 1e-6·noise) moves tiefsee by mean KL 3.3e-3 / 7.2e-4 / 5.4e-5
+#        (q6_K / q8_0 / q4_K) with up to 4 argmax changes: the same size as the llama.cpp difference,
+#        so no tighter bound would hold under a float reordering on either side. V2 against dsref
+#        (float64, no activation rounding) is the same effect seen from the other side. Still a real
+#        check: a semantic difference in routing (llama.cpp's V2 group scoring) gives mean KL ~0.1 and
+#        argmax ~65%, and the rounding-point difference the legacy layout had before tiefsee rounded
+#        the latent as llama.cpp's decompression does gave 1.1e-2 / 53/64.
 #   2. tiefsee's batch logits against its own one-token-at-a-time (--step) logits (1e-4 of the scale).
 # Both engines use an F32 KV cache and llama.cpp runs without flash attention: with llama.cpp's
 # default F16 cache the legacy layout would round the decompressed per-head K and V to f16 where
@@ -83,7 +94,7 @@ TOKEN_SEED=20240601
 EXACT_MAX_DLOGP=3e-3 EXACT_MAX_MEAN_KL=4e-4 EXACT_MIN_ARGMAX=1        # F32 weights
 F16_MAX_DLOGP=inf    F16_MAX_MEAN_KL=1e-5   F16_MIN_ARGMAX=1          # F16 weights
 QUANT_MAX_DLOGP=inf  QUANT_MAX_MEAN_KL=4e-4 QUANT_MIN_ARGMAX=0.95     # BF16/quantized, robust routing
-LOOSE_MAX_DLOGP=inf  LOOSE_MAX_MEAN_KL=3e-2 LOOSE_MIN_ARGMAX=0.75     # BF16/quantized, flip-prone (below)
+FLIP_MAX_DLOGP=inf   FLIP_MAX_MEAN_KL=6e-3  FLIP_MIN_ARGMAX=0.875    # BF16/quantized V3, V2 vs dsref (header)
 STEP_MAX_REL=1e-4
 
 MODELS="tiny-deepseek-moe tiny-deepseek2-lite tiny-deepseek2 tiny-deepseek3"
@@ -173,10 +184,10 @@ evaluate_case() {
     if [[ $type == f16 ]] && ! uses_dsref "$preset"; then
         max_dlogp=$F16_MAX_DLOGP max_kl=$F16_MAX_MEAN_KL min_argmax=$F16_MIN_ARGMAX
     elif [[ $type != f32 ]]; then
-        if [[ $preset == tiny-deepseek-moe || $preset == tiny-deepseek2-lite ]]; then
+        if [[ $preset == tiny-deepseek-moe || $preset == tiny-deepseek2-lite || $preset == tiny-deepseek2-lite-kvb ]]; then
             max_dlogp=$QUANT_MAX_DLOGP max_kl=$QUANT_MAX_MEAN_KL min_argmax=$QUANT_MIN_ARGMAX
         else
-            max_dlogp=$LOOSE_MAX_DLOGP max_kl=$LOOSE_MAX_MEAN_KL min_argmax=$LOOSE_MIN_ARGMAX
+            max_dlogp=$FLIP_MAX_DLOGP max_kl=$FLIP_MAX_MEAN_KL min_argmax=$FLIP_MIN_ARGMAX
         fi
     fi
     local tokens=""
