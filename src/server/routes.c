@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/server.h"
 
@@ -25,12 +26,14 @@ typedef struct server {
     int n_ctx;
     pthread_mutex_t tokenizer_mu; /* the tokenizer keeps per-vocabulary scratch state */
     atomic_uint_fast64_t next_id;
+    atomic_int requests_open; /* requests routed whose response is not yet fully sent */
 } server;
 
 typedef struct conn_state {
     char *body;
     size_t len, cap;
     bool too_big;
+    server *sv;
 } conn_state;
 
 typedef struct api_error {
@@ -87,7 +90,9 @@ static json_t *error_json(const api_error *e) {
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, const api_error *e) {
-    char *text = json_dumps(error_json(e), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *body = error_json(e);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
     if (!text)
         return MHD_NO;
     return send_text(c, e->status, "application/json", text, e->status == 429 ? "1" : NULL);
@@ -280,13 +285,13 @@ static int parse_messages(const json_t *body, ts_chat *chat, api_error *e) {
     return 0;
 }
 
-static int check_prompt_fits(const server *sv, int n_prompt, api_error *e) {
+static int check_prompt_fits(const server *sv, int n_prompt, const char *param, api_error *e) {
     if (n_prompt == 0) {
-        set_error(e, 400, "prompt", "invalid_value", "the prompt is empty");
+        set_error(e, 400, param, "invalid_value", "the prompt is empty");
         return -1;
     }
     if (n_prompt >= sv->n_ctx) {
-        set_error(e, 400, "messages", "context_length_exceeded",
+        set_error(e, 400, param, "context_length_exceeded",
                   "the prompt has %d tokens but the context holds %d (it must leave room for the answer)", n_prompt,
                   sv->n_ctx);
         return -1;
@@ -598,7 +603,7 @@ static enum MHD_Result handle_generation(server *sv, struct MHD_Connection *c, j
             goto fail;
         }
     }
-    if (check_prompt_fits(sv, j->n_prompt, &e) != 0)
+    if (check_prompt_fits(sv, j->n_prompt, chat ? "messages" : "prompt", &e) != 0)
         goto fail;
     int rc = scheduler_submit(sv->sched, j);
     if (rc == -1) {
@@ -757,6 +762,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cs) {
         if (!(cs = calloc(1, sizeof *cs)))
             return MHD_NO;
+        cs->sv = sv;
+        atomic_fetch_add(&sv->requests_open, 1);
         *con_cls = cs;
         return MHD_YES;
     }
@@ -791,6 +798,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)tc;
     conn_state *cs = *con_cls;
     if (cs) {
+        atomic_fetch_sub(&cs->sv->requests_open, 1);
         free(cs->body);
         free(cs);
         *con_cls = NULL;
@@ -812,6 +820,7 @@ int server_run(const server_config *cfg) {
     struct MHD_Daemon *d = NULL;
     pthread_mutex_init(&sv.tokenizer_mu, NULL);
     atomic_init(&sv.next_id, (uint64_t)time(NULL) * 1000);
+    atomic_init(&sv.requests_open, 0);
 
     /* Signals are taken synchronously by this thread (sigwait) below; every thread started from here
      * on inherits the blocked mask, so none of them is interrupted. */
@@ -879,9 +888,15 @@ int server_run(const server_config *cfg) {
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "tiefsee serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    MHD_quiesce_daemon(d);                /* no new connections */
+    MHD_socket listen_fd = MHD_quiesce_daemon(d); /* no new connections: the socket is ours to close */
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
     scheduler_drain_and_stop(sv.sched);   /* every accepted job runs to its end */
     sv.sched = NULL;
+    /* Stopping the daemon cuts connections, so first let the answers being sent reach their clients
+     * (bounded, so a stalled client cannot keep the process alive). */
+    for (int waited_ms = 0; atomic_load(&sv.requests_open) > 0 && waited_ms < 30000; waited_ms += 10)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(d);                   /* waits for the connections to send what they have */
     d = NULL;
     status = 0;
