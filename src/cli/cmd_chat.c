@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/utf8_stream.h"
 #include "tiefsee.h"
+#include "util/utf8.h"
 
 #define TOKEN_BUF_BYTES 65536
 #define DS_BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
@@ -222,33 +223,6 @@ static int reply_append(reply_text *r, const char *s, size_t n) {
     return 0;
 }
 
-/* Length of the well-formed UTF-8 character at s[0..n) (no overlongs, surrogates or code points
- * past U+10FFFF), or 0 if the bytes there are not one. */
-static size_t utf8_char_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t want;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        want = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        want = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        want = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (n < want || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 2; k < want; k++)
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-    return want;
-}
 
 /* A copy with every byte that is not part of a well-formed character (a model may emit any bytes)
  * replaced by U+FFFD: conversations are saved as JSON, which must be valid UTF-8. NULL if no memory. */
@@ -259,7 +233,7 @@ static char *valid_utf8(const char *s, size_t n) {
     if (!out)
         return NULL;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_char_len((const unsigned char *)s + i, n - i);
+        size_t len = ts_utf8_char_len((const unsigned char *)s + i, n - i);
         if (len) {
             memcpy(o, s + i, len);
             o += len;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/server.h"
+#include "util/utf8.h"
 
 static int buf_reserve(char **buf, size_t *cap, size_t need) {
     if (need <= *cap)
@@ -23,39 +24,13 @@ static int buf_reserve(char **buf, size_t *cap, size_t need) {
     return 0;
 }
 
-/* Length of the well-formed UTF-8 character at s[0..n) (no overlongs, surrogates, or code points
- * past U+10FFFF), or 0 when the bytes there are not one. */
-static size_t utf8_char_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t want;
-    if (c >= 0x01 && c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        want = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        want = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        want = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (n < want || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t k = 2; k < want; k++)
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-    return want;
-}
 
 int text_append_valid_utf8(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
     if (n > (SIZE_MAX - *len - 1) / 3 || buf_reserve(buf, cap, *len + n * 3 + 1) != 0)
         return -1;
     char *o = *buf + *len;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_char_len((const unsigned char *)s + i, n - i);
+        size_t l = ts_utf8_char_len((const unsigned char *)s + i, n - i);
         if (l) {
             memcpy(o, s + i, l);
             o += l;
