@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "arch/arch.h"
+#include "arch/common.h"
 #include "engine/context.h"
 #include "model/model.h"
 #include "ops/mla.h"
@@ -278,35 +279,11 @@ static int load_layer(ts_model *m, ds2_model *d, int l, ds2_layer *L, ts_err *er
     return 0;
 }
 
-static int load_embeddings(ts_model *m, ts_err *err) {
-    ts_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd;
-    const gguf_tensor *te = gguf_find_tensor(m->file, "token_embd.weight");
-    if (!te) return ts_fail(err, "%s: tensor 'token_embd.weight' is missing", m->path);
-    if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
-        return ts_fail(err, "%s: tensor 'token_embd.weight' has %lld rows", m->path, (long long)te->ne[1]);
-    hp->n_vocab = (int)te->ne[1];
-    int vocab_key = hp->n_vocab;
-    if (ts_model_opt_u32(m, "vocab_size", &vocab_key, err)) return -1;
-    if (vocab_key != hp->n_vocab)
-        return ts_fail(err, "%s: %s.vocab_size is %d but token_embd.weight has %d rows", m->path, m->arch->name, vocab_key,
-                       hp->n_vocab);
-    if (ts_model_matrix(m, "token_embd.weight", E, hp->n_vocab, false, &m->tok_embd, err)) return -1;
-    if (!m->types[m->tok_embd.type].to_float)
-        return ts_fail(err, "%s: token_embd.weight type cannot be dequantized", m->path);
-    if (ts_model_vector(m, "output_norm.weight", E, false, &m->output_norm, err)) return -1;
-    const int rc = ts_model_matrix(m, "output.weight", E, hp->n_vocab, true, &m->output, err);
-    if (rc < 0) return -1;
-    m->output_tied = rc == 1;
-    if (m->output_tied) m->output = m->tok_embd;
-    return 0;
-}
-
 static int ds2_load(ts_model *m, ts_err *err) {
     ds2_model *d = calloc(1, sizeof *d);
     if (!d) return ts_fail(err, "out of memory");
     m->arch_data = d;
-    if (load_hparams(m, d, err) || load_embeddings(m, err)) return -1;
+    if (load_hparams(m, d, err) || ts_arch_load_embeddings(m, err)) return -1;
     d->layers = calloc((size_t)m->hp.n_layer, sizeof *d->layers);
     if (!d->layers) return ts_fail(err, "out of memory");
     for (int l = 0; l < m->hp.n_layer; l++)
@@ -326,8 +303,7 @@ static void ds2_kv_widths(const ts_model *m, int layer, int *k_width, int *v_wid
 typedef struct ds2_state {
     int n_batch;
     float *x, *xn, *qa, *q, *kva, *qabs, *olat, *attn, *tmp, *gate, *up, *rope_cs;
-    void *act;
-    size_t act_row_bytes;
+    ts_arch_act act;
     float *scratch;
     size_t scratch_len; /* n_ctx + C + Dr per thread */
     ts_moe_scratch moe;
@@ -337,14 +313,10 @@ static void ds2_context_free(ts_context *c) {
     ds2_state *s = c->arch_state;
     if (!s) return;
     free(s->x); free(s->xn); free(s->qa); free(s->q); free(s->kva); free(s->qabs); free(s->olat); free(s->attn);
-    free(s->tmp); free(s->gate); free(s->up); free(s->rope_cs); free(s->act); free(s->scratch);
+    free(s->tmp); free(s->gate); free(s->up); free(s->rope_cs); free(s->act.buf); free(s->scratch);
     ts_moe_scratch_free(&s->moe);
     free(s);
     c->arch_state = NULL;
-}
-
-static void widen(size_t *max, size_t v) {
-    if (v > *max) *max = v;
 }
 
 static int ds2_context_init(ts_context *c, ts_err *err) {
@@ -368,10 +340,9 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
         const ts_matrix *all[] = {&L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wk_b, &L->wv_b, &L->wo, &L->w_gate, &L->w_up,
                                   &L->w_down, &L->moe.gate_inp, &L->moe.gate.first, &L->moe.up.first, &L->moe.down.first,
                                   &L->moe.gate_shexp, &L->moe.up_shexp, &L->moe.down_shexp};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            if (all[i]->data) widen(&row, ts_act_row_bytes(m->types, all[i]));
+        row = ts_arch_widest_act(m, all, sizeof all / sizeof all[0], row);
     }
-    s->act_row_bytes = row;
+    s->act = (ts_arch_act){.row_bytes = row, .reuse = false};
     s->x = malloc(B * E * sizeof(float));
     s->xn = malloc(B * E * sizeof(float));
     s->qa = malloc(B * (size_t)(d->q_lora > 0 ? d->q_lora : 1) * sizeof(float));
@@ -384,11 +355,11 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
     s->gate = malloc(B * (size_t)hp->n_ff * sizeof(float));
     s->up = malloc(B * (size_t)hp->n_ff * sizeof(float));
     s->rope_cs = malloc(B * (size_t)d->Dr * sizeof(float));
-    s->act = malloc(B * row);
+    s->act.buf = malloc(B * row);
     s->scratch_len = (size_t)c->n_ctx + K;
     s->scratch = malloc((size_t)c->params.n_threads * s->scratch_len * sizeof(float));
     if (!s->x || !s->xn || !s->qa || !s->q || !s->kva || !s->qabs || !s->olat || !s->attn || !s->tmp || !s->gate ||
-        !s->up || !s->rope_cs || !s->act || !s->scratch) {
+        !s->up || !s->rope_cs || !s->act.buf || !s->scratch) {
         ds2_context_free(c);
         return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
     }
@@ -428,10 +399,6 @@ static void mla_attention_task(void *arg, int ith, int nth) {
     }
 }
 
-static void project(ts_context *c, ds2_state *s, const ts_matrix *w, const float *src, int n, float *out) {
-    ts_project_rows(c->pool, c->model->types, w, src, (int)w->n_in, n, s->act, s->act_row_bytes, out, (int)w->n_out);
-}
-
 static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     const ts_model *m = c->model;
     const ts_hparams *hp = &m->hp;
@@ -442,16 +409,16 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     const int Dqk = Dn + Dr, K = C + Dr;
 
     if (d->q_lora > 0) {
-        project(c, s, &L->wq_a, s->xn, n, s->qa);
+        ts_arch_project(c, &s->act, &L->wq_a, s->xn, n, s->qa);
         for (int i = 0; i < n; i++) {
             float *r = s->qa + (size_t)i * d->q_lora;
             ts_rmsnorm(r, r, L->q_a_norm, d->q_lora, hp->norm_eps);
         }
-        project(c, s, &L->wq_b, s->qa, n, s->q);
+        ts_arch_project(c, &s->act, &L->wq_b, s->qa, n, s->q);
     } else {
-        project(c, s, &L->wq, s->xn, n, s->q);
+        ts_arch_project(c, &s->act, &L->wq, s->xn, n, s->q);
     }
-    project(c, s, &L->wkv_a, s->xn, n, s->kva);
+    ts_arch_project(c, &s->act, &L->wkv_a, s->xn, n, s->kva);
     for (int i = 0; i < n; i++) {
         const float *cs = s->rope_cs + (size_t)i * Dr;
         float *kva = s->kva + (size_t)i * K;
@@ -459,8 +426,8 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         if (L->latent_round_type != TS_TYPE_F32) {
             /* Legacy layout: round c as llama.cpp's decompression does (load_kv_b). s->act holds a
              * row of C floats (W_UV is an f32 matrix of C columns), so a rounded row fits. */
-            m->types[L->latent_round_type].from_float(kva, s->act, C);
-            m->types[L->latent_round_type].to_float(s->act, kva, C);
+            m->types[L->latent_round_type].from_float(kva, s->act.buf, C);
+            m->types[L->latent_round_type].to_float(s->act.buf, kva, C);
         }
         ts_rope_apply(kva + C, 1, Dr, Dr, cs, TS_ROPE_NORM);
         ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), kva, K);
@@ -473,7 +440,7 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     for (int h = 0; h < H; h++) {
         ts_matrix wk = L->wk_b;
         wk.data = (const char *)wk.data + (size_t)h * L->wk_b_head_bytes;
-        ts_project_rows(c->pool, m->types, &wk, s->q + (size_t)h * Dqk, H * Dqk, n, s->act, s->act_row_bytes,
+        ts_project_rows(c->pool, m->types, &wk, s->q + (size_t)h * Dqk, H * Dqk, n, s->act.buf, s->act.row_bytes,
                         s->qabs + (size_t)h * K, H * K);
     }
     mla_job job = {.c = c, .s = s, .b = b, .layer = l};
@@ -482,10 +449,10 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     for (int h = 0; h < H; h++) {
         ts_matrix wv = L->wv_b;
         wv.data = (const char *)wv.data + (size_t)h * L->wv_b_head_bytes;
-        ts_project_rows(c->pool, m->types, &wv, s->olat + (size_t)h * C, H * C, n, s->act, s->act_row_bytes,
+        ts_project_rows(c->pool, m->types, &wv, s->olat + (size_t)h * C, H * C, n, s->act.buf, s->act.row_bytes,
                         s->attn + (size_t)h * Dv, H * Dv);
     }
-    project(c, s, &L->wo, s->attn, n, s->tmp);
+    ts_arch_project(c, &s->act, &L->wo, s->attn, n, s->tmp);
 }
 
 static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float *logits, ts_err *err) {
@@ -493,35 +460,27 @@ static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float
     const ts_hparams *hp = &m->hp;
     const ds2_model *d = m->arch_data;
     ds2_state *s = c->arch_state;
-    const int n = b->n_tokens, E = hp->n_embd, F = hp->n_ff;
+    const int n = b->n_tokens, E = hp->n_embd;
     if (n > s->n_batch) return ts_fail(err, "batch of %d tokens exceeds n_batch %d", n, s->n_batch);
 
-    const ts_type_traits *et = &m->types[m->tok_embd.type];
-    for (int i = 0; i < n; i++) {
-        et->to_float((const char *)m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes, s->x + (size_t)i * E, E);
-        ts_rope_cache_yarn(s->rope_cs + (size_t)i * d->Dr, b->pos[i], d->Dr, hp->rope_freq_base, &d->yarn);
-    }
+    ts_arch_embed(m, b, s->x);
+    for (int i = 0; i < n; i++) ts_rope_cache_yarn(s->rope_cs + (size_t)i * d->Dr, b->pos[i], d->Dr, hp->rope_freq_base, &d->yarn);
     for (int l = 0; l < d->n_layer_run; l++) {
         const ds2_layer *L = &d->layers[l];
-        for (int i = 0; i < n; i++) ts_rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->norm_eps);
+        /* Attention: x += W_o · MLA(xn) with xn = RMSNorm(x). */
+        ts_arch_rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->norm_eps);
         mla_block(c, s, b, l);
-        for (int i = 0; i < n; i++) ts_add(s->x + (size_t)i * E, s->tmp + (size_t)i * E, E);
+        ts_arch_add_rows(s->x, s->tmp, n, E);
 
-        for (int i = 0; i < n; i++) ts_rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->norm_eps);
-        if (L->is_moe) {
+        /* FFN: the routed + shared experts in MoE layers, SwiGLU in the leading dense ones. */
+        ts_arch_rmsnorm_rows(s->xn, s->x, L->ffn_norm, n, E, hp->norm_eps);
+        if (L->is_moe)
             ts_moe_forward(c->pool, m->types, &d->moe.router, &L->moe, &s->moe, s->xn, n, s->tmp);
-        } else {
-            project(c, s, &L->w_gate, s->xn, n, s->gate);
-            project(c, s, &L->w_up, s->xn, n, s->up);
-            for (int i = 0; i < n; i++) ts_swiglu(s->gate + (size_t)i * F, s->up + (size_t)i * F, F);
-            project(c, s, &L->w_down, s->gate, n, s->tmp);
-        }
-        for (int i = 0; i < n; i++) ts_add(s->x + (size_t)i * E, s->tmp + (size_t)i * E, E);
+        else
+            ts_arch_swiglu(c, &s->act, &L->w_gate, &L->w_up, &L->w_down, s->xn, s->gate, s->up, n, s->tmp);
+        ts_arch_add_rows(s->x, s->tmp, n, E);
     }
-    int n_out = 0;
-    for (int i = 0; i < n; i++)
-        if (want[i]) ts_rmsnorm(s->xn + (size_t)(n_out++) * E, s->x + (size_t)i * E, m->output_norm, E, hp->norm_eps);
-    if (n_out > 0) project(c, s, &m->output, s->xn, n_out, logits);
+    ts_arch_output(c, &s->act, s->x, s->xn, want, n, logits);
     return 0;
 }
 

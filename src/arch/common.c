@@ -1,0 +1,241 @@
+/* Shared pieces of the architecture files (see common.h). */
+#include "arch/common.h"
+
+#include "arch/arch.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/moe.h"
+#include "ops/ops.h"
+
+/* ---- Loading --------------------------------------------------------------------------------- */
+
+int ts_arch_load_base_hparams(ts_model *m, ts_err *err) {
+    ts_hparams *hp = &m->hp;
+    memset(hp, 0, sizeof *hp);
+    if (ts_model_req_u32(m, "block_count", &hp->n_layer, err) || ts_model_req_u32(m, "context_length", &hp->n_ctx_train, err) ||
+        ts_model_req_u32(m, "embedding_length", &hp->n_embd, err) || ts_model_req_u32(m, "feed_forward_length", &hp->n_ff, err) ||
+        ts_model_req_u32(m, "attention.head_count", &hp->n_head, err) ||
+        ts_model_req_f32(m, "attention.layer_norm_rms_epsilon", &hp->norm_eps, err))
+        return -1;
+    /* Bounds keep every later size computation far from overflow. */
+    if (hp->n_layer < 1 || hp->n_layer > 4096) return ts_fail(err, "%s: block_count %d out of range", m->path, hp->n_layer);
+    if (hp->n_embd < 1 || hp->n_embd > (1 << 20)) return ts_fail(err, "%s: embedding_length %d out of range", m->path, hp->n_embd);
+    if (hp->n_ff < 1 || hp->n_ff > (1 << 22)) return ts_fail(err, "%s: feed_forward_length %d out of range", m->path, hp->n_ff);
+    if (hp->n_head < 1 || hp->n_head > 4096) return ts_fail(err, "%s: head_count %d out of range", m->path, hp->n_head);
+    if (hp->n_ctx_train < 1) return ts_fail(err, "%s: context_length %d out of range", m->path, hp->n_ctx_train);
+    if (!(hp->norm_eps >= 0.0f && hp->norm_eps < 1.0f)) return ts_fail(err, "%s: rms epsilon %g out of range", m->path, (double)hp->norm_eps);
+    return 0;
+}
+
+int ts_arch_load_embeddings(ts_model *m, ts_err *err) {
+    ts_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    const gguf_tensor *te = gguf_find_tensor(m->file, "token_embd.weight");
+    if (!te) return ts_fail(err, "%s: tensor 'token_embd.weight' is missing", m->path);
+    if (te->ne[1] < 1 || te->ne[1] > INT32_MAX)
+        return ts_fail(err, "%s: tensor 'token_embd.weight' has %lld rows", m->path, (long long)te->ne[1]);
+    hp->n_vocab = (int)te->ne[1];
+    int vocab_key = hp->n_vocab;
+    if (ts_model_opt_u32(m, "vocab_size", &vocab_key, err)) return -1;
+    if (vocab_key != hp->n_vocab)
+        return ts_fail(err, "%s: %s.vocab_size is %d but token_embd.weight has %d rows", m->path, m->arch->name, vocab_key,
+                       hp->n_vocab);
+    if (ts_model_matrix(m, "token_embd.weight", E, hp->n_vocab, false, &m->tok_embd, err)) return -1;
+    if (!m->types[m->tok_embd.type].to_float)
+        return ts_fail(err, "%s: token_embd.weight type cannot be dequantized", m->path);
+    if (ts_model_vector(m, "output_norm.weight", E, false, &m->output_norm, err)) return -1;
+    const int rc = ts_model_matrix(m, "output.weight", E, hp->n_vocab, true, &m->output, err);
+    if (rc < 0) return -1;
+    m->output_tied = rc == 1;
+    if (m->output_tied) m->output = m->tok_embd;
+    return 0;
+}
+
+void ts_arch_dense_kv_widths(const ts_model *m, int layer, int *k_width, int *v_width) {
+    (void)layer;
+    *k_width = m->hp.n_head_kv * m->hp.head_dim;
+    *v_width = m->hp.n_head_kv * m->hp.head_dim_v;
+}
+
+/* ---- Activation buffer ------------------------------------------------------------------------- */
+
+size_t ts_arch_widest_act(const ts_model *m, const ts_matrix *const *w, size_t n, size_t row) {
+    for (size_t i = 0; i < n; i++) {
+        if (!w[i]->data) continue;
+        const size_t r = ts_act_row_bytes(m->types, w[i]);
+        if (r > row) row = r;
+    }
+    return row;
+}
+
+void ts_arch_project(ts_context *c, ts_arch_act *a, const ts_matrix *w, const float *src, int n_rows, float *out) {
+    const ts_type_traits *types = c->model->types;
+    const int vdt = types[w->type].vec_dot_type;
+    const int n = (int)w->n_in;
+    if (!a->reuse || vdt == TS_TYPE_F32) {
+        ts_project_rows(c->pool, types, w, src, n, n_rows, a->buf, a->row_bytes, out, (int)w->n_out);
+        return;
+    }
+    if (a->src != src || a->type != vdt || a->rows != n_rows) {
+        ts_convert_rows(c->pool, types, vdt, src, n, n, n_rows, a->buf, a->row_bytes);
+        a->src = src;
+        a->type = vdt;
+        a->rows = n_rows;
+    }
+    const ts_act act = {.data = a->buf, .type = vdt, .row_bytes = a->row_bytes, .n_rows = n_rows};
+    ts_matmul(c->pool, types, w, &act, out, (int)w->n_out);
+}
+
+/* ---- Row helpers ------------------------------------------------------------------------------- */
+
+void ts_arch_add_bias(float *rows, const float *bias, int n_rows, int n) {
+    if (!bias) return;
+    for (int i = 0; i < n_rows; i++) ts_add(rows + (size_t)i * n, bias, n);
+}
+
+void ts_arch_rmsnorm_rows(float *out, const float *in, const float *w, int n_rows, int n, float eps) {
+    for (int i = 0; i < n_rows; i++) ts_rmsnorm(out + (size_t)i * n, in + (size_t)i * n, w, n, eps);
+}
+
+void ts_arch_add_rows(float *y, const float *x, int n_rows, int n) {
+    for (int i = 0; i < n_rows; i++) ts_add(y + (size_t)i * n, x + (size_t)i * n, n);
+}
+
+void ts_arch_embed(const ts_model *m, const ts_batch *b, float *x) {
+    const ts_type_traits *et = &m->types[m->tok_embd.type];
+    const int E = m->hp.n_embd;
+    for (int i = 0; i < b->n_tokens; i++)
+        et->to_float((const char *)m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes, x + (size_t)i * E, E);
+}
+
+void ts_arch_rope_cache(const ts_model *m, const ts_batch *b, float *rope_cs, const float *freq_factors) {
+    const ts_hparams *hp = &m->hp;
+    for (int i = 0; i < b->n_tokens; i++)
+        ts_rope_cache(rope_cs + (size_t)i * hp->n_rot, b->pos[i], hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale,
+                      freq_factors);
+}
+
+/* ---- llama-style block ----------------------------------------------------------------------- */
+
+void ts_dense_state_free(ts_dense_state *s) {
+    free(s->x); free(s->xn); free(s->q); free(s->k); free(s->v); free(s->attn);
+    free(s->gate); free(s->up); free(s->tmp); free(s->rope_cs); free(s->act.buf);
+    free(s->scratch);
+    memset(s, 0, sizeof *s);
+}
+
+static void *alloc_floats(size_t rows, size_t cols) {
+    return malloc(rows * cols * sizeof(float));
+}
+
+int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, bool reuse, ts_err *err) {
+    const ts_hparams *hp = &c->model->hp;
+    const size_t B = (size_t)c->params.n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+    const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    s->n_batch = (int)B;
+    s->act = (ts_arch_act){.row_bytes = act_row_bytes, .reuse = reuse};
+    s->x = alloc_floats(B, E);
+    s->xn = alloc_floats(B, E);
+    s->q = alloc_floats(B, q_dim);
+    s->k = alloc_floats(B, kv_dim);
+    s->v = alloc_floats(B, kv_dim);
+    s->attn = alloc_floats(B, q_dim);
+    s->gate = alloc_floats(B, F);
+    s->up = alloc_floats(B, F);
+    s->tmp = alloc_floats(B, E);
+    s->rope_cs = alloc_floats(B, (size_t)hp->n_rot);
+    s->act.buf = malloc(B * act_row_bytes);
+    s->scratch_len = (size_t)c->n_ctx + (size_t)hp->head_dim;
+    s->scratch = alloc_floats((size_t)c->params.n_threads, s->scratch_len);
+    if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
+        !s->act.buf || !s->scratch) {
+        ts_dense_state_free(s);
+        return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
+    }
+    return 0;
+}
+
+typedef struct attention_job {
+    ts_context *c;
+    ts_dense_state *s;
+    const ts_batch *b;
+    int layer;
+} attention_job;
+
+/* One (token, query head) pair per work item: causal attention over the token's own sequence. */
+static void attention_task(void *arg, int ith, int nth) {
+    const attention_job *j = arg;
+    ts_context *c = j->c;
+    ts_dense_state *s = j->s;
+    const ts_hparams *hp = &c->model->hp;
+    const ts_kv_layer *kv = &c->kv[j->layer];
+    const int H = hp->n_head, d = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)d);
+    float *scratch = s->scratch + (size_t)ith * s->scratch_len;
+    long begin, end;
+    ts_split_range((long)j->b->n_tokens * H, ith, nth, &begin, &end);
+    for (long item = begin; item < end; item++) {
+        const int i = (int)(item / H), h = (int)(item % H);
+        const int seq = j->b->seq[i], pos = j->b->pos[i];
+        const int kvh = h / group;
+        ts_attention_head(c->model->types, s->attn + (size_t)i * H * d + (size_t)h * d, s->q + (size_t)i * H * d + (size_t)h * d,
+                          ts_kv_row(c, kv->k, kv->k_width, seq, 0), ts_kv_row(c, kv->v, kv->v_width, seq, 0), c->kv_type,
+                          (size_t)kv->k_width, (size_t)kvh * d, pos + 1, d, scale, scratch);
+    }
+}
+
+void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int l, const ts_attn_weights *w) {
+    const ts_hparams *hp = &c->model->hp;
+    const ts_kv_layer *kv = &c->kv[l];
+    const int n = b->n_tokens, E = hp->n_embd;
+    const int H = hp->n_head, Hkv = hp->n_head_kv, d = hp->head_dim;
+    const int q_dim = H * d, kv_dim = Hkv * d;
+
+    ts_arch_rmsnorm_rows(s->xn, s->x, w->attn_norm, n, E, hp->norm_eps);
+    ts_arch_act_reset(&s->act);
+    ts_arch_project(c, &s->act, w->wq, s->xn, n, s->q);
+    ts_arch_project(c, &s->act, w->wk, s->xn, n, s->k);
+    ts_arch_project(c, &s->act, w->wv, s->xn, n, s->v);
+    ts_arch_add_bias(s->q, w->bq, n, q_dim);
+    ts_arch_add_bias(s->k, w->bk, n, kv_dim);
+    ts_arch_add_bias(s->v, w->bv, n, kv_dim);
+    for (int i = 0; i < n; i++) {
+        const float *cs = s->rope_cs + (size_t)i * hp->n_rot;
+        ts_rope_apply(s->q + (size_t)i * q_dim, H, d, hp->n_rot, cs, hp->rope_mode);
+        ts_rope_apply(s->k + (size_t)i * kv_dim, Hkv, d, hp->n_rot, cs, hp->rope_mode);
+        /* The whole batch goes into the cache first; causality comes from each token attending
+         * only to positions <= its own. */
+        ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
+        ts_kv_store_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
+    }
+    attention_job job = {.c = c, .s = s, .b = b, .layer = l};
+    ts_threadpool_run(c->pool, attention_task, &job);
+    ts_arch_project(c, &s->act, w->wo, s->attn, n, s->tmp);
+    ts_arch_add_bias(s->tmp, w->bo, n, E);
+    ts_arch_add_rows(s->x, s->tmp, n, E);
+}
+
+void ts_arch_swiglu(ts_context *c, ts_arch_act *a, const ts_matrix *w_gate, const ts_matrix *w_up,
+                    const ts_matrix *w_down, const float *xn, float *gate, float *up, int n, float *out) {
+    const int F = (int)w_gate->n_out;
+    ts_arch_act_reset(a);
+    ts_arch_project(c, a, w_gate, xn, n, gate);
+    ts_arch_project(c, a, w_up, xn, n, up);
+    for (int i = 0; i < n; i++) ts_swiglu(gate + (size_t)i * F, up + (size_t)i * F, F);
+    ts_arch_project(c, a, w_down, gate, n, out);
+}
+
+void ts_arch_output(ts_context *c, ts_arch_act *a, const float *x, float *xn, const bool *want, int n, float *logits) {
+    const ts_model *m = c->model;
+    const int E = m->hp.n_embd;
+    int n_out = 0;
+    for (int i = 0; i < n; i++)
+        if (want[i]) ts_rmsnorm(xn + (size_t)(n_out++) * E, x + (size_t)i * E, m->output_norm, E, m->hp.norm_eps);
+    ts_arch_act_reset(a);
+    if (n_out > 0) ts_arch_project(c, a, &m->output, xn, n_out, logits);
+    ts_arch_act_reset(a);
+}
