@@ -22,102 +22,12 @@
 #include <unistd.h>
 
 #include "model/tiny_model.h"
+#include "ref_compare.h"
 #include "tiefsee.h"
 
 #define N_TOK 24
 
 static int failures;
-
-static const char *find_dsref(char *buf, size_t cap) {
-    const char *env = getenv("TS_SHARED_DIR");
-    if (env) {
-        snprintf(buf, cap, "%s/tools/dsref.py", env);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    snprintf(buf, cap, "../shared/tools/dsref.py");
-    if (access(buf, R_OK) == 0) return buf;
-    return NULL;
-}
-
-static float *read_f32(const char *path, size_t n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    float *v = malloc(n * sizeof *v);
-    size_t got = fread(v, sizeof *v, n, fp);
-    fclose(fp);
-    if (got != n) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
-static float *run_dsref(const char *dsref, const char *model, const char *out, const ts_token *toks, int n, int n_vocab,
-                        const char *opt) {
-    char cmd[4096];
-    size_t used = (size_t)snprintf(cmd, sizeof cmd, "python3 %s %s %s ", dsref, model, out);
-    for (int i = 0; i < n; i++) used += (size_t)snprintf(cmd + used, sizeof cmd - used, "%s%d", i ? "," : "", toks[i]);
-    if (opt) snprintf(cmd + used, sizeof cmd - used, " --opt %s", opt);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "FAIL: %s\n", cmd);
-        return NULL;
-    }
-    return read_f32(out, (size_t)n * (size_t)n_vocab);
-}
-
-static void log_softmax(const float *x, double *y, int n) {
-    double max = x[0];
-    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp(x[i] - max);
-    const double lse = max + log(sum);
-    for (int i = 0; i < n; i++) y[i] = x[i] - lse;
-}
-
-static double max_dlogp(const float *a, const float *b, int n_rows, int n_vocab) {
-    double *la = malloc((size_t)n_vocab * sizeof *la), *lb = malloc((size_t)n_vocab * sizeof *lb);
-    double worst = 0;
-    for (int r = 0; r < n_rows; r++) {
-        log_softmax(a + (size_t)r * n_vocab, la, n_vocab);
-        log_softmax(b + (size_t)r * n_vocab, lb, n_vocab);
-        for (int i = 0; i < n_vocab; i++) {
-            const double dd = fabs(la[i] - lb[i]);
-            if (!(dd <= worst)) worst = dd; /* NaN propagates as a failure */
-        }
-    }
-    free(la);
-    free(lb);
-    return worst;
-}
-
-static float *engine_logits(ts_model *m, enum ts_cache_type cache, const ts_token *toks, int n, int n_vocab) {
-    ts_context_params p = ts_context_default_params();
-    p.n_ctx = 64;
-    p.n_threads = 2;
-    p.cache_type = cache;
-    ts_context *c;
-    char err[TS_ERR_LEN];
-    if (ts_context_new(m, &p, &c, err) != 0) {
-        fprintf(stderr, "FAIL: context: %s\n", err);
-        return NULL;
-    }
-    int32_t pos[N_TOK], seq[N_TOK];
-    bool want[N_TOK];
-    for (int i = 0; i < n; i++) {
-        pos[i] = i;
-        seq[i] = 0;
-        want[i] = true;
-    }
-    ts_batch b = {.n_tokens = n, .tokens = toks, .pos = pos, .seq = seq, .want_logits = want};
-    float *logits = malloc((size_t)n * (size_t)n_vocab * sizeof *logits);
-    if (ts_decode(c, &b, logits, err) != 0) {
-        fprintf(stderr, "FAIL: decode: %s\n", err);
-        free(logits);
-        logits = NULL;
-    }
-    ts_context_free(c);
-    return logits;
-}
 
 static void check(const char *label, const char *what, double got, double limit) {
     const bool ok = got <= limit;
@@ -132,7 +42,7 @@ typedef struct preset {
 
 int main(void) {
     char dsref_buf[1024];
-    const char *dsref = find_dsref(dsref_buf, sizeof dsref_buf);
+    const char *dsref = ref_find_dsref(dsref_buf, sizeof dsref_buf);
     if (!dsref) {
         /* The reference lives in the team's shared/ folder beside the checkout (CI has it); a
          * checkout without it cannot run this comparison, which is not a failure of the engine. */
@@ -183,21 +93,21 @@ int main(void) {
                 return 1;
             }
             const int V = sp.n_vocab;
-            float *ref = run_dsref(dsref, model, out, toks, N_TOK, V, NULL);
-            float *ours32 = engine_logits(m, TS_CACHE_F32, toks, N_TOK, V);
-            float *ours16 = engine_logits(m, TS_CACHE_F16, toks, N_TOK, V);
+            float *ref = ref_run_dsref(dsref, model, out, toks, N_TOK, V, NULL);
+            float *ours32 = ref_engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, V, NULL);
+            float *ours16 = ref_engine_logits(m, TS_CACHE_F16, false, toks, N_TOK, V, NULL);
             if (!ref || !ours32 || !ours16) return 1;
             char label[64];
             snprintf(label, sizeof label, "%s/%s", presets[pi].label, wt ? "f16" : "f32");
-            float *ref_kv = run_dsref(dsref, model, out, toks, N_TOK, V, "kv_f16=1");
+            float *ref_kv = ref_run_dsref(dsref, model, out, toks, N_TOK, V, "kv_f16=1");
             if (!ref_kv) return 1;
             if (wt == 0) {
-                check(label, "F32 cache vs dsref", max_dlogp(ours32, ref, N_TOK, V), 2e-5);
-                check(label, "F16 cache vs dsref kv_f16=1", max_dlogp(ours16, ref_kv, N_TOK, V), 5e-4);
-                check(label, "F16 cache vs dsref", max_dlogp(ours16, ref, N_TOK, V), 1e-2);
+                check(label, "F32 cache vs dsref", ref_max_dlogp(ours32, ref, N_TOK, V), 2e-5);
+                check(label, "F16 cache vs dsref kv_f16=1", ref_max_dlogp(ours16, ref_kv, N_TOK, V), 5e-4);
+                check(label, "F16 cache vs dsref", ref_max_dlogp(ours16, ref, N_TOK, V), 1e-2);
             } else {
-                check(label, "F32 cache vs dsref", max_dlogp(ours32, ref, N_TOK, V), 5e-3);
-                check(label, "F16 cache vs dsref kv_f16=1", max_dlogp(ours16, ref_kv, N_TOK, V), 6e-3);
+                check(label, "F32 cache vs dsref", ref_max_dlogp(ours32, ref, N_TOK, V), 5e-3);
+                check(label, "F16 cache vs dsref kv_f16=1", ref_max_dlogp(ours16, ref_kv, N_TOK, V), 6e-3);
             }
             free(ref_kv);
             free(ref);

@@ -23,98 +23,13 @@
 #include <unistd.h>
 
 #include "gguf/gguf.h"
+#include "ref_compare.h"
 #include "tiefsee.h"
 
 #define N_TOK 16
 #define N_VOCAB 1024
 
 static int failures;
-
-static const char *find_dsref(char *buf, size_t cap) {
-    const char *env = getenv("TS_SHARED_DIR");
-    if (env) {
-        snprintf(buf, cap, "%s/tools/dsref.py", env);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    snprintf(buf, cap, "../shared/tools/dsref.py");
-    if (access(buf, R_OK) == 0) return buf;
-    return NULL;
-}
-
-static float *run_dsref(const char *dsref, const char *model, const char *out, const ts_token *toks, int n) {
-    char cmd[4096];
-    size_t used = (size_t)snprintf(cmd, sizeof cmd, "python3 %s %s %s ", dsref, model, out);
-    for (int i = 0; i < n; i++) used += (size_t)snprintf(cmd + used, sizeof cmd - used, "%s%d", i ? "," : "", toks[i]);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "FAIL: %s\n", cmd);
-        return NULL;
-    }
-    FILE *fp = fopen(out, "rb");
-    if (!fp) return NULL;
-    float *v = malloc((size_t)n * N_VOCAB * sizeof *v);
-    const size_t got = fread(v, sizeof *v, (size_t)n * N_VOCAB, fp);
-    fclose(fp);
-    remove(out);
-    if (got != (size_t)n * N_VOCAB) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
-static double max_dlogp(const float *a, const float *b, int n_rows) {
-    double worst = 0;
-    for (int r = 0; r < n_rows; r++) {
-        const float *x = a + (size_t)r * N_VOCAB, *y = b + (size_t)r * N_VOCAB;
-        double mx = x[0], my = y[0], sx = 0, sy = 0;
-        for (int i = 1; i < N_VOCAB; i++) {
-            mx = x[i] > mx ? x[i] : mx;
-            my = y[i] > my ? y[i] : my;
-        }
-        for (int i = 0; i < N_VOCAB; i++) {
-            sx += exp(x[i] - mx);
-            sy += exp(y[i] - my);
-        }
-        const double lx = mx + log(sx), ly = my + log(sy);
-        for (int i = 0; i < N_VOCAB; i++) {
-            const double dd = fabs((x[i] - lx) - (y[i] - ly));
-            if (!(dd <= worst)) worst = dd; /* NaN propagates as a failure */
-        }
-    }
-    return worst;
-}
-
-/* Logits of every position: one batch, or one token per ts_decode call. Also reports the cache
- * bytes per token. */
-static float *engine_logits(ts_model *m, enum ts_cache_type cache, bool step, const ts_token *toks, int n,
-                            size_t *kv_bytes) {
-    ts_context_params p = ts_context_default_params();
-    p.n_ctx = 64;
-    p.n_threads = 2;
-    p.cache_type = cache;
-    ts_context *c;
-    char err[TS_ERR_LEN];
-    if (ts_context_new(m, &p, &c, err) != 0) {
-        fprintf(stderr, "FAIL: context: %s\n", err);
-        return NULL;
-    }
-    if (kv_bytes) *kv_bytes = ts_context_kv_bytes_per_token(c);
-    int32_t pos[N_TOK], seq[N_TOK];
-    bool want[N_TOK];
-    for (int i = 0; i < n; i++) pos[i] = i, seq[i] = 0, want[i] = true;
-    float *logits = malloc((size_t)n * N_VOCAB * sizeof *logits);
-    const int chunk = step ? 1 : n;
-    for (int i = 0; i < n && logits; i += chunk) {
-        ts_batch b = {.n_tokens = chunk, .tokens = toks + i, .pos = pos + i, .seq = seq + i, .want_logits = want + i};
-        if (ts_decode(c, &b, logits + (size_t)i * N_VOCAB, err) != 0) {
-            fprintf(stderr, "FAIL: decode: %s\n", err);
-            free(logits);
-            logits = NULL;
-        }
-    }
-    ts_context_free(c);
-    return logits;
-}
 
 static void check(const char *label, const char *what, double got, double limit) {
     const bool ok = got <= limit;
@@ -315,7 +230,7 @@ static void check_variant(const char *src, const char *dst, enum layout layout, 
         return;
     }
     size_t kv_bytes = 0;
-    float *got = engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, &kv_bytes);
+    float *got = ref_engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, N_VOCAB, &kv_bytes);
     const bool ok = got && identical(got, want, N_TOK) && kv_bytes == want_kv_bytes;
     printf("%-22s %-34s %s\n", label, "same logits and cache size", ok ? "ok" : "FAIL");
     if (!ok) failures++;
@@ -326,7 +241,7 @@ static void check_variant(const char *src, const char *dst, enum layout layout, 
 
 int main(void) {
     char dsref_buf[1024];
-    const char *dsref = find_dsref(dsref_buf, sizeof dsref_buf);
+    const char *dsref = ref_find_dsref(dsref_buf, sizeof dsref_buf);
     if (!dsref) {
         /* As test_dense_ref: a checkout without the shared/ reference cannot run the comparison. */
         fprintf(stderr, "SKIP: dsref.py not found (../shared/tools/dsref.py or $TS_SHARED_DIR/tools)\n");
@@ -351,21 +266,21 @@ int main(void) {
             return 1;
         }
         ts_model *m = load(model);
-        float *ref = run_dsref(dsref, model, out, toks, N_TOK);
+        float *ref = ref_run_dsref(dsref, model, out, toks, N_TOK, N_VOCAB, NULL);
         if (!m || !ref) return 1;
         size_t kv32 = 0, kv16 = 0;
-        float *batch = engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, &kv32);
-        float *step = engine_logits(m, TS_CACHE_F32, true, toks, N_TOK, NULL);
-        float *half = engine_logits(m, TS_CACHE_F16, false, toks, N_TOK, &kv16);
+        float *batch = ref_engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, N_VOCAB, &kv32);
+        float *step = ref_engine_logits(m, TS_CACHE_F32, true, toks, N_TOK, N_VOCAB, NULL);
+        float *half = ref_engine_logits(m, TS_CACHE_F16, false, toks, N_TOK, N_VOCAB, &kv16);
         if (!batch || !step || !half) return 1;
-        check(presets[pi], "F32 cache, batch vs dsref", max_dlogp(batch, ref, N_TOK), 2e-5);
+        check(presets[pi], "F32 cache, batch vs dsref", ref_max_dlogp(batch, ref, N_TOK, N_VOCAB), 2e-5);
         const bool same = identical(step, batch, N_TOK);
         printf("%-22s %-34s %s\n", presets[pi], "step logits bit-identical to batch", same ? "ok" : "FAIL");
         if (!same) failures++;
         const bool seqs = two_sequences_match(m, toks, batch);
         printf("%-22s %-34s %s\n", presets[pi], "two interleaved sequences exact", seqs ? "ok" : "FAIL");
         if (!seqs) failures++;
-        check(presets[pi], "F16 cache vs dsref", max_dlogp(half, ref, N_TOK), 1e-2);
+        check(presets[pi], "F16 cache vs dsref", ref_max_dlogp(half, ref, N_TOK, N_VOCAB), 1e-2);
 
         if (pi > 0) {
             gguf_file *f;
