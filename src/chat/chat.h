@@ -77,6 +77,11 @@ typedef struct ts_chat_render_opts {
     bool thinking;       /* V3.1 thinking mode; R1-Distill-Qwen's enable_thinking */
     const char *bos;     /* BOS token text ("" if none) */
     const char *eos;     /* EOS token text */
+    /* OpenAI tool definitions ([{"type": "function", "function": {"name", "description", "parameters"}}]) as
+     * JSON text, described to the model in its own way (NULL or "[]" = no tools): V3/R1 and the R1
+     * distills as llama.cpp's llama-cpp-deepseek-r1.jinja does (after BOS, before the system prompt), V3.1 as
+     * its model card's "## Tools" section appended to the system prompt. Other formats ignore it. */
+    const char *tools_json;
 } ts_chat_render_opts;
 
 typedef struct ts_chat_span {
@@ -101,6 +106,24 @@ int ts_chat_render(const ts_chat *c, enum ts_chat_format f, const ts_chat_render
  * "</think>", the reply is all reasoning if started_in_think (it was cut off), else all content.
  * Both outputs are malloc'ed (reasoning NULL when there is none). Returns 0 or -1. */
 int ts_chat_split_reasoning(const char *reply, bool started_in_think, char **reasoning, char **content);
+
+/* A reply parsed for the DeepSeek tool-call syntax: V3/R1 ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function
+ * <｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>") and V3.1 (no type, no fence:
+ * "<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>"). */
+typedef struct ts_chat_tool_reply {
+    char *content; /* the text outside the tool-call block, trimmed; never NULL */
+    ts_chat_tool_call *calls; /* type "function"; arguments the JSON text the model wrote */
+    int n_calls;
+} ts_chat_tool_reply;
+
+/* Parses a reply. When the block is absent, cut off or malformed (no call end, empty name, arguments
+ * that are not JSON), the whole text is content and n_calls is 0: a broken call must not lose the
+ * model's words. Returns 0, or -1 when out of memory. */
+int ts_chat_parse_tool_calls(const char *text, size_t len, ts_chat_tool_reply *out);
+void ts_chat_tool_reply_free(ts_chat_tool_reply *r);
+/* How many leading bytes of a growing reply are certainly content: the text before a
+ * "<｜tool▁calls▁begin｜>", or before a partial one at its end (streaming holds the rest back). */
+size_t ts_chat_tool_content_prefix(const char *text, size_t len);
 
 /* Tokenizes a rendered prompt for a model: special tokens (CONTROL entries of the vocabulary) are
  * recognised only inside template spans; everything else is plain text (USER_DEFINED tokens still

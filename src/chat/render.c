@@ -243,6 +243,115 @@ static void args_tojson(ts_chat_prompt *p, const char *args) {
     json_decref(v);
 }
 
+/* Python's json.dumps(indent=2) as Jinja's `tojson(indent=2)` writes it: one member per line,
+ * separators "," and ": ", empty containers as {} and []. */
+static void js_json_indented(ts_chat_prompt *p, json_t *v, int depth) {
+    if (depth > 64 || (!json_is_object(v) && !json_is_array(v)) || json_object_size(v) + json_array_size(v) == 0) {
+        js_json(p, v, depth);
+        return;
+    }
+    char pad[2 * 66 + 2];
+    int n_pad = 2 * (depth + 1);
+    pad[0] = '\n';
+    memset(pad + 1, ' ', (size_t)n_pad);
+    pad[n_pad + 1] = '\0';
+    bool first = true;
+    txt(p, json_is_object(v) ? "{" : "[");
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(v, key, val) {
+            txt(p, first ? pad : ",");
+            if (!first)
+                txt(p, pad);
+            first = false;
+            js_string(p, key, strlen(key));
+            txt(p, ": ");
+            js_json_indented(p, val, depth + 1);
+        }
+    } else {
+        size_t i;
+        json_t *val;
+        json_array_foreach(v, i, val) {
+            txt(p, first ? pad : ",");
+            if (!first)
+                txt(p, pad);
+            first = false;
+            js_json_indented(p, val, depth + 1);
+        }
+    }
+    pad[n_pad - 1] = '\0'; /* the closer sits one level out */
+    txt(p, pad);
+    txt(p, json_is_object(v) ? "}" : "]");
+}
+
+/* The tool definitions' "function" objects, or NULL when there are none. */
+static json_t *tool_functions(const char *tools_json) {
+    if (!tools_json)
+        return NULL;
+    json_t *tools = json_loads(tools_json, 0, NULL), *fns = json_array();
+    size_t i;
+    json_t *t;
+    if (json_is_array(tools) && fns)
+        json_array_foreach(tools, i, t) {
+            json_t *fn = json_object_get(t, "function");
+            if (json_is_object(fn))
+                json_array_append(fns, fn);
+        }
+    json_decref(tools);
+    if (fns && json_array_size(fns) == 0) {
+        json_decref(fns);
+        fns = NULL;
+    }
+    return fns;
+}
+
+/* llama.cpp's llama-cpp-deepseek-r1.jinja (V3, R1, the distills): the tools block right after BOS
+ * (trim_blocks removes the newline after the `if`; the two newlines before `endif` stay). */
+static void tools_block_r1(ts_chat_prompt *p, const char *tools_json) {
+    json_t *fns = tool_functions(tools_json);
+    if (!fns)
+        return;
+    tpl(p, "You can call any of the following function tools to satisfy the user's requests: ");
+    js_json_indented(p, fns, 0);
+    tpl(p, "\n\nExample function tool call syntax:\n\n" CALLS_BEGIN CALL_BEGIN "function" TOOL_SEP
+           "example_function_name\n```json\n{\n  \"arg1\": \"some_value\"\n  ...\n}\n```\n" CALL_END CALLS_END "\n\n");
+    json_decref(fns);
+}
+
+/* V3.1's model card: "{system prompt}\n\n## Tools ..." with one "### NAME" section per tool and the
+ * parameters as json.dumps writes them. */
+static void tools_block_v31(ts_chat_prompt *p, const char *tools_json, bool after_system) {
+    json_t *fns = tool_functions(tools_json);
+    if (!fns)
+        return;
+    if (after_system)
+        tpl(p, "\n\n");
+    tpl(p, "## Tools\nYou have access to the following tools:\n");
+    size_t i;
+    json_t *fn;
+    json_array_foreach(fns, i, fn) {
+        const json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description");
+        json_t *params = json_object_get(fn, "parameters");
+        tpl(p, "\n### ");
+        txt(p, json_is_string(name) ? json_string_value(name) : "");
+        tpl(p, "\nDescription: ");
+        txt(p, json_is_string(desc) ? json_string_value(desc) : "");
+        tpl(p, "\n\nParameters: ");
+        if (params)
+            js_json(p, params, 0);
+        else
+            txt(p, "{}");
+        tpl(p, "\n");
+    }
+    tpl(p, "\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n" CALLS_BEGIN CALL_BEGIN "tool_call_name" TOOL_SEP
+           "tool_call_arguments" CALL_END "{{additional_tool_calls}}" CALLS_END "\n\nWhere:\n"
+           "- `tool_call_name` must be an exact match to one of the available tools\n"
+           "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters Schema\n"
+           "- For multiple tool calls, chain them directly without separators or spaces");
+    json_decref(fns);
+}
+
 /* Text after the last (or first) "</think>", as Jinja's split('</think>')[-1] / split('</think>', 1)[1]. */
 static const char *after_think(const char *s, bool last) {
     const char *hit = strstr(s, "</think>"), *found = NULL;
@@ -297,6 +406,7 @@ static void fenced_call(ts_chat_prompt *p, const ts_chat_tool_call *tc, bool as_
 /* V3, R1 and R1-Distill-Llama share one skeleton. */
 static void render_v3_r1(ts_chat_prompt *p, const ts_chat *c, const ts_chat_render_opts *o, bool r1) {
     tpl(p, o->bos);
+    tools_block_r1(p, o->tools_json);
     system_prompt(p, c, !r1);
     bool is_first = false, is_tool = false, output_first = true;
     for (int i = 0; i < c->n; i++) {
@@ -342,6 +452,7 @@ static void render_v3_r1(ts_chat_prompt *p, const ts_chat *c, const ts_chat_rend
 
 static void render_distill_qwen(ts_chat_prompt *p, const ts_chat *c, const ts_chat_render_opts *o) {
     tpl(p, o->bos);
+    tools_block_r1(p, o->tools_json);
     system_prompt(p, c, false);
     bool is_first = false, is_tool = false, output_first = true;
     for (int i = 0; i < c->n; i++) {
@@ -385,7 +496,9 @@ static void render_distill_qwen(ts_chat_prompt *p, const ts_chat *c, const ts_ch
 
 static void render_v31(ts_chat_prompt *p, const ts_chat *c, const ts_chat_render_opts *o) {
     tpl(p, o->bos);
+    size_t before_system = p->len;
     system_prompt(p, c, true);
+    tools_block_v31(p, o->tools_json, p->len > before_system);
     bool is_tool = false, is_last_user = false;
     for (int i = 0; i < c->n; i++) {
         const ts_chat_message *m = &c->msgs[i];

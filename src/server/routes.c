@@ -4,7 +4,9 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/request.h"
 #include "server/server.h"
+
+/* Routes counted in GET /metrics (the last one: anything else). */
+static const char *const metric_routes[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                            "/tokenize", "/detokenize", "/metrics", "/apply-template", "other"};
+#define N_METRIC_ROUTES (sizeof metric_routes / sizeof metric_routes[0])
+static const int metric_codes[] = {200, 400, 401, 404, 405, 413, 429, 500, 503, 0 /* any other */};
+#define N_METRIC_CODES (sizeof metric_codes / sizeof metric_codes[0])
+
+#define TOOL_CALLS_BEGIN "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "begin\xef\xbd\x9c>"
 
 typedef struct server {
     const server_config *cfg;
@@ -27,41 +39,23 @@ typedef struct server {
     pthread_mutex_t tokenizer_mu; /* the tokenizer keeps per-vocabulary scratch state */
     atomic_uint_fast64_t next_id;
     atomic_int requests_open; /* requests routed whose response is not yet fully sent */
+    pthread_mutex_t metrics_mu;
+    uint64_t requests_total[N_METRIC_ROUTES][N_METRIC_CODES]; /* under metrics_mu */
 } server;
 
+/* One request: its body as it arrives, and the status of the answer once queued (for /metrics). */
 typedef struct conn_state {
     char *body;
     size_t len, cap;
     bool too_big;
     server *sv;
+    struct MHD_Connection *conn;
+    int status; /* 0 until a response is queued */
 } conn_state;
-
-typedef struct api_error {
-    int status;
-    char message[TS_ERR_LEN];
-    const char *type, *param, *code;
-} api_error;
-
-static void set_error(api_error *e, int status, const char *param, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void set_error(api_error *e, int status, const char *param, const char *code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    e->status = status;
-    e->param = param;
-    e->code = code;
-    e->type = status == 401   ? "authentication_error"
-              : status == 404 ? "not_found_error"
-              : status == 429 ? "rate_limit_error"
-              : status >= 500 ? "server_error"
-                              : "invalid_request_error";
-}
 
 /* ---- responses ----------------------------------------------------------------------------------- */
 
-static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, char *text,
+static enum MHD_Result send_text(conn_state *c, int status, const char *type, char *text,
                                  const char *retry_after) {
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -71,12 +65,14 @@ static enum MHD_Result send_text(struct MHD_Connection *c, int status, const cha
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after)
         MHD_add_response_header(r, "Retry-After", retry_after);
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    enum MHD_Result ret = MHD_queue_response(c->conn, (unsigned)status, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES)
+        c->status = status;
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *body) {
+static enum MHD_Result send_json(conn_state *c, int status, json_t *body) {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text)
@@ -89,7 +85,7 @@ static json_t *error_json(const api_error *e) {
                      "code", e->code);
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, const api_error *e) {
+static enum MHD_Result send_error(conn_state *c, const api_error *e) {
     json_t *body = error_json(e);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -99,191 +95,6 @@ static enum MHD_Result send_error(struct MHD_Connection *c, const api_error *e) 
 }
 
 /* ---- request parsing ------------------------------------------------------------------------------ */
-
-/* Fills g from the sampling/limit fields shared by both completion routes. */
-static int parse_gen_params(const json_t *body, gen_params *g, uint64_t request_id, api_error *e) {
-    const json_t *v;
-    g->sampling = ts_sampler_default_params();
-    /* Without "seed": a different one per request (overwritten when "seed" is given). */
-    g->sampling.seed = ((uint64_t)time(NULL) << 32) ^ (request_id * 0x9E3779B97F4A7C15ull);
-    const char *max_names[] = {"max_completion_tokens", "max_tokens"};
-    for (int i = 0; i < 2; i++) {
-        v = json_object_get(body, max_names[i]);
-        if (!v || json_is_null(v))
-            continue;
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX) {
-            set_error(e, 400, max_names[i], "invalid_value", "'%s' must be a positive integer", max_names[i]);
-            return -1;
-        }
-        g->max_tokens = (int)json_integer_value(v);
-        break;
-    }
-    if ((v = json_object_get(body, "temperature")) && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 2) {
-            set_error(e, 400, "temperature", "invalid_value", "'temperature' must be a number from 0 to 2");
-            return -1;
-        }
-        g->sampling.temp = (float)json_number_value(v);
-    }
-    if ((v = json_object_get(body, "top_p")) && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) {
-            set_error(e, 400, "top_p", "invalid_value", "'top_p' must be a number from 0 to 1");
-            return -1;
-        }
-        g->sampling.top_p = (float)json_number_value(v);
-    }
-    if ((v = json_object_get(body, "seed")) && !json_is_null(v)) {
-        if (!json_is_integer(v)) {
-            set_error(e, 400, "seed", "invalid_type", "'seed' must be an integer");
-            return -1;
-        }
-        g->sampling.seed = (uint64_t)json_integer_value(v);
-    }
-    if ((v = json_object_get(body, "n")) && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) != 1) {
-            set_error(e, 400, "n", "invalid_value", "only n = 1 is supported");
-            return -1;
-        }
-    }
-    if ((v = json_object_get(body, "stop")) && !json_is_null(v)) {
-        if (json_is_string(v)) {
-            if (json_string_length(v) > 0 && !(g->stop[g->n_stop++] = strdup(json_string_value(v))))
-                goto oom;
-        } else if (json_is_array(v) && json_array_size(v) <= SERVER_MAX_STOP) {
-            size_t i;
-            json_t *s;
-            json_array_foreach(v, i, s) {
-                if (!json_is_string(s)) {
-                    set_error(e, 400, "stop", "invalid_type", "'stop' must be a string or an array of strings");
-                    return -1;
-                }
-                if (json_string_length(s) > 0 && !(g->stop[g->n_stop++] = strdup(json_string_value(s))))
-                    goto oom;
-            }
-        } else {
-            set_error(e, 400, "stop", "invalid_type", "'stop' must be a string or an array of at most %d strings",
-                      SERVER_MAX_STOP);
-            return -1;
-        }
-    }
-    return 0;
-oom:
-    g->n_stop--;
-    set_error(e, 500, NULL, NULL, "out of memory");
-    return -1;
-}
-
-typedef struct stream_opts {
-    bool stream, include_usage;
-} stream_opts;
-
-static int parse_stream_opts(const json_t *body, stream_opts *so, api_error *e) {
-    const json_t *v = json_object_get(body, "stream");
-    if (v && !json_is_null(v)) {
-        if (!json_is_boolean(v)) {
-            set_error(e, 400, "stream", "invalid_type", "'stream' must be a boolean");
-            return -1;
-        }
-        so->stream = json_is_true(v);
-    }
-    v = json_object_get(body, "stream_options");
-    if (v && !json_is_null(v)) {
-        const json_t *u = json_is_object(v) ? json_object_get(v, "include_usage") : NULL;
-        if (!json_is_object(v) || (u && !json_is_boolean(u))) {
-            set_error(e, 400, "stream_options", "invalid_type", "'stream_options' must be {\"include_usage\": bool}");
-            return -1;
-        }
-        so->include_usage = u && json_is_true(u);
-    }
-    return 0;
-}
-
-/* A message's content: a string, null, or an array of {"type": "text", "text": ...} parts. Returns a
- * malloc'ed string (NULL for null content) or sets e. */
-static int message_content(const json_t *content, char **out, api_error *e) {
-    *out = NULL;
-    if (!content || json_is_null(content))
-        return 0;
-    if (json_is_string(content))
-        return (*out = strdup(json_string_value(content))) ? 0 : -1;
-    if (!json_is_array(content)) {
-        set_error(e, 400, "messages", "invalid_type", "message content must be a string or an array of text parts");
-        return -1;
-    }
-    size_t total = 1, i;
-    json_t *part;
-    json_array_foreach(content, i, part) {
-        const json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
-        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
-            set_error(e, 400, "messages", "invalid_value", "only text content parts are supported");
-            return -1;
-        }
-        total += json_string_length(text);
-    }
-    char *s = malloc(total), *p = s;
-    if (!s)
-        return -1;
-    json_array_foreach(content, i, part) {
-        const json_t *text = json_object_get(part, "text");
-        memcpy(p, json_string_value(text), json_string_length(text));
-        p += json_string_length(text);
-    }
-    *p = '\0';
-    *out = s;
-    return 0;
-}
-
-static int parse_messages(const json_t *body, ts_chat *chat, api_error *e) {
-    const json_t *msgs = json_object_get(body, "messages");
-    if (!json_is_array(msgs)) {
-        set_error(e, 400, "messages", "invalid_type", "'messages' must be an array");
-        return -1;
-    }
-    if (json_array_size(msgs) == 0) {
-        set_error(e, 400, "messages", "invalid_value", "'messages' must not be empty");
-        return -1;
-    }
-    static const struct {
-        const char *name;
-        enum ts_chat_role role;
-    } roles[] = {{"system", TS_ROLE_SYSTEM}, {"developer", TS_ROLE_SYSTEM}, {"user", TS_ROLE_USER},
-                 {"assistant", TS_ROLE_ASSISTANT}, {"tool", TS_ROLE_TOOL}};
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        const json_t *role = json_object_get(m, "role");
-        if (!json_is_object(m) || !json_is_string(role)) {
-            set_error(e, 400, "messages", "invalid_type", "messages[%zu] must be an object with a string 'role'", i);
-            return -1;
-        }
-        int r = -1;
-        for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
-            if (strcmp(json_string_value(role), roles[k].name) == 0)
-                r = (int)roles[k].role;
-        if (r < 0) {
-            set_error(e, 400, "messages", "invalid_value",
-                      "messages[%zu].role '%.64s' is not one of system, developer, user, assistant, tool", i,
-                      json_string_value(role));
-            return -1;
-        }
-        char *content = NULL, *reasoning = NULL;
-        if (message_content(json_object_get(m, "content"), &content, e) != 0 ||
-            message_content(json_object_get(m, "reasoning_content"), &reasoning, e) != 0) {
-            free(content);
-            if (!e->status)
-                set_error(e, 500, NULL, NULL, "out of memory");
-            return -1;
-        }
-        int rc = ts_chat_add(chat, (enum ts_chat_role)r, content, reasoning);
-        free(content);
-        free(reasoning);
-        if (rc != 0) {
-            set_error(e, 500, NULL, NULL, "out of memory");
-            return -1;
-        }
-    }
-    return 0;
-}
 
 static int check_prompt_fits(const server *sv, int n_prompt, const char *param, api_error *e) {
     if (n_prompt == 0) {
@@ -329,20 +140,115 @@ static int tokenize_text(server *sv, const char *text, size_t len, bool add_bos,
 typedef struct gen_request {
     server *sv;
     job *job;
-    bool chat;
-    stream_opts so;
+    bool chat, stream, include_usage;
+    bool thinking;         /* split the reply into reasoning and content (off for json_object replies) */
+    bool parse_tool_calls; /* tools were offered: look for the model's tool-call block in the reply */
+    int legacy_logprobs;   /* /v1/completions "logprobs": N, or -1 */
     char id[64];
     long long created;
 } gen_request;
 
-static json_t *usage_json(int n_prompt, int n_generated) {
-    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", n_prompt, "completion_tokens", n_generated, "total_tokens",
-                     n_prompt + n_generated);
+/* Usage with the details OpenAI clients read; called with the job finished (or its mutex held). */
+static json_t *usage_json(const job *j) {
+    json_t *u = json_pack("{s:i,s:i,s:i}", "prompt_tokens", j->n_prompt, "completion_tokens", j->n_generated,
+                          "total_tokens", j->n_prompt + j->n_generated);
+    json_object_set_new(u, "prompt_tokens_details", json_pack("{s:i}", "cached_tokens", j->n_cached));
+    json_object_set_new(u, "completion_tokens_details", json_pack("{s:i}", "reasoning_tokens", j->n_reasoning));
+    /* DeepSeek's own API reports the prefix cache this way too, and @ai-sdk/deepseek reads these. */
+    json_object_set_new(u, "prompt_cache_hit_tokens", json_integer(j->n_cached));
+    json_object_set_new(u, "prompt_cache_miss_tokens", json_integer(j->n_prompt - j->n_cached));
+    return u;
 }
 
 static json_t *envelope(const gen_request *g, const char *object) {
     return json_pack("{s:s,s:s,s:I,s:s}", "id", g->id, "object", object, "created", (json_int_t)g->created, "model",
                      g->sv->cfg->alias);
+}
+
+/* JSON numbers cannot be infinite: a token the constraint or the model ruled out gets -9999, as
+ * OpenAI reports such tokens. */
+static json_t *logprob_number(float lp) { return json_real(isfinite(lp) ? (double)lp : -9999.0); }
+
+/* A token as OpenAI describes it: its text (made valid UTF-8, since a token may be part of a
+ * character) and its exact bytes. */
+static void token_fields(const server *sv, ts_token t, json_t *obj, bool with_bytes) {
+    char piece[1024], *text = NULL;
+    size_t len = 0, cap = 0;
+    int n = ts_token_bytes(sv->model, t, piece, sizeof piece);
+    if (n < 0)
+        n = 0;
+    if (text_append_valid_utf8(&text, &len, &cap, piece, (size_t)n) == 0)
+        json_object_set_new(obj, "token", json_stringn(text, len));
+    free(text);
+    if (with_bytes) {
+        json_t *bytes = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+        json_object_set_new(obj, "bytes", bytes);
+    }
+}
+
+/* choices[].logprobs of chat completions for generated tokens [from, to). */
+static json_t *chat_logprobs_json(const server *sv, const job *j, int from, int to) {
+    json_t *content = json_array();
+    for (int i = from; i < to; i++) {
+        const token_logprob *lp = &j->logprobs[i];
+        json_t *entry = json_object(), *top = json_array();
+        token_fields(sv, lp->token, entry, true);
+        json_object_set_new(entry, "logprob", logprob_number(lp->logprob));
+        for (int k = 0; k < lp->n_top && k < j->gen.top_logprobs && k < SERVER_MAX_TOP_LOGPROBS; k++) {
+            json_t *alt = json_object();
+            token_fields(sv, lp->top_token[k], alt, true);
+            json_object_set_new(alt, "logprob", logprob_number(lp->top_logprob[k]));
+            json_array_append_new(top, alt);
+        }
+        json_object_set_new(entry, "top_logprobs", top);
+        json_array_append_new(content, entry);
+    }
+    return json_pack("{s:o}", "content", content);
+}
+
+/* The legacy /v1/completions shape: parallel arrays, alternatives as {token text: logprob}. */
+static json_t *legacy_logprobs_json(const server *sv, const job *j, int from, int to, int n_top, size_t *offset) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offsets = json_array();
+    for (int i = from; i < to; i++) {
+        const token_logprob *lp = &j->logprobs[i];
+        json_t *tok = json_object(), *top = json_object();
+        token_fields(sv, lp->token, tok, false);
+        const char *text = json_string_value(json_object_get(tok, "token"));
+        json_array_append(tokens, json_object_get(tok, "token"));
+        json_array_append_new(lps, logprob_number(lp->logprob));
+        json_array_append_new(offsets, json_integer((json_int_t)*offset));
+        *offset += text ? strlen(text) : 0;
+        for (int k = 0; k < lp->n_top && k < n_top && k < SERVER_MAX_TOP_LOGPROBS; k++) {
+            json_t *alt = json_object();
+            token_fields(sv, lp->top_token[k], alt, false);
+            const char *alt_text = json_string_value(json_object_get(alt, "token"));
+            if (alt_text && !json_object_get(top, alt_text))
+                json_object_set_new(top, alt_text, logprob_number(lp->top_logprob[k]));
+            json_decref(alt);
+        }
+        json_array_append_new(tops, top);
+        json_decref(tok);
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset",
+                     offsets);
+}
+
+/* OpenAI's tool_calls entries for parsed calls; ids are unique per response. */
+static json_t *tool_calls_json(const gen_request *g, const ts_chat_tool_reply *reply, bool with_index) {
+    json_t *calls = json_array();
+    const char *serial = strchr(g->id, '-');
+    for (int k = 0; k < reply->n_calls; k++) {
+        char id[96];
+        snprintf(id, sizeof id, "call_%s_%d", serial ? serial + 1 : g->id, k);
+        json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name",
+                                 reply->calls[k].name, "arguments", reply->calls[k].arguments);
+        if (with_index)
+            json_object_set_new(call, "index", json_integer(k));
+        json_array_append_new(calls, call);
+    }
+    return calls;
 }
 
 /* Waits for the job to finish (non-streamed responses). */
@@ -353,7 +259,7 @@ static void wait_done(job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
-static enum MHD_Result respond_whole(struct MHD_Connection *c, gen_request *g) {
+static enum MHD_Result respond_whole(conn_state *c, gen_request *g) {
     job *j = g->job;
     wait_done(j);
     if (j->failed) {
@@ -363,29 +269,45 @@ static enum MHD_Result respond_whole(struct MHD_Connection *c, gen_request *g) {
     }
     json_t *body = envelope(g, g->chat ? "chat.completion" : "text_completion");
     json_t *choice;
+    const char *finish_reason = j->finish_reason;
     if (g->chat) {
         json_t *msg = json_pack("{s:s}", "role", "assistant");
-        if (g->sv->thinking) {
+        text_out out = {0};
+        if (g->thinking) {
             think_splitter sp;
-            text_out out = {0};
             think_splitter_init(&sp, true);
             think_splitter_feed(&sp, j->text ? j->text : "", j->len, true, &out);
-            json_object_set_new(msg, "content", json_string(out.content ? out.content : ""));
-            if (out.reasoning)
-                json_object_set_new(msg, "reasoning_content", json_string(out.reasoning));
             think_splitter_free(&sp);
-            text_out_free(&out);
         } else {
-            json_object_set_new(msg, "content", json_string(j->text ? j->text : ""));
+            out.content = j->text ? strndup(j->text, j->len) : NULL;
+            out.content_len = out.content ? j->len : 0;
         }
-        choice = json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "message", msg, "logprobs", "finish_reason",
-                           j->finish_reason);
+        ts_chat_tool_reply reply = {0};
+        if (g->parse_tool_calls && ts_chat_parse_tool_calls(out.content, out.content_len, &reply) == 0 &&
+            reply.n_calls > 0) {
+            json_object_set_new(msg, "content", reply.content[0] ? json_string(reply.content) : json_null());
+            json_object_set_new(msg, "tool_calls", tool_calls_json(g, &reply, false));
+            finish_reason = "tool_calls";
+        } else {
+            json_object_set_new(msg, "content", json_string(out.content ? out.content : ""));
+        }
+        ts_chat_tool_reply_free(&reply);
+        if (out.reasoning)
+            json_object_set_new(msg, "reasoning_content", json_string(out.reasoning));
+        text_out_free(&out);
+        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs",
+                           j->gen.logprobs ? chat_logprobs_json(g->sv, j, 0, j->n_logprobs) : json_null(),
+                           "finish_reason", finish_reason);
     } else {
-        choice = json_pack("{s:i,s:s,s:n,s:s}", "index", 0, "text", j->text ? j->text : "", "logprobs",
-                           "finish_reason", j->finish_reason);
+        size_t offset = 0;
+        choice = json_pack("{s:i,s:s,s:o,s:s}", "index", 0, "text", j->text ? j->text : "", "logprobs",
+                           g->legacy_logprobs >= 0
+                               ? legacy_logprobs_json(g->sv, j, 0, j->n_logprobs, g->legacy_logprobs, &offset)
+                               : json_null(),
+                           "finish_reason", finish_reason);
     }
     json_object_set_new(body, "choices", json_pack("[o]", choice));
-    json_object_set_new(body, "usage", usage_json(j->n_prompt, j->n_generated));
+    json_object_set_new(body, "usage", usage_json(j));
     return send_json(c, 200, body);
 }
 
@@ -393,13 +315,18 @@ typedef struct stream_state {
     gen_request g;
     think_splitter splitter;
     size_t consumed;  /* bytes of job->text already turned into events */
+    int logprobs_sent; /* entries of job->logprobs already sent */
+    size_t text_offset; /* legacy logprobs: bytes of token text so far */
     char *out;        /* events not yet handed to libmicrohttpd */
     size_t out_len, out_pos, out_cap;
-    bool role_sent, finished, done_sent;
+    /* content held back while it may be (or is) a tool-call block */
+    char *held;
+    size_t held_len, held_cap;
+    bool in_tool_calls, role_sent, finished, done_sent;
 } stream_state;
 
 static int out_event(stream_state *st, json_t *event) {
-    char *text = json_dumps(event, JSON_COMPACT);
+    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
     json_decref(event);
     if (!text)
         return -1;
@@ -418,13 +345,60 @@ static int out_event(stream_state *st, json_t *event) {
     return 0;
 }
 
-static json_t *chunk(const stream_state *st, json_t *delta_or_text, const char *finish_reason) {
+/* One chunk; *logprobs (if any) rides on it and is consumed. */
+static json_t *chunk(const stream_state *st, json_t *delta_or_text, const char *finish_reason, json_t **logprobs) {
     json_t *ev = envelope(&st->g, st->g.chat ? "chat.completion.chunk" : "text_completion");
     json_t *choice = st->g.chat ? json_pack("{s:i,s:o}", "index", 0, "delta", delta_or_text)
-                                : json_pack("{s:i,s:o,s:n}", "index", 0, "text", delta_or_text, "logprobs");
+                                : json_pack("{s:i,s:o}", "index", 0, "text", delta_or_text);
+    json_object_set_new(choice, "logprobs", logprobs && *logprobs ? *logprobs : json_null());
+    if (logprobs)
+        *logprobs = NULL;
     json_object_set_new(choice, "finish_reason", finish_reason ? json_string(finish_reason) : json_null());
     json_object_set_new(ev, "choices", json_pack("[o]", choice));
     return ev;
+}
+
+static int emit_content(stream_state *st, const char *s, size_t n, json_t **lp) {
+    if (n == 0)
+        return 0;
+    json_t *piece = json_stringn(s, n);
+    return out_event(st, chunk(st, st->g.chat ? json_pack("{s:o}", "content", piece) : piece, NULL, lp));
+}
+
+/* Content of a reply that may call tools: plain text streams as it comes; from the start of a
+ * tool-call block (or what may become one) it is held back and parsed at the end. */
+static int feed_content(stream_state *st, const char *s, size_t n, bool final, const char **finish_reason,
+                        json_t **lp) {
+    if (!st->g.parse_tool_calls)
+        return emit_content(st, s, n, lp);
+    if (text_append_valid_utf8(&st->held, &st->held_len, &st->held_cap, s, n) != 0)
+        return -1;
+    if (!st->in_tool_calls) {
+        size_t k = ts_chat_tool_content_prefix(st->held ? st->held : "", st->held_len);
+        st->in_tool_calls = memmem(st->held, st->held_len, TOOL_CALLS_BEGIN, strlen(TOOL_CALLS_BEGIN)) != NULL;
+        if (emit_content(st, st->held, k, lp) != 0)
+            return -1;
+        memmove(st->held, st->held + k, st->held_len - k);
+        st->held_len -= k;
+    }
+    if (!final)
+        return 0;
+    ts_chat_tool_reply reply = {0};
+    if (st->held_len > 0 && ts_chat_parse_tool_calls(st->held, st->held_len, &reply) != 0)
+        return -1;
+    int rc = 0;
+    if (reply.n_calls > 0) {
+        if (reply.content[0])
+            rc |= emit_content(st, reply.content, strlen(reply.content), lp);
+        rc |= out_event(st, chunk(st, json_pack("{s:o}", "tool_calls", tool_calls_json(&st->g, &reply, true)), NULL,
+                                  lp));
+        *finish_reason = "tool_calls";
+    } else {
+        rc |= emit_content(st, st->held, st->held_len, lp);
+    }
+    st->held_len = 0;
+    ts_chat_tool_reply_free(&reply);
+    return rc;
 }
 
 /* Turns new text (and the end, once done) into SSE events. Called with the job's mutex held. */
@@ -440,36 +414,46 @@ static int stream_events(stream_state *st) {
     const char *fresh = j->text ? j->text + st->consumed : "";
     size_t n = j->len - st->consumed;
     st->consumed = j->len;
+    const char *finish_reason = j->finish_reason;
+    json_t *lp = NULL;
+    if (j->gen.logprobs && j->n_logprobs > st->logprobs_sent) {
+        lp = st->g.chat ? chat_logprobs_json(st->g.sv, j, st->logprobs_sent, j->n_logprobs)
+                        : legacy_logprobs_json(st->g.sv, j, st->logprobs_sent, j->n_logprobs, st->g.legacy_logprobs,
+                                               &st->text_offset);
+        st->logprobs_sent = j->n_logprobs;
+    }
+    int rc = 0;
     if (st->g.chat && !st->role_sent) {
         st->role_sent = true;
-        if (out_event(st, chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL)) != 0)
-            return -1;
+        rc |= out_event(st, chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
     }
-    if (st->g.chat && st->g.sv->thinking) {
+    if (st->g.chat && st->g.thinking) {
         text_out out = {0};
-        if (think_splitter_feed(&st->splitter, fresh, n, j->done, &out) != 0)
+        if (think_splitter_feed(&st->splitter, fresh, n, j->done, &out) != 0) {
+            json_decref(lp);
             return -1;
-        int rc = 0;
+        }
         if (out.reasoning_len)
-            rc |= out_event(st, chunk(st, json_pack("{s:s}", "reasoning_content", out.reasoning), NULL));
-        if (out.content_len)
-            rc |= out_event(st, chunk(st, json_pack("{s:s}", "content", out.content), NULL));
+            rc |= out_event(st, chunk(st, json_pack("{s:s}", "reasoning_content", out.reasoning), NULL, &lp));
+        rc |= feed_content(st, out.content ? out.content : "", out.content_len, j->done, &finish_reason, &lp);
         text_out_free(&out);
-        if (rc)
-            return -1;
-    } else if (n > 0) {
-        json_t *piece = json_stringn(fresh, n);
-        if (out_event(st, chunk(st, st->g.chat ? json_pack("{s:o}", "content", piece) : piece, NULL)) != 0)
-            return -1;
+    } else if (st->g.chat) {
+        rc |= feed_content(st, fresh, n, j->done, &finish_reason, &lp);
+    } else {
+        rc |= emit_content(st, fresh, n, &lp);
     }
+    if (lp) /* the tokens of this step produced no visible text yet: their logprobs travel alone */
+        rc |= out_event(st, chunk(st, st->g.chat ? json_object() : json_string(""), NULL, &lp));
+    if (rc)
+        return -1;
     if (j->done) {
         st->finished = true;
-        if (out_event(st, chunk(st, st->g.chat ? json_object() : json_string(""), j->finish_reason)) != 0)
+        if (out_event(st, chunk(st, st->g.chat ? json_object() : json_string(""), finish_reason, NULL)) != 0)
             return -1;
-        if (st->g.so.include_usage) {
+        if (st->g.include_usage) {
             json_t *ev = envelope(&st->g, st->g.chat ? "chat.completion.chunk" : "text_completion");
             json_object_set_new(ev, "choices", json_array());
-            json_object_set_new(ev, "usage", usage_json(j->n_prompt, j->n_generated));
+            json_object_set_new(ev, "usage", usage_json(j));
             if (out_event(st, ev) != 0)
                 return -1;
         }
@@ -516,11 +500,12 @@ static void stream_free(void *cls) {
         job_cancel(j);
     job_release(j);
     think_splitter_free(&st->splitter);
+    free(st->held);
     free(st->out);
     free(st);
 }
 
-static enum MHD_Result respond_stream(struct MHD_Connection *c, gen_request *g) {
+static enum MHD_Result respond_stream(conn_state *c, gen_request *g) {
     stream_state *st = calloc(1, sizeof *st);
     if (!st) {
         job_cancel(g->job);
@@ -536,72 +521,69 @@ static enum MHD_Result respond_stream(struct MHD_Connection *c, gen_request *g) 
     }
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    enum MHD_Result ret = MHD_queue_response(c->conn, 200, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES)
+        c->status = 200;
     return ret;
 }
 
+/* Renders a chat request's conversation (with its tools) in the model's format. */
+static int render_chat(server *sv, const server_request *rq, ts_chat_prompt *prompt, api_error *e) {
+    ts_chat_render_opts ro = {.add_generation_prompt = true, .thinking = true, .bos = sv->bos, .eos = sv->eos,
+                              .tools_json = rq->tools_json};
+    if (ts_chat_render(&rq->conv, sv->format, &ro, prompt) != 0) {
+        set_error(e, 500, NULL, NULL, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* Parses a completion request, submits it and answers (whole or streamed). */
-static enum MHD_Result handle_generation(server *sv, struct MHD_Connection *c, json_t *body, bool chat) {
+static enum MHD_Result handle_generation(conn_state *c, bool chat) {
+    server *sv = c->sv;
     api_error e = {0};
     gen_request g = {.sv = sv, .chat = chat, .created = (long long)time(NULL)};
     uint64_t request_id = (uint64_t)atomic_fetch_add(&sv->next_id, 1);
     snprintf(g.id, sizeof g.id, "%s-%" PRIu64, chat ? "chatcmpl" : "cmpl", request_id);
-    job *j = job_new();
-    if (!j) {
-        set_error(&e, 500, NULL, NULL, "out of memory");
-        return send_error(c, &e);
-    }
-    if (parse_stream_opts(body, &g.so, &e) != 0 || parse_gen_params(body, &j->gen, request_id, &e) != 0)
+    server_request rq;
+    job *j = NULL;
+    if (server_request_parse(c->body, c->len, chat, sv->info.n_vocab, request_id, &rq, &e) != 0)
         goto fail;
+    if (!(j = job_new())) {
+        set_error(&e, 500, NULL, NULL, "out of memory");
+        goto fail;
+    }
+    j->gen = rq.gen; /* the job owns the stop strings now */
+    memset(&rq.gen, 0, sizeof rq.gen);
+    g.stream = rq.stream;
+    g.include_usage = rq.include_usage;
+    g.parse_tool_calls = rq.parse_tool_calls;
+    g.legacy_logprobs = rq.legacy_logprobs;
     if (chat) {
-        ts_chat conv;
-        ts_chat_init(&conv);
-        if (parse_messages(body, &conv, &e) != 0) {
-            ts_chat_free(&conv);
-            goto fail;
-        }
-        ts_chat_render_opts ro = {.add_generation_prompt = true, .thinking = true, .bos = sv->bos, .eos = sv->eos};
         ts_chat_prompt prompt;
         char err[TS_ERR_LEN] = "";
-        int rc = ts_chat_render(&conv, sv->format, &ro, &prompt);
-        ts_chat_free(&conv);
-        if (rc == 0) {
-            pthread_mutex_lock(&sv->tokenizer_mu);
-            rc = ts_chat_tokenize(sv->model, &prompt, &j->prompt, &j->n_prompt, err);
-            pthread_mutex_unlock(&sv->tokenizer_mu);
-        }
+        if (render_chat(sv, &rq, &prompt, &e) != 0)
+            goto fail;
+        pthread_mutex_lock(&sv->tokenizer_mu);
+        int rc = ts_chat_tokenize(sv->model, &prompt, &j->prompt, &j->n_prompt, err);
+        pthread_mutex_unlock(&sv->tokenizer_mu);
         ts_chat_prompt_free(&prompt);
         if (rc != 0) {
             set_error(&e, 400, "messages", NULL, "%s", err[0] ? err : "out of memory");
             goto fail;
         }
-    } else {
-        const json_t *p = json_object_get(body, "prompt");
-        if (json_is_string(p)) {
-            if (tokenize_text(sv, json_string_value(p), json_string_length(p), sv->info.add_bos, &j->prompt,
-                              &j->n_prompt, &e) != 0)
-                goto fail;
-        } else if (json_is_array(p) && json_array_size(p) > 0 && json_array_size(p) <= (size_t)INT32_MAX) {
-            j->prompt = malloc(json_array_size(p) * sizeof *j->prompt);
-            if (!j->prompt) {
-                set_error(&e, 500, NULL, NULL, "out of memory");
-                goto fail;
-            }
-            size_t i;
-            json_t *t;
-            json_array_foreach(p, i, t) {
-                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= sv->info.n_vocab) {
-                    set_error(&e, 400, "prompt", "invalid_value", "prompt[%zu] is not a token id below %d", i,
-                              sv->info.n_vocab);
-                    goto fail;
-                }
-                j->prompt[j->n_prompt++] = (ts_token)json_integer_value(t);
-            }
-        } else {
-            set_error(&e, 400, "prompt", "invalid_type", "'prompt' must be a string or a non-empty array of token ids");
+        /* Replies that open inside <think> count their reasoning tokens for usage; a json_object reply
+         * is constrained to JSON from its first token, so it has no reasoning part. */
+        g.thinking = sv->thinking && !j->gen.json_object;
+        j->count_reasoning = g.thinking;
+    } else if (rq.prompt_text) {
+        if (tokenize_text(sv, rq.prompt_text, rq.prompt_len, sv->info.add_bos, &j->prompt, &j->n_prompt, &e) != 0)
             goto fail;
-        }
+    } else {
+        j->prompt = rq.prompt_tokens;
+        j->n_prompt = rq.n_prompt_tokens;
+        rq.prompt_tokens = NULL;
     }
     if (check_prompt_fits(sv, j->n_prompt, chat ? "messages" : "prompt", &e) != 0)
         goto fail;
@@ -614,20 +596,40 @@ static enum MHD_Result handle_generation(server *sv, struct MHD_Connection *c, j
         set_error(&e, 503, NULL, NULL, "the server is shutting down");
         goto fail;
     }
+    server_request_free(&rq);
     g.job = j;
-    if (g.so.stream)
+    if (g.stream)
         return respond_stream(c, &g); /* the stream owns the reference now */
     enum MHD_Result ret = respond_whole(c, &g);
     job_release(j);
     return ret;
 fail:
-    job_release(j);
+    server_request_free(&rq);
+    if (j)
+        job_release(j);
     return send_error(c, &e);
+}
+
+/* POST /apply-template (as llama.cpp's server): the prompt a chat request renders to, so clients
+ * (and the tests) can see how messages and tools reach the model. */
+static enum MHD_Result handle_apply_template(conn_state *c) {
+    api_error e = {0};
+    server_request rq;
+    ts_chat_prompt prompt;
+    if (server_request_parse(c->body, c->len, true, c->sv->info.n_vocab, 0, &rq, &e) != 0 ||
+        render_chat(c->sv, &rq, &prompt, &e) != 0) {
+        server_request_free(&rq);
+        return send_error(c, &e);
+    }
+    server_request_free(&rq);
+    json_t *out = json_pack("{s:s%}", "prompt", prompt.text, prompt.len);
+    ts_chat_prompt_free(&prompt);
+    return send_json(c, 200, out);
 }
 
 /* ---- other routes --------------------------------------------------------------------------------- */
 
-static enum MHD_Result handle_tokenize(server *sv, struct MHD_Connection *c, json_t *body) {
+static enum MHD_Result handle_tokenize(server *sv, conn_state *c, json_t *body) {
     api_error e = {0};
     const json_t *content = json_object_get(body, "content"), *special = json_object_get(body, "add_special");
     if (!json_is_string(content) || (special && !json_is_boolean(special))) {
@@ -646,7 +648,7 @@ static enum MHD_Result handle_tokenize(server *sv, struct MHD_Connection *c, jso
     return send_json(c, 200, json_pack("{s:o}", "tokens", arr));
 }
 
-static enum MHD_Result handle_detokenize(server *sv, struct MHD_Connection *c, json_t *body) {
+static enum MHD_Result handle_detokenize(server *sv, conn_state *c, json_t *body) {
     api_error e = {0};
     const json_t *tokens = json_object_get(body, "tokens");
     if (!json_is_array(tokens)) {
@@ -690,11 +692,11 @@ static enum MHD_Result handle_detokenize(server *sv, struct MHD_Connection *c, j
 
 /* Compares the Authorization header with "Bearer KEY" in time that depends only on the key's length,
  * so response timing does not reveal how much of a guess was right. */
-static bool authorized(const server *sv, struct MHD_Connection *c) {
+static bool authorized(const server *sv, const conn_state *c) {
     const char *key = sv->cfg->api_key;
     if (!key)
         return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
@@ -705,8 +707,109 @@ static bool authorized(const server *sv, struct MHD_Connection *c) {
     return diff == 0;
 }
 
-static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *url, const char *method,
-                             conn_state *cs) {
+static void count_request(server *sv, const char *url, int status) {
+    size_t r = N_METRIC_ROUTES - 1, k = N_METRIC_CODES - 1;
+    for (size_t i = 0; i + 1 < N_METRIC_ROUTES; i++)
+        if (strcmp(url, metric_routes[i]) == 0)
+            r = i;
+    for (size_t i = 0; i + 1 < N_METRIC_CODES; i++)
+        if (status == metric_codes[i])
+            k = i;
+    pthread_mutex_lock(&sv->metrics_mu);
+    sv->requests_total[r][k]++;
+    pthread_mutex_unlock(&sv->metrics_mu);
+}
+
+/* Appends printf-formatted text; a failed allocation is remembered and reported at the end. */
+typedef struct text_buf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} text_buf;
+
+static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(text_buf *b, const char *fmt, ...) {
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *bigger = realloc(b->s, cap);
+        if (!bigger) {
+            b->oom = true;
+            return;
+        }
+        b->s = bigger;
+        b->cap = cap;
+    }
+}
+
+static void metric_header(text_buf *b, const char *name, const char *type, const char *help) {
+    tb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* GET /metrics: Prometheus text exposition format 0.0.4. */
+static enum MHD_Result handle_metrics(conn_state *c) {
+    server *sv = c->sv;
+    text_buf b = {0};
+    metric_header(&b, "tiefsee_requests_total", "counter", "HTTP requests answered, by route and status code.");
+    pthread_mutex_lock(&sv->metrics_mu);
+    for (size_t r = 0; r < N_METRIC_ROUTES; r++)
+        for (size_t k = 0; k < N_METRIC_CODES; k++)
+            if (sv->requests_total[r][k]) {
+                char code[16];
+                if (metric_codes[k])
+                    snprintf(code, sizeof code, "%d", metric_codes[k]);
+                else
+                    snprintf(code, sizeof code, "other");
+                tb_printf(&b, "tiefsee_requests_total{route=\"%s\",code=\"%s\"} %" PRIu64 "\n", metric_routes[r], code,
+                          sv->requests_total[r][k]);
+            }
+    pthread_mutex_unlock(&sv->metrics_mu);
+    scheduler_stats st = {0};
+    scheduler_get_stats(sv->sched, &st);
+    const struct {
+        const char *name, *type, *help;
+        double value;
+    } gauges[] = {
+        {"tiefsee_slots", "gauge", "Sequence slots decoded together.", st.n_slots},
+        {"tiefsee_slots_busy", "gauge", "Slots holding a request.", st.slots_busy},
+        {"tiefsee_queue_length", "gauge", "Requests waiting for a slot.", st.queued},
+        {"tiefsee_requests_admitted_total", "counter", "Requests admitted into a slot.", (double)st.jobs_admitted},
+        {"tiefsee_requests_finished_total", "counter", "Requests finished.", (double)st.jobs_finished},
+        {"tiefsee_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", (double)st.prompt_tokens},
+        {"tiefsee_prompt_tokens_cached_total", "counter", "Prompt tokens reused from the prefix cache.",
+         (double)st.prompt_tokens_cached},
+        {"tiefsee_generated_tokens_total", "counter", "Tokens generated.", (double)st.generated_tokens},
+        {"tiefsee_decode_steps_total", "counter", "Batched forward passes.", (double)st.decode_steps},
+        {"tiefsee_decode_seconds_total", "counter", "Wall time spent in forward passes.", st.decode_seconds},
+        {"tiefsee_generated_tokens_per_second", "gauge", "Generation throughput over the last seconds.",
+         st.generated_tokens_per_s},
+    };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        metric_header(&b, gauges[i].name, gauges[i].type, gauges[i].help);
+        tb_printf(&b, "%s %.17g\n", gauges[i].name, gauges[i].value);
+    }
+    if (b.oom) {
+        free(b.s);
+        return MHD_NO;
+    }
+    return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, NULL);
+}
+
+static enum MHD_Result route_inner(conn_state *c, const char *url, const char *method) {
+    server *sv = c->sv;
     api_error e = {0};
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (strcmp(url, "/health") == 0 && get)
@@ -721,22 +824,29 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
                                   sv->info.n_vocab);
         return send_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model));
     }
-    static const char *const post_routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"};
+    if (strcmp(url, "/metrics") == 0 && get)
+        return handle_metrics(c);
+    static const char *const post_routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
+                                              "/apply-template"};
     int which = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof post_routes / sizeof post_routes[0]); i++)
         if (strcmp(url, post_routes[i]) == 0)
             which = i;
     if (which < 0 || !post) {
-        set_error(&e, which < 0 && strcmp(url, "/v1/models") != 0 && strcmp(url, "/health") != 0 ? 404 : 405, NULL,
-                  NULL, "no route %s %.200s", method, url);
+        bool get_route = strcmp(url, "/v1/models") == 0 || strcmp(url, "/health") == 0 || strcmp(url, "/metrics") == 0;
+        set_error(&e, which < 0 && !get_route ? 404 : 405, NULL, NULL, "no route %s %.200s", method, url);
         return send_error(c, &e);
     }
-    if (cs->too_big) {
+    if (c->too_big) {
         set_error(&e, 413, NULL, "request_too_large", "the request body exceeds %u bytes", SERVER_MAX_BODY_BYTES);
         return send_error(c, &e);
     }
+    if (which == 0 || which == 1)
+        return handle_generation(c, which == 0);
+    if (which == 4)
+        return handle_apply_template(c);
     json_error_t jerr;
-    json_t *body = json_loadb(cs->body ? cs->body : "", cs->len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *body = json_loadb(c->body ? c->body : "", c->len, JSON_REJECT_DUPLICATES, &jerr);
     if (!body || !json_is_object(body)) {
         if (body)
             set_error(&e, 400, NULL, "invalid_json", "the request body must be a JSON object");
@@ -746,11 +856,15 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         json_decref(body);
         return send_error(c, &e);
     }
-    enum MHD_Result ret = which == 0   ? handle_generation(sv, c, body, true)
-                          : which == 1 ? handle_generation(sv, c, body, false)
-                          : which == 2 ? handle_tokenize(sv, c, body)
-                                       : handle_detokenize(sv, c, body);
+    enum MHD_Result ret = which == 2 ? handle_tokenize(sv, c, body) : handle_detokenize(sv, c, body);
     json_decref(body);
+    return ret;
+}
+
+static enum MHD_Result route(conn_state *c, const char *url, const char *method) {
+    enum MHD_Result ret = route_inner(c, url, method);
+    if (c->status)
+        count_request(c->sv, url, c->status);
     return ret;
 }
 
@@ -789,7 +903,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cs->len += n;
         return MHD_YES;
     }
-    return route(sv, c, url, method, cs);
+    cs->conn = c;
+    return route(cs, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode tc) {
@@ -813,12 +928,32 @@ static int token_text(const ts_model *m, ts_token t, char *buf, int cap) {
     return n;
 }
 
+/* Runs once the first SIGTERM/SIGINT has started the drain: a second SIGINT ends the process at once
+ * with status 130 (as a shell reports death by SIGINT), for an operator who will not wait. The
+ * signal stays blocked in every thread, so only this sigwait can take it. */
+static void *exit_on_second_sigint(void *unused) {
+    (void)unused;
+    sigset_t sigint;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    int sig = 0;
+    while (sigwait(&sigint, &sig) != 0)
+        ;
+    static const char msg[] = "tiefsee serve: second SIGINT: exiting now\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+    _exit(130);
+}
+
 int server_run(const server_config *cfg) {
     server sv = {.cfg = cfg};
     char err[TS_ERR_LEN] = "";
     int status = 1;
     struct MHD_Daemon *d = NULL;
     pthread_mutex_init(&sv.tokenizer_mu, NULL);
+    pthread_mutex_init(&sv.metrics_mu, NULL);
+    pthread_t second_sigint_watcher;
+    bool watching = false;
     atomic_init(&sv.next_id, (uint64_t)time(NULL) * 1000);
     atomic_init(&sv.requests_open, 0);
 
@@ -887,7 +1022,9 @@ int server_run(const server_config *cfg) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "tiefsee serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    fprintf(stderr, "tiefsee serve: %s: finishing the requests in flight (a second SIGINT exits now)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    watching = pthread_create(&second_sigint_watcher, NULL, exit_on_second_sigint, NULL) == 0;
     MHD_socket listen_fd = MHD_quiesce_daemon(d); /* no new connections: the socket is ours to close */
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
@@ -907,6 +1044,11 @@ done:
         scheduler_drain_and_stop(sv.sched);
     ts_context_free(sv.ctx);
     ts_model_free(sv.model);
+    if (watching) { /* sigwait is a cancellation point */
+        pthread_cancel(second_sigint_watcher);
+        pthread_join(second_sigint_watcher, NULL);
+    }
     pthread_mutex_destroy(&sv.tokenizer_mu);
+    pthread_mutex_destroy(&sv.metrics_mu);
     return status;
 }

@@ -37,7 +37,23 @@ typedef struct gen_params {
     ts_sampler_params sampling;
     char *stop[SERVER_MAX_STOP];
     int n_stop;
+    bool logprobs;    /* record each generated token's log-probability (job->logprobs) */
+    int top_logprobs; /* 0..SERVER_MAX_TOP_LOGPROBS most likely alternatives per token */
+    bool json_object; /* response_format json_object: the scheduler constrains sampling so the reply is
+                         exactly one JSON object (whitespace allowed around it), then ends */
 } gen_params;
+
+#define SERVER_MAX_TOP_LOGPROBS 20
+
+/* One generated token's log-probability under the model's distribution before sampling settings
+ * (log-softmax of the raw logits, as OpenAI reports), with the most likely alternatives. */
+typedef struct token_logprob {
+    ts_token token;
+    float logprob;
+    int n_top;
+    ts_token top_token[SERVER_MAX_TOP_LOGPROBS];
+    float top_logprob[SERVER_MAX_TOP_LOGPROBS];
+} token_logprob;
 
 typedef struct job {
     pthread_mutex_t mu;
@@ -47,12 +63,18 @@ typedef struct job {
     ts_token *prompt;
     int n_prompt;
     gen_params gen;
+    bool count_reasoning; /* the reply starts inside <think>: generated tokens up to and including the one
+                             that completes "</think>" count as reasoning tokens */
     /* output, under mu: valid UTF-8 text (stop strings removed), growing */
     char *text;
     size_t len, cap;
     int n_generated;
     bool done, cancelled, failed;
     const char *finish_reason; /* "stop" or "length" */
+    int n_cached;    /* prompt tokens reused from the prefix cache (set when the job is admitted) */
+    int n_reasoning; /* generated tokens that were reasoning (see count_reasoning) */
+    token_logprob *logprobs; /* one per generated token when gen.logprobs, in order (EOG not included) */
+    int n_logprobs, cap_logprobs;
     char error[TS_ERR_LEN];
     struct job *next; /* queue link, under the scheduler's mutex */
 } job;
@@ -70,6 +92,17 @@ int scheduler_start(ts_model *m, ts_context *ctx, int n_slots, int queue_max, sc
 /* Hands a job to the scheduler (which takes its own reference). Returns 0, -1 if the queue is full,
  * -2 if the server is shutting down. */
 int scheduler_submit(scheduler *s, job *j);
+/* Counters for GET /metrics (totals since start; a consistent snapshot taken under the scheduler's lock). */
+typedef struct scheduler_stats {
+    int n_slots, slots_busy, queued;
+    uint64_t jobs_admitted, jobs_finished;
+    uint64_t prompt_tokens, prompt_tokens_cached, generated_tokens;
+    uint64_t decode_steps;
+    double decode_seconds;         /* wall time spent in ts_decode */
+    double generated_tokens_per_s; /* over the last few seconds of generation (0 when idle) */
+} scheduler_stats;
+void scheduler_get_stats(scheduler *s, scheduler_stats *out);
+
 /* Lets the jobs accepted so far finish, then stops the thread and frees the scheduler. */
 void scheduler_drain_and_stop(scheduler *s);
 

@@ -6,8 +6,37 @@ import assert from "node:assert/strict";
 
 const require = createRequire(new URL("../conformance/package.json", import.meta.url));
 const OpenAI = require("openai").default ?? require("openai");
-const [baseURL, apiKey, alias] = process.argv.slice(2);
+const [baseURL, apiKey, alias, mode] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+
+if (mode === "tools") {
+    // A tool round trip as an agent sends it (tools, the assistant's tool_calls, the tool result),
+    // logprobs and json_object, through the client's own request and response types.
+    const tools = [{ type: "function", function: { name: "get_weather", description: "Current weather",
+        parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }];
+    const turn = await client.chat.completions.create({
+        model: alias, tools, tool_choice: "auto", max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2,
+        messages: [
+            { role: "user", content: "Weather in Paris?" },
+            { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function",
+                function: { name: "get_weather", arguments: JSON.stringify({ city: "Paris" }) } }] },
+            { role: "tool", tool_call_id: "call_1", content: JSON.stringify({ temp: 21 }) },
+        ],
+    });
+    assert.equal(turn.choices[0].logprobs.content.length, turn.usage.completion_tokens);
+    assert.equal(turn.choices[0].logprobs.content[0].top_logprobs.length, 2);
+    assert.equal(typeof turn.usage.prompt_tokens_details.cached_tokens, "number");
+    const js = await client.chat.completions.create({
+        model: alias, messages: [{ role: "user", content: "JSON please" }], max_tokens: 200, temperature: 1,
+        response_format: { type: "json_object" } });
+    assert.equal(typeof JSON.parse(js.choices[0].message.content), "object");
+    await assert.rejects(
+        client.chat.completions.create({ model: alias, messages: [{ role: "user", content: "x" }], tools,
+            tool_choice: "required" }),
+        (e) => e.status === 400 && e.param === "tool_choice");
+    console.log("openai client (tools, logprobs, json_object): ok");
+    process.exit(0);
+}
 const messages = [{ role: "user", content: "Hello from the openai client" }];
 
 const models = await client.models.list();
@@ -39,7 +68,11 @@ for await (const chunk of stream) {
 assert.equal(content, msg.content ?? "");
 assert.equal(reasoning, msg.reasoning_content ?? "");
 assert.ok(!reasoningAfterContent, "reasoning must stream before content");
-assert.deepEqual(usage, whole.usage);
+// (cached_tokens may differ: the second request finds the first one's prefix in the cache)
+const counts = (u) => ({ prompt: u.prompt_tokens, completion: u.completion_tokens, total: u.total_tokens,
+    reasoning: u.completion_tokens_details.reasoning_tokens });
+assert.deepEqual(counts(usage), counts(whole.usage));
+assert.ok(usage.prompt_tokens_details.cached_tokens > 0, "the repeated prompt is served from the prefix cache");
 assert.equal(finish, "length");
 
 const comp = await client.completions.create({ model: alias, prompt: "Once upon a time", max_tokens: 8, temperature: 0 });

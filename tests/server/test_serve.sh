@@ -43,6 +43,7 @@ KEY=sk-test-123
 AUTH=(-H "Authorization: Bearer $KEY")
 # post ROUTE JSON -> prints "STATUS BODY"
 post() { curl -s -o "$TMP/body" -w '%{http_code}' "${AUTH[@]}" -H 'Content-Type: application/json' "$BASE$1" --data-binary "$2"; echo " $(cat "$TMP/body")"; }
+add_field() { printf '%s,%s}' "${1%\}}" "$2"; } # add_field JSON_OBJECT '"key":value'
 json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))" "$1" "$2"; }
 expect_status() { # expect_status WANT "STATUS BODY" WHAT
     [[ ${2%% *} == "$1" ]] || fail "$3: want HTTP $1, got ${2:0:300}"
@@ -149,6 +150,120 @@ for i in $(seq 1 8); do
 done
 echo "ok: 8 concurrent requests equal their single-request answers"
 
+# ---- tools: definitions, assistant tool_calls and tool results reach the prompt in the model's
+# own format (R1: llama.cpp's tools block after BOS; calls fenced; outputs wrapped) ----
+TOOLS_REQ='{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Weather in Paris?"},
+{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+{"role":"tool","tool_call_id":"call_1","content":"{\"temp\":21}"}],
+"tools":[{"type":"function","function":{"name":"get_weather","description":"Current weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}'
+r=$(post /apply-template "$TOOLS_REQ"); expect_status 200 "$r" "apply-template with tools"
+python3 - "${r#* }" <<'PY' || fail "R1 tools prompt: ${r:0:600}"
+import json, sys
+got = json.loads(sys.argv[1])["prompt"]
+B, S = "\uff5c", "\u2581"
+def tag(*w): return "<" + B + S.join(w) + B + ">"
+fns = [{"name": "get_weather", "description": "Current weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+want = (tag("begin", "of", "sentence") + "You can call any of the following function tools to satisfy the user's requests: "
+        + json.dumps(fns, indent=2, ensure_ascii=False) + "\n\nExample function tool call syntax:\n\n"
+        + tag("tool", "calls", "begin") + tag("tool", "call", "begin") + "function" + tag("tool", "sep")
+        + 'example_function_name\n```json\n{\n  "arg1": "some_value"\n  ...\n}\n```\n' + tag("tool", "call", "end") + tag("tool", "calls", "end")
+        + "\n\nBe brief." + tag("User") + "Weather in Paris?" + tag("Assistant") + tag("tool", "calls", "begin") + tag("tool", "call", "begin")
+        + "function" + tag("tool", "sep") + 'get_weather\n```json\n{"city":"Paris"}\n```' + tag("tool", "call", "end")
+        + tag("tool", "outputs", "begin") + tag("tool", "output", "begin") + '{"temp":21}' + tag("tool", "output", "end") + tag("tool", "outputs", "end"))
+assert got == want, (got, want)
+PY
+r=$(post /apply-template "$(add_field "$TOOLS_REQ" '"tool_choice":"none"')"); expect_status 200 "$r" "tool_choice none"
+[[ $(json "${r#* }" '"function tools" in d["prompt"] or "get_weather\"," in d["prompt"]') == False ]] || fail "tool_choice none still describes the tools: $r"
+check_error 400 tools /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"tools":{"a":1}}' "tools not an array"
+check_error 400 tools /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}' "tool without a name"
+check_error 400 tool_choice /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}' "unsupported tool_choice"
+check_error 400 messages /v1/chat/completions '{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f"}}]}]}' "tool call without arguments"
+check_error 400 messages /v1/chat/completions '{"messages":[{"role":"user","content":"x","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]}' "tool_calls on a user message"
+
+# ---- logprobs ----
+check_error 400 top_logprobs /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}' "top_logprobs 21"
+check_error 400 logprobs /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"logprobs":"yes"}' "logprobs of the wrong type"
+check_error 400 logprobs /v1/completions '{"prompt":"x","logprobs":true}' "legacy logprobs must be a number"
+check_error 400 response_format /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}}' "response_format json_schema"
+LP='{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":6,"temperature":0,"logprobs":true,"top_logprobs":3}'
+r=$(post /v1/chat/completions "$LP"); expect_status 200 "$r" "chat logprobs"
+python3 - "${r#* }" <<'PY' || fail "chat logprobs shape: ${r:0:800}"
+import json, sys
+d = json.loads(sys.argv[1])
+c = d["choices"][0]["logprobs"]["content"]
+assert len(c) == d["usage"]["completion_tokens"] == 6, len(c)
+text = ""
+for e in c:
+    assert e["logprob"] <= 0 and len(e["top_logprobs"]) == 3, e
+    assert bytes(e["bytes"]).decode("utf-8", "replace") == e["token"], e
+    tops = [t["logprob"] for t in e["top_logprobs"]]
+    assert tops == sorted(tops, reverse=True), tops
+    # temperature 0 picks the most likely token
+    assert e["top_logprobs"][0]["token"] == e["token"] and abs(tops[0] - e["logprob"]) < 1e-4, e
+    text += e["token"]
+m = d["choices"][0]["message"]
+assert text.replace("\ufffd", "").strip() == (m.get("reasoning_content") or "").replace("\ufffd", ""), (text, m)
+PY
+curl -sN "${AUTH[@]}" "$BASE/v1/chat/completions" --data-binary "$(add_field "$LP" '"stream":true')" >"$TMP/sse_lp"
+python3 - "$TMP/sse_lp" "${r#* }" <<'PY' || fail "streamed logprobs"
+import json, sys
+events = [json.loads(l[6:]) for l in open(sys.argv[1], encoding="utf-8").read().split("\n") if l.startswith("data: {")]
+got = [e2 for e in events for c in e["choices"] if c.get("logprobs") for e2 in c["logprobs"]["content"]]
+want = json.loads(sys.argv[2])["choices"][0]["logprobs"]["content"]
+assert [(x["token"], round(x["logprob"], 4)) for x in got] == [(x["token"], round(x["logprob"], 4)) for x in want], (got, want)
+PY
+r=$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":5,"temperature":0,"logprobs":2}'); expect_status 200 "$r" "legacy logprobs"
+python3 - "${r#* }" <<'PY' || fail "legacy logprobs shape: ${r:0:600}"
+import json, sys
+d = json.loads(sys.argv[1]); lp = d["choices"][0]["logprobs"]
+assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"]) == 5, lp
+assert all(len(t) <= 2 and all(v <= 0 for v in t.values()) for t in lp["top_logprobs"]), lp
+assert lp["text_offset"][0] == 0 and all(a <= b for a, b in zip(lp["text_offset"], lp["text_offset"][1:])), lp
+PY
+echo "ok: logprobs (chat, streamed, legacy)"
+
+# ---- response_format json_object: at temperature 1 a random model still answers one JSON object ----
+for seed in 1 2 3; do
+    r=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"Give me JSON\"}],\"max_tokens\":200,\"temperature\":1,\"seed\":$seed,\"response_format\":{\"type\":\"json_object\"}}")
+    expect_status 200 "$r" "json_object seed $seed"
+    # A reply cut off by max_tokens (finish_reason "length") cannot be complete; any other must parse.
+    json "${r#* }" 'd["choices"][0]["finish_reason"] == "length" and d["choices"][0]["message"]["content"].lstrip().startswith("{") or isinstance(json.loads(d["choices"][0]["message"]["content"]), dict) or exit(1)' >/dev/null || fail "json_object reply is not a JSON object: $r"
+done
+
+# ---- usage details: the R1 reply never closes <think>, so every token is reasoning; a repeated
+# long prompt is served from the prefix cache ----
+[[ $(json "$body" 'd["usage"]["completion_tokens_details"]["reasoning_tokens"]') == 20 ]] || fail "reasoning_tokens: $body"
+LONGP=$(python3 -c 'import json; print(json.dumps({"messages":[{"role":"system","content":"You are a careful assistant. " * 8},{"role":"user","content":"Summarize the rules."}],"max_tokens":2,"temperature":0}))')
+post /v1/chat/completions "$LONGP" >/dev/null
+r=$(post /v1/chat/completions "$LONGP"); expect_status 200 "$r" "repeated prompt"
+[[ $(json "${r#* }" 'd["usage"]["prompt_tokens_details"]["cached_tokens"] > 0') == True ]] || fail "no cached tokens on a repeated prompt: $r"
+echo "ok: usage cached_tokens and reasoning_tokens"
+
+# ---- metrics ----
+r=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/metrics"); [[ $r == 401 ]] || fail "/metrics without key: $r"
+curl -s "${AUTH[@]}" "$BASE/metrics" >"$TMP/metrics"
+python3 - "$TMP/metrics" <<'PY' || fail "metrics: $(head -c 1500 "$TMP/metrics")"
+import re, sys
+text = open(sys.argv[1]).read()
+samples = {}
+for line in text.splitlines():
+    if line.startswith("#"):
+        assert re.match(r"# (HELP|TYPE) tiefsee_\w+ ", line), line
+        continue
+    name, value = line.rsplit(" ", 1)
+    samples[name] = float(value)
+assert "# TYPE tiefsee_requests_total counter" in text
+assert samples['tiefsee_requests_total{route="/v1/chat/completions",code="200"}'] >= 10, samples
+assert samples['tiefsee_requests_total{route="/v1/chat/completions",code="400"}'] >= 10, samples
+assert samples['tiefsee_requests_total{route="/v1/models",code="401"}'] >= 1, samples
+assert samples["tiefsee_slots"] == 4 and samples["tiefsee_slots_busy"] == 0, samples
+assert samples["tiefsee_generated_tokens_total"] >= 100 and samples["tiefsee_prompt_tokens_cached_total"] > 0, samples
+assert samples["tiefsee_decode_seconds_total"] > 0, samples
+for n in ("tiefsee_queue_length", "tiefsee_prompt_tokens_total", "tiefsee_generated_tokens_per_second"):
+    assert n in samples, n
+PY
+echo "ok: /metrics"
+
 # ---- the OpenAI npm client ----
 if [[ -d $ROOT/tests/conformance/node_modules/openai ]] && command -v node >/dev/null; then
     node "$ROOT/tests/server/openai_client.mjs" "$BASE/v1" "$KEY" tiny || fail "openai client"
@@ -195,4 +310,51 @@ set +e; wait "$PID"; rc=$?; set -e
 b=$(cat "$TMP/inflight")
 [[ $(json "$b" 'd["usage"]["completion_tokens"]') == 3000 ]] || fail "in-flight request after SIGTERM: ${b:0:300}"
 echo "ok: SIGTERM finishes the request in flight, refuses new ones and exits 0"
+
+# ---- V3.1 with a larger context: a tool round trip through generation (the tools block fits),
+# tools in the V3.1 system prompt, streaming with tools, the OpenAI client's tool types ----
+start_server C --api-key "$KEY" -np 2 -c 4096 --chat-template deepseek-v3.1
+r=$(post /apply-template "$TOOLS_REQ"); expect_status 200 "$r" "V3.1 apply-template with tools"
+python3 - "${r#* }" <<'PY' || fail "V3.1 tools prompt: ${r:0:900}"
+import json, sys
+p = json.loads(sys.argv[1])["prompt"]
+B, S = "\uff5c", "\u2581"
+def tag(*w): return "<" + B + S.join(w) + B + ">"
+head = tag("begin", "of", "sentence") + "Be brief.\n\n## Tools\nYou have access to the following tools:\n\n### get_weather\nDescription: Current weather\n\nParameters: " + json.dumps({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}) + "\n\nIMPORTANT"
+assert p.startswith(head), p
+tail = (tag("User") + "Weather in Paris?" + tag("Assistant") + "<think></think>" + tag("tool", "calls", "begin") + tag("tool", "call", "begin")
+        + "get_weather" + tag("tool", "sep") + '{"city": "Paris"}' + tag("tool", "call", "end") + tag("tool", "calls", "end")
+        + tag("end", "of", "sentence") + tag("tool", "output", "begin") + '{"temp":21}' + tag("tool", "output", "end"))
+assert p.endswith(tail), p
+PY
+r=$(post /v1/chat/completions "$(add_field "$TOOLS_REQ" '"max_tokens":8,"temperature":0')"); expect_status 200 "$r" "chat completion with tools and tool results"
+# A random model writes no tool-call block: the reply is plain content and finish_reason is not tool_calls.
+[[ $(json "${r#* }" 'd["choices"][0]["finish_reason"]') == length ]] || fail "tools reply finish: $r"
+WHOLE=$(json "${r#* }" 'd["choices"][0]["message"]["content"]')
+curl -sN "${AUTH[@]}" "$BASE/v1/chat/completions" --data-binary "$(add_field "$TOOLS_REQ" '"max_tokens":8,"temperature":0,"stream":true')" >"$TMP/sse_tools"
+python3 - "$TMP/sse_tools" "$WHOLE" <<'PY' || fail "streamed reply with tools: $(head -c 800 "$TMP/sse_tools")"
+import json, sys
+events = [json.loads(l[6:]) for l in open(sys.argv[1], encoding="utf-8").read().split("\n") if l.startswith("data: {")]
+content = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
+assert content.strip() == sys.argv[2], (content, sys.argv[2])
+PY
+echo "ok: tools round trip on V3.1 (prompt, whole and streamed)"
+if [[ -d $ROOT/tests/conformance/node_modules/openai ]] && command -v node >/dev/null; then
+    node "$ROOT/tests/server/openai_client.mjs" "$BASE/v1" "$KEY" tiny tools || fail "openai client (tools)"
+fi
+
+# ---- SIGINT twice: the first starts the drain (a long request keeps it busy), the second exits at once with 130 ----
+curl -s "${AUTH[@]}" "$BASE/v1/completions" --data-binary '{"prompt":"Once","max_tokens":3900,"temperature":0}' >/dev/null 2>&1 &
+CURL=$!
+sleep 0.5
+kill -INT "$PID"
+sleep 0.3
+kill -0 "$PID" 2>/dev/null || fail "the first SIGINT did not wait for the request in flight"
+start=$(date +%s%N)
+kill -INT "$PID"
+set +e; wait "$PID"; rc=$?; set -e
+(( ($(date +%s%N) - start) / 1000000 < 3000 )) || fail "the second SIGINT did not exit at once"
+[[ $rc == 130 ]] || fail "exit status after two SIGINTs: $rc"
+wait "$CURL" 2>/dev/null || true
+echo "ok: a second SIGINT exits at once with status 130"
 echo "PASS"
