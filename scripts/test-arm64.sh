@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-builds the quant kernels and their tests for AArch64 and runs them under qemu-user, so the
 # NEON kernels (src/quant/*_neon.c) are tested against the scalar references on an x86 host.
-# jansson is not needed: only src/quant/*.c, src/util/error.c and the test file are compiled.
+# jansson is not needed: only src/quant/*.c, the flops probe (with the thread pool it runs on),
+# src/util/error.c and the test files are compiled.
 #
 #   scripts/test-arm64.sh [BUILD_DIR]     (default: build-arm64; exit status 0 = all passed)
 #
@@ -11,7 +12,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$repo/build-arm64}"
-tests=(test_quant_neon test_quant_legacy test_quant_k test_types)
+tests=(quant/test_quant_neon quant/test_quant_legacy quant/test_quant_k quant/test_types quant/test_gemm
+       util/test_flops_probe)
 
 native=0
 if [ "$(uname -m)" = aarch64 ]; then native=1; fi
@@ -39,8 +41,9 @@ mkdir -p "$out"
 cflags=(-std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -DTS_HAVE_NEON_KERNELS=1
         -I"$repo/src" -I"$repo/include" -I"$repo/tests/quant")
 objs=()
-for src in "$repo"/src/quant/*.c "$repo"/src/util/error.c; do
-    case "$src" in *_avx2.c) continue ;; esac
+for src in "$repo"/src/quant/*.c "$repo"/src/util/error.c "$repo"/src/util/threadpool.c \
+           "$repo"/src/util/flops_probe.c "$repo"/src/util/flops_probe_neon.c; do
+    case "$src" in *_avx2.c | *_avx512.c) continue ;; esac
     obj="$out/$(basename "${src%.c}").o"
     "$cc" "${cflags[@]}" -c "$src" -o "$obj"
     objs+=("$obj")
@@ -48,9 +51,10 @@ done
 
 status=0
 for t in "${tests[@]}"; do
-    "$cc" "${cflags[@]}" "$repo/tests/quant/$t.c" "${objs[@]}" -lm -o "$out/$t"
-    echo "== $t"
-    if ! (cd "$repo" && "${run[@]}" "$out/$t"); then
+    name="$(basename "$t")"
+    "$cc" "${cflags[@]}" "$repo/tests/$t.c" "${objs[@]}" -lm -lpthread -o "$out/$name"
+    echo "== $name"
+    if ! (cd "$repo" && "${run[@]}" "$out/$name"); then
         echo "FAILED: $t" >&2
         status=1
     fi

@@ -44,25 +44,39 @@ typedef struct matmul_job {
 /* Activation bytes a thread keeps hot while it streams its weight rows: a tile of tokens this big
  * stays in L2, so each weight row is read once per tile instead of once per token. */
 #define TS_ACT_TILE_BYTES (256 * 1024)
+/* Rows per unit of the thread split: a multiple of every tile kernel's row count (4), so only the
+ * last unit of a matrix has a ragged tile. */
+#define TS_ROW_UNIT 16
 
 static void matmul_task(void *arg, int ith, int nth) {
     const matmul_job *j = arg;
     const ts_matrix *w = j->w;
     const ts_act *act = j->act;
-    long begin, end;
-    ts_split_range((long)w->n_out, ith, nth, &begin, &end);
     const int n = (int)w->n_in;
-    int tile = (int)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
+    const long n_rows = (long)w->n_out, n_tokens = act->n_rows;
+    /* Split the rows (in units of TS_ROW_UNIT) when there are enough for every thread; a short
+     * matrix with many tokens (a small projection during prefill) splits the tokens instead, so
+     * both cores stay busy either way. The results do not depend on the split: every (row, token)
+     * pair is one tile-kernel result, bit-identical to vec_dot. */
+    long row_begin = 0, row_end = n_rows, tok_begin = 0, tok_end = n_tokens;
+    const long row_units = (n_rows + TS_ROW_UNIT - 1) / TS_ROW_UNIT;
+    if (row_units >= 4L * nth || n_tokens < nth) {
+        long ub, ue;
+        ts_split_range(row_units, ith, nth, &ub, &ue);
+        row_begin = ub * TS_ROW_UNIT;
+        row_end = ue * TS_ROW_UNIT < n_rows ? ue * TS_ROW_UNIT : n_rows;
+    } else {
+        ts_split_range(n_tokens, ith, nth, &tok_begin, &tok_end);
+    }
+    if (row_begin >= row_end || tok_begin >= tok_end) return;
+    long tile = (long)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
     if (tile < 1) tile = 1;
-    for (int t0 = 0; t0 < act->n_rows; t0 += tile) {
-        const int t1 = t0 + tile < act->n_rows ? t0 + tile : act->n_rows;
-        for (long r = begin; r < end; r++) {
-            const void *row = (const char *)w->data + (size_t)r * w->row_bytes;
-            for (int t = t0; t < t1; t++) {
-                const void *a = (const char *)act->data + (size_t)t * act->row_bytes;
-                j->traits->vec_dot(n, &j->out[(size_t)t * j->out_stride + r], row, a);
-            }
-        }
+    for (long t0 = tok_begin; t0 < tok_end; t0 += tile) {
+        const long t1 = t0 + tile < tok_end ? t0 + tile : tok_end;
+        j->traits->vec_dot_tile(n, (int)(row_end - row_begin), (int)(t1 - t0),
+                                &j->out[(size_t)t0 * (size_t)j->out_stride + (size_t)row_begin], (size_t)j->out_stride,
+                                (const char *)w->data + (size_t)row_begin * w->row_bytes, w->row_bytes,
+                                (const char *)act->data + (size_t)t0 * act->row_bytes, act->row_bytes);
     }
 }
 

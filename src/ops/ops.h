@@ -55,9 +55,10 @@ typedef struct ts_act {
 void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type, const float *x, int x_stride,
                      int n, int n_rows, void *dst, size_t row_bytes);
 /* out[t*out_stride + r] = dot(W row r, act row t) for every row r of W and token t. Each thread takes
- * a contiguous block of W's rows and runs a cache-sized tile of tokens through each row, so the
- * weights are read once per tile of tokens (once per batch for batches up to the tile size), not
- * once per token. act->type must be W's vec_dot_type and its rows n_in long. */
+ * a contiguous block of W's rows (or, for a matrix with few rows, of the tokens) and runs a
+ * cache-sized tile of tokens through the type's vec_dot_tile kernel, so the weights are read once
+ * per tile of tokens, not once per token. Every result is bit-identical to the table's vec_dot on
+ * that pair, whatever the batch size. act->type must be W's vec_dot_type and its rows n_in long. */
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride);
 

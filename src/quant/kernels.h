@@ -56,6 +56,18 @@ TS_DECL_QUANT(q8_0, avx2)
 TS_DECL_QUANT(q8_1, avx2)
 TS_DECL_QUANT(q8_K, avx2)
 
+/* AVX-512 F/BW/VL/VNNI (quants_avx512.c, x86-64 builds with TS_HAVE_AVX512_KERNELS): dots and tile
+ * kernels (ts_vec_dot_tile_fn) of the weight types that dominate real files, all against the
+ * AVX2 activation conversions. vec_dot is the tile kernel on a 1x1 tile, so every pair rounds
+ * the same way in both. */
+#define TS_DECL_TILE(t, isa)                                                                              \
+    void ts_dot_tile_##t##_##isa(int n, int n_rows, int n_cols, float *restrict s, size_t s_stride,      \
+                                 const void *restrict x, size_t x_stride, const void *restrict y, size_t y_stride);
+TS_DECL_DOT(q4_0, avx512) TS_DECL_TILE(q4_0, avx512)
+TS_DECL_DOT(q8_0, avx512) TS_DECL_TILE(q8_0, avx512)
+TS_DECL_DOT(q4_K, avx512) TS_DECL_TILE(q4_K, avx512)
+TS_DECL_DOT(q6_K, avx512) TS_DECL_TILE(q6_K, avx512)
+
 /* NEON (AArch64 baseline ARMv8.0): dequant, activation conversion and dot for every weight type,
  * compiled only on aarch64 builds (TS_HAVE_NEON_KERNELS). The reference weight quantizers stay
  * scalar. */

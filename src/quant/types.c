@@ -23,33 +23,67 @@ static const char *const type_names[TS_TYPE_COUNT] = {
     [37] = "iq4_nl_4_8 (removed)", [38] = "iq4_nl_8_8 (removed)", [39] = "mxfp4",
 };
 
-#define ENTRY(id, nm, bs, ts, quantized, isa, vdt)                                                     \
+/* The tile entry of a type without a tile kernel of its own: one vec_dot per pair, so it is
+ * bit-identical to vec_dot by construction. Weight row outermost: it stays in L1 while the
+ * activation rows (sized by the caller to stay in L2) stream past it. */
+#define TILE_LOOP(nm, isa)                                                                               \
+    static void tile_loop_##nm##_##isa(int n, int n_rows, int n_cols, float *restrict s, size_t s_stride, \
+                                        const void *restrict x, size_t x_stride, const void *restrict y,   \
+                                        size_t y_stride) {                                                 \
+        for (int r = 0; r < n_rows; r++)                                                                   \
+            for (int c = 0; c < n_cols; c++)                                                               \
+                ts_dot_##nm##_##isa(n, &s[(size_t)c * s_stride + (size_t)r], (const char *)x + (size_t)r * x_stride, \
+                                    (const char *)y + (size_t)c * y_stride);                               \
+    }
+
+#define TILE_LOOPS(isa)                                                                                   \
+    TILE_LOOP(f32, isa) TILE_LOOP(f16, isa) TILE_LOOP(bf16, isa) TILE_LOOP(q4_0, isa) TILE_LOOP(q4_1, isa) \
+    TILE_LOOP(q5_0, isa) TILE_LOOP(q5_1, isa) TILE_LOOP(q8_0, isa) TILE_LOOP(q2_K, isa) TILE_LOOP(q3_K, isa) \
+    TILE_LOOP(q4_K, isa) TILE_LOOP(q5_K, isa) TILE_LOOP(q6_K, isa)
+
+TILE_LOOPS(ref)
+#if defined(TS_HAVE_AVX2_KERNELS)
+TILE_LOOPS(avx2)
+#endif
+#if defined(TS_HAVE_NEON_KERNELS)
+TILE_LOOPS(neon)
+#endif
+
+/* isa: the kernels' ISA; tile: how the tile entry is named (tile_loop_<nm>_<isa> or a real kernel). */
+#define ENTRY_TILE(id, nm, bs, ts, quantized, isa, vdt, tile)                                            \
     [id] = {.name = #nm, .block_size = bs, .type_size = ts, .supported = true, .is_quantized = quantized, \
             .to_float = ts_dequant_##nm##_##isa, .from_float = ts_quant_##nm##_ref,                      \
-            .quantize = ts_quant_##nm##_ref, .vec_dot_type = vdt, .vec_dot = ts_dot_##nm##_##isa}
+            .quantize = ts_quant_##nm##_ref, .vec_dot_type = vdt, .vec_dot = ts_dot_##nm##_##isa,         \
+            .vec_dot_tile = tile}
+#define ENTRY(id, nm, bs, ts, quantized, isa, vdt) ENTRY_TILE(id, nm, bs, ts, quantized, isa, vdt, tile_loop_##nm##_##isa)
 
 /* f16 and bf16 are also activation types (the vec_dot_type of themselves): from_float converts
  * activations and may use the ISA's converter, while quantize stays the scalar reference. */
 #define FLOAT_ENTRY(id, nm, isa, act_isa)                                                              \
     [id] = {.name = #nm, .block_size = 1, .type_size = 2, .supported = true, .is_quantized = false,     \
             .to_float = ts_dequant_##nm##_##isa, .from_float = ts_quant_##nm##_##act_isa,                \
-            .quantize = ts_quant_##nm##_ref, .vec_dot_type = id, .vec_dot = ts_dot_##nm##_##isa}
+            .quantize = ts_quant_##nm##_ref, .vec_dot_type = id, .vec_dot = ts_dot_##nm##_##isa,          \
+            .vec_dot_tile = tile_loop_##nm##_##isa}
 
 #define ACT_ENTRY(id, nm, bs, ts, isa)                                                                 \
     [id] = {.name = #nm, .block_size = bs, .type_size = ts, .supported = true, .is_quantized = true,     \
             .to_float = ts_dequant_##nm##_ref, .from_float = ts_quant_##nm##_##isa,                      \
-            .quantize = ts_quant_##nm##_ref, .vec_dot_type = id, .vec_dot = NULL}
+            .quantize = ts_quant_##nm##_ref, .vec_dot_type = id, .vec_dot = NULL, .vec_dot_tile = NULL}
 
-#define WEIGHT_TYPES(isa)                                                                         \
+/* Weight types whose kernels never change between tables of one ISA family. */
+#define COMMON_WEIGHT_TYPES(isa)                                                                  \
     ENTRY(TS_TYPE_F32, f32, 1, 4, false, isa, TS_TYPE_F32),                                        \
-    ENTRY(TS_TYPE_Q4_0, q4_0, QK4_0, sizeof(block_q4_0), true, isa, TS_TYPE_Q8_0),                 \
     ENTRY(TS_TYPE_Q4_1, q4_1, QK4_1, sizeof(block_q4_1), true, isa, TS_TYPE_Q8_1),                 \
     ENTRY(TS_TYPE_Q5_0, q5_0, QK5_0, sizeof(block_q5_0), true, isa, TS_TYPE_Q8_0),                 \
     ENTRY(TS_TYPE_Q5_1, q5_1, QK5_1, sizeof(block_q5_1), true, isa, TS_TYPE_Q8_1),                 \
     ENTRY(TS_TYPE_Q2_K, q2_K, QK_K, sizeof(block_q2_K), true, isa, TS_TYPE_Q8_K),                  \
     ENTRY(TS_TYPE_Q3_K, q3_K, QK_K, sizeof(block_q3_K), true, isa, TS_TYPE_Q8_K),                  \
+    ENTRY(TS_TYPE_Q5_K, q5_K, QK_K, sizeof(block_q5_K), true, isa, TS_TYPE_Q8_K)
+
+#define WEIGHT_TYPES(isa)                                                                         \
+    COMMON_WEIGHT_TYPES(isa),                                                                      \
+    ENTRY(TS_TYPE_Q4_0, q4_0, QK4_0, sizeof(block_q4_0), true, isa, TS_TYPE_Q8_0),                 \
     ENTRY(TS_TYPE_Q4_K, q4_K, QK_K, sizeof(block_q4_K), true, isa, TS_TYPE_Q8_K),                  \
-    ENTRY(TS_TYPE_Q5_K, q5_K, QK_K, sizeof(block_q5_K), true, isa, TS_TYPE_Q8_K),                  \
     ENTRY(TS_TYPE_Q6_K, q6_K, QK_K, sizeof(block_q6_K), true, isa, TS_TYPE_Q8_K)
 
 static const ts_type_traits table_scalar[TS_TYPE_COUNT] = {
@@ -63,13 +97,41 @@ static const ts_type_traits table_scalar[TS_TYPE_COUNT] = {
 };
 
 #if defined(TS_HAVE_AVX2_KERNELS)
+#define Q8_0_SIMD_ENTRY(dot_isa, tile)                                                                      \
+    [TS_TYPE_Q8_0] = {.name = "q8_0", .block_size = QK8_0, .type_size = sizeof(block_q8_0), .supported = true, \
+                      .is_quantized = true, .to_float = ts_dequant_q8_0_avx2, .from_float = ts_quant_q8_0_avx2,  \
+                      .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0,                             \
+                      .vec_dot = ts_dot_q8_0_##dot_isa, .vec_dot_tile = tile}
+
 static const ts_type_traits table_avx2[TS_TYPE_COUNT] = {
     WEIGHT_TYPES(avx2),
     FLOAT_ENTRY(TS_TYPE_F16, f16, avx2, avx2),
     FLOAT_ENTRY(TS_TYPE_BF16, bf16, avx2, avx2),
-    [TS_TYPE_Q8_0] = {.name = "q8_0", .block_size = QK8_0, .type_size = sizeof(block_q8_0), .supported = true,
-                      .is_quantized = true, .to_float = ts_dequant_q8_0_avx2, .from_float = ts_quant_q8_0_avx2,
-                      .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0, .vec_dot = ts_dot_q8_0_avx2},
+    Q8_0_SIMD_ENTRY(avx2, tile_loop_q8_0_avx2),
+    ACT_ENTRY(TS_TYPE_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), avx2),
+    ACT_ENTRY(TS_TYPE_Q8_K, q8_K, QK_K, sizeof(block_q8_K), avx2),
+};
+#endif
+
+#if defined(TS_HAVE_AVX512_KERNELS)
+/* The AVX-512 VNNI kernels (quants_avx512.c) replace the dots of the weight types that dominate
+ * real files; everything else (dequantization, activation conversion, rarer types) is AVX2's.
+ * A weight type's vec_dot and vec_dot_tile always come from the same ISA, so decode and prefill
+ * agree bit for bit within a table. */
+#define AVX512_ENTRY(id, nm, bs, ts, vdt)                                                                \
+    [id] = {.name = #nm, .block_size = bs, .type_size = ts, .supported = true, .is_quantized = true,       \
+            .to_float = ts_dequant_##nm##_avx2, .from_float = ts_quant_##nm##_ref,                        \
+            .quantize = ts_quant_##nm##_ref, .vec_dot_type = vdt, .vec_dot = ts_dot_##nm##_avx512,         \
+            .vec_dot_tile = ts_dot_tile_##nm##_avx512}
+
+static const ts_type_traits table_avx512[TS_TYPE_COUNT] = {
+    COMMON_WEIGHT_TYPES(avx2),
+    AVX512_ENTRY(TS_TYPE_Q4_0, q4_0, QK4_0, sizeof(block_q4_0), TS_TYPE_Q8_0),
+    AVX512_ENTRY(TS_TYPE_Q4_K, q4_K, QK_K, sizeof(block_q4_K), TS_TYPE_Q8_K),
+    AVX512_ENTRY(TS_TYPE_Q6_K, q6_K, QK_K, sizeof(block_q6_K), TS_TYPE_Q8_K),
+    FLOAT_ENTRY(TS_TYPE_F16, f16, avx2, avx2),
+    FLOAT_ENTRY(TS_TYPE_BF16, bf16, avx2, avx2),
+    Q8_0_SIMD_ENTRY(avx512, ts_dot_tile_q8_0_avx512),
     ACT_ENTRY(TS_TYPE_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), avx2),
     ACT_ENTRY(TS_TYPE_Q8_K, q8_K, QK_K, sizeof(block_q8_K), avx2),
 };
@@ -82,37 +144,79 @@ static const ts_type_traits table_neon[TS_TYPE_COUNT] = {
     FLOAT_ENTRY(TS_TYPE_BF16, bf16, neon, neon),
     [TS_TYPE_Q8_0] = {.name = "q8_0", .block_size = QK8_0, .type_size = sizeof(block_q8_0), .supported = true,
                       .is_quantized = true, .to_float = ts_dequant_q8_0_neon, .from_float = ts_quant_q8_0_neon,
-                      .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0, .vec_dot = ts_dot_q8_0_neon},
+                      .quantize = ts_quant_q8_0_ref, .vec_dot_type = TS_TYPE_Q8_0, .vec_dot = ts_dot_q8_0_neon,
+                      .vec_dot_tile = tile_loop_q8_0_neon},
     ACT_ENTRY(TS_TYPE_Q8_1, q8_1, QK8_1, sizeof(block_q8_1), neon),
     ACT_ENTRY(TS_TYPE_Q8_K, q8_K, QK_K, sizeof(block_q8_K), neon),
 };
 #endif
 
 const ts_type_traits *ts_type_table(enum ts_isa isa) {
-#if defined(TS_HAVE_AVX2_KERNELS)
     /* Never hand out kernels the CPU would fault on, whatever the caller asked for. */
-    if (isa == TS_ISA_AVX2 && ts_isa_best() == TS_ISA_AVX2) return table_avx2;
+    if (!ts_isa_supported(isa)) return table_scalar;
+    switch (isa) {
+#if defined(TS_HAVE_AVX2_KERNELS)
+    case TS_ISA_AVX2: return table_avx2;
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+    case TS_ISA_AVX512: return table_avx512;
 #endif
 #if defined(TS_HAVE_NEON_KERNELS)
-    if (isa == TS_ISA_NEON && ts_isa_best() == TS_ISA_NEON) return table_neon;
+    case TS_ISA_NEON: return table_neon;
 #endif
-    (void)isa;
-    return table_scalar;
+    default: return table_scalar;
+    }
 }
 
-enum ts_isa ts_isa_best(void) {
 #if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+static bool cpu_has_avx2(void) {
     /* The AVX2 kernels also use F16C, which __builtin_cpu_supports cannot name on every compiler
      * (clang 14), so that bit is read from CPUID leaf 1 directly. __builtin_cpu_supports("avx2")
      * already includes the OS check (XGETBV) that the YMM state is saved. */
     __builtin_cpu_init();
     unsigned eax, ebx, ecx, edx;
     const bool has_f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c) return TS_ISA_AVX2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c;
+}
+#endif
+
+#if defined(TS_HAVE_AVX512_KERNELS) && defined(__x86_64__)
+static bool cpu_has_avx512_vnni(void) {
+    if (!cpu_has_avx2()) return false;
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE)) return false;
+    /* The OS must save the opmask and all 512-bit registers (XCR0 bits 5..7) besides SSE/AVX
+     * state (bits 1, 2); a CPU with AVX-512 under an OS that does not would fault. */
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 0xE6u) != 0xE6u) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool f = ebx & (1u << 16), bw = ebx & (1u << 30), vl = ebx & (1u << 31), vnni = ecx & (1u << 11);
+    return f && bw && vl && vnni;
+}
+#endif
+
+bool ts_isa_supported(enum ts_isa isa) {
+    switch (isa) {
+    case TS_ISA_SCALAR: return true;
+#if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+    case TS_ISA_AVX2: return cpu_has_avx2();
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS) && defined(__x86_64__)
+    case TS_ISA_AVX512: return cpu_has_avx512_vnni();
 #endif
 #if defined(TS_HAVE_NEON_KERNELS) && defined(__aarch64__)
-    return TS_ISA_NEON; /* Advanced SIMD is mandatory on AArch64: no run-time check needed */
+    case TS_ISA_NEON: return true; /* Advanced SIMD is mandatory on AArch64: no run-time check needed */
 #endif
+    default: return false;
+    }
+}
+
+enum ts_isa ts_isa_best(void) {
+    if (ts_isa_supported(TS_ISA_AVX512)) return TS_ISA_AVX512;
+    if (ts_isa_supported(TS_ISA_AVX2)) return TS_ISA_AVX2;
+    if (ts_isa_supported(TS_ISA_NEON)) return TS_ISA_NEON;
     return TS_ISA_SCALAR;
 }
 
@@ -120,6 +224,7 @@ const char *ts_isa_name(enum ts_isa isa) {
     switch (isa) {
     case TS_ISA_AVX2: return "avx2";
     case TS_ISA_NEON: return "neon";
+    case TS_ISA_AVX512: return "avx512";
     default: return "scalar";
     }
 }

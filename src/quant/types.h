@@ -35,7 +35,9 @@ enum ts_type {
     TS_TYPE_COUNT = 40, /* one past the highest id GGML has assigned (MXFP4 = 39) */
 };
 
-enum ts_isa { TS_ISA_SCALAR = 0, TS_ISA_AVX2 = 1, TS_ISA_NEON = 2, TS_ISA_COUNT };
+/* AVX512 = AVX-512 F/BW/VL/VNNI (with AVX2/FMA/F16C): its table has VNNI kernels for the hottest
+ * weight types and the AVX2 entries for the rest. */
+enum ts_isa { TS_ISA_SCALAR = 0, TS_ISA_AVX2 = 1, TS_ISA_NEON = 2, TS_ISA_AVX512 = 3, TS_ISA_COUNT };
 
 /* x: n values of this type (n a multiple of block_size); y: n floats. */
 typedef void (*ts_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
@@ -43,6 +45,13 @@ typedef void (*ts_to_float_fn)(const void *restrict x, float *restrict y, int64_
 typedef void (*ts_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);
 /* *s = dot(x, y) over n values; x has this type, y has this type's vec_dot_type. */
 typedef void (*ts_vec_dot_fn)(int n, float *restrict s, const void *restrict x, const void *restrict y);
+/* A tile of dot products: s[c * s_stride + r] = dot(x row r, y row c) for r < n_rows, c < n_cols,
+ * x rows x_stride bytes apart, y rows y_stride bytes apart (y in vec_dot_type). Each result is
+ * bit-identical to vec_dot of the same table on the same pair — batch prefill and one-token decode
+ * must produce the same logits — but a tile kernel reuses each loaded weight block for several
+ * tokens and each activation block for several rows. */
+typedef void (*ts_vec_dot_tile_fn)(int n, int n_rows, int n_cols, float *restrict s, size_t s_stride,
+                                   const void *restrict x, size_t x_stride, const void *restrict y, size_t y_stride);
 
 typedef struct ts_type_traits {
     const char *name;        /* GGML's name ("q4_K"); set for every assigned id, also unsupported ones */
@@ -55,6 +64,7 @@ typedef struct ts_type_traits {
     ts_from_float_fn quantize;   /* reference quantizer for writing weights (synth); may be slow */
     int vec_dot_type;            /* enum ts_type of the activation row vec_dot expects */
     ts_vec_dot_fn vec_dot;
+    ts_vec_dot_tile_fn vec_dot_tile; /* set wherever vec_dot is (a loop over vec_dot if nothing better) */
 } ts_type_traits;
 
 /* The table for an ISA: an array of TS_TYPE_COUNT entries. Entries an ISA has no kernel for fall
@@ -64,6 +74,8 @@ const ts_type_traits *ts_type_table(enum ts_isa isa);
 
 /* Best ISA this CPU supports (and this build has kernels for). */
 enum ts_isa ts_isa_best(void);
+/* Whether this build has kernels for `isa` and this CPU can run them (AVX2 also on an AVX-512 CPU). */
+bool ts_isa_supported(enum ts_isa isa);
 const char *ts_isa_name(enum ts_isa isa);
 
 /* Name of a type id, also for ids the engine does not support ("iq2_xxs"); NULL if unassigned. */
