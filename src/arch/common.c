@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/attn_flash.h"
 #include "ops/moe.h"
 #include "ops/ops.h"
 
@@ -149,7 +150,10 @@ int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, 
     s->tmp = alloc_floats(B, E);
     s->rope_cs = alloc_floats(B, (size_t)hp->n_rot);
     s->act.buf = malloc(B * act_row_bytes);
-    s->scratch_len = (size_t)c->n_ctx + (size_t)hp->head_dim;
+    const int group = hp->n_head / hp->n_head_kv;
+    /* Per thread: the flash work buffer, then the running and the next chunk's partial state. */
+    s->scratch_len = ts_flash_work_floats(group, hp->head_dim, hp->head_dim) +
+                     2 * ts_flash_partial_floats(group, hp->head_dim);
     s->scratch = alloc_floats((size_t)c->params.n_threads, s->scratch_len);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
         !s->act.buf || !s->scratch) {
@@ -166,25 +170,33 @@ typedef struct attention_job {
     int layer;
 } attention_job;
 
-/* One (token, query head) pair per work item: causal attention over the token's own sequence. */
+/* One (token, KV head) pair per work item: the query heads of that KV head's group attend together,
+ * so each cached K/V row is read once per group (ts_flash_attention). Items are dealt out
+ * round-robin because later tokens of a prompt attend to more positions. */
 static void attention_task(void *arg, int ith, int nth) {
     const attention_job *j = arg;
     ts_context *c = j->c;
     ts_dense_state *s = j->s;
     const ts_hparams *hp = &c->model->hp;
     const ts_kv_layer *kv = &c->kv[j->layer];
-    const int H = hp->n_head, d = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    const float scale = 1.0f / sqrtf((float)d);
-    float *scratch = s->scratch + (size_t)ith * s->scratch_len;
-    long begin, end;
-    ts_split_range((long)j->b->n_tokens * H, ith, nth, &begin, &end);
-    for (long item = begin; item < end; item++) {
-        const int i = (int)(item / H), h = (int)(item % H);
+    const int H = hp->n_head, Hkv = hp->n_head_kv, d = hp->head_dim, group = H / Hkv;
+    float *work = s->scratch + (size_t)ith * s->scratch_len;
+    const size_t partial = ts_flash_partial_floats(group, d);
+    float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
+    const size_t row_k = ts_row_size(c->kv_type, kv->k_width), row_v = ts_row_size(c->kv_type, kv->v_width);
+    const size_t head_bytes = ts_row_size(c->kv_type, d);
+    const int simd = ts_flash_simd_level(c->model->isa);
+    for (long item = ith; item < (long)j->b->n_tokens * Hkv; item += nth) {
+        const int i = (int)(item / Hkv), g = (int)(item % Hkv);
         const int seq = j->b->seq[i], pos = j->b->pos[i];
-        const int kvh = h / group;
-        ts_attention_head(c->model->types, s->attn + (size_t)i * H * d + (size_t)h * d, s->q + (size_t)i * H * d + (size_t)h * d,
-                          ts_kv_row(c, kv->k, kv->k_width, seq, 0), ts_kv_row(c, kv->v, kv->v_width, seq, 0), c->kv_type,
-                          (size_t)kv->k_width, (size_t)kvh * d, pos + 1, d, scale, scratch);
+        const size_t first = (size_t)i * H * d + (size_t)g * group * d;
+        const ts_flash_args a = {.table = c->model->types, .kv_type = c->kv_type, .n_head = group, .q = s->q + first,
+                                 .q_stride = (size_t)d,
+                                 .k = (const char *)ts_kv_row(c, kv->k, kv->k_width, seq, 0) + (size_t)g * head_bytes,
+                                 .k_row_bytes = row_k, .k_width = d,
+                                 .v = (const char *)ts_kv_row(c, kv->v, kv->v_width, seq, 0) + (size_t)g * head_bytes,
+                                 .v_row_bytes = row_v, .v_width = d, .scale = 1.0f / sqrtf((float)d), .simd = simd};
+        ts_flash_attention(&a, pos + 1, run, part, work, s->attn + first, (size_t)d);
     }
 }
 

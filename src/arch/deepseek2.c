@@ -15,6 +15,7 @@
 #include "arch/common.h"
 #include "engine/context.h"
 #include "model/model.h"
+#include "ops/attn_flash.h"
 #include "ops/mla.h"
 #include "ops/moe.h"
 #include "ops/ops.h"
@@ -305,7 +306,13 @@ typedef struct ds2_state {
     float *x, *xn, *qa, *q, *kva, *qabs, *olat, *attn, *tmp, *gate, *up, *rope_cs;
     ts_arch_act act;
     float *scratch;
-    size_t scratch_len; /* n_ctx + C + Dr per thread */
+    size_t scratch_len; /* per thread: flash work buffer + running and next chunk partial states */
+    int flash_simd;
+    /* Decode with fewer tokens than threads splits each token's chunks across the threads
+     * (flash-decoding): partial states of up to split_tokens tokens × max_chunks chunks. */
+    float *split_partials;
+    int split_tokens, max_chunks;
+    int *split_first; /* [split_tokens + 1]: index of each token's first chunk */
     ts_moe_scratch moe;
 } ds2_state;
 
@@ -314,6 +321,7 @@ static void ds2_context_free(ts_context *c) {
     if (!s) return;
     free(s->x); free(s->xn); free(s->qa); free(s->q); free(s->kva); free(s->qabs); free(s->olat); free(s->attn);
     free(s->tmp); free(s->gate); free(s->up); free(s->rope_cs); free(s->act.buf); free(s->scratch);
+    free(s->split_partials); free(s->split_first);
     ts_moe_scratch_free(&s->moe);
     free(s);
     c->arch_state = NULL;
@@ -356,8 +364,24 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
     s->up = malloc(B * (size_t)hp->n_ff * sizeof(float));
     s->rope_cs = malloc(B * (size_t)d->Dr * sizeof(float));
     s->act.buf = malloc(B * row);
-    s->scratch_len = (size_t)c->n_ctx + K;
+    const size_t partial = ts_flash_partial_floats((int)H, d->C);
+    s->scratch_len = ts_flash_work_floats((int)H, (int)K, d->C) + 2 * partial;
     s->scratch = malloc((size_t)c->params.n_threads * s->scratch_len * sizeof(float));
+    s->flash_simd = ts_flash_simd_level(m->isa);
+    /* Flash-decoding buffers, capped at 256 MiB (V3's 128 heads at long contexts): fewer split
+     * tokens, or none, only cost parallelism, never results. */
+    s->max_chunks = ts_flash_n_chunks(c->n_ctx);
+    const size_t per_token = (size_t)s->max_chunks * partial * sizeof(float);
+    s->split_tokens = c->params.n_threads - 1;
+    while (s->split_tokens > 0 && per_token * (size_t)s->split_tokens > ((size_t)256 << 20)) s->split_tokens--;
+    if (s->split_tokens > 0) {
+        s->split_partials = malloc(per_token * (size_t)s->split_tokens);
+        s->split_first = malloc(((size_t)s->split_tokens + 1) * sizeof(int));
+        if (!s->split_partials || !s->split_first) {
+            ds2_context_free(c);
+            return ts_fail(err, "out of memory allocating the attention buffers");
+        }
+    }
     if (!s->x || !s->xn || !s->qa || !s->q || !s->kva || !s->qabs || !s->olat || !s->attn || !s->tmp || !s->gate ||
         !s->up || !s->rope_cs || !s->act.buf || !s->scratch) {
         ds2_context_free(c);
@@ -380,23 +404,83 @@ typedef struct mla_job {
     int layer;
 } mla_job;
 
-/* One (token, head) pair per work item: the absorbed query over the token's sequence, causally. */
-static void mla_attention_task(void *arg, int ith, int nth) {
-    const mla_job *j = arg;
-    ts_context *c = j->c;
-    ds2_state *s = j->s;
+static ts_flash_args mla_flash_args(const mla_job *j, int i) {
+    const ts_context *c = j->c;
     const ds2_model *d = c->model->arch_data;
     const ts_kv_layer *kv = &c->kv[j->layer];
     const int H = c->model->hp.n_head, K = d->C + d->Dr;
-    float *scratch = s->scratch + (size_t)ith * s->scratch_len;
-    long begin, end;
-    ts_split_range((long)j->b->n_tokens * H, ith, nth, &begin, &end);
-    for (long item = begin; item < end; item++) {
-        const int i = (int)(item / H), h = (int)(item % H);
-        ts_mla_attention_head(c->model->types, s->olat + ((size_t)i * H + h) * d->C, s->qabs + ((size_t)i * H + h) * K,
-                              ts_kv_row(c, kv->k, kv->k_width, j->b->seq[i], 0), c->kv_type, (size_t)kv->k_width,
-                              j->b->pos[i] + 1, K, d->C, d->kq_scale, scratch);
+    const char *rows = ts_kv_row(c, kv->k, kv->k_width, j->b->seq[i], 0);
+    const size_t row_bytes = ts_row_size(c->kv_type, kv->k_width);
+    /* Every head attends to the same latent rows: key = [c | k_pe] (K values), value = c. */
+    return (ts_flash_args){.table = c->model->types, .kv_type = c->kv_type, .n_head = H,
+                           .q = j->s->qabs + (size_t)i * H * K, .q_stride = (size_t)K, .k = rows, .k_row_bytes = row_bytes,
+                           .k_width = K, .v = rows, .v_row_bytes = row_bytes, .v_width = d->C, .scale = d->kq_scale,
+                           .simd = j->s->flash_simd};
+}
+
+/* One token (all heads) per work item, its chunks in order: prompt batches. Items are dealt out
+ * round-robin because later tokens of a prompt attend to more positions. */
+static void mla_attention_task(void *arg, int ith, int nth) {
+    const mla_job *j = arg;
+    ds2_state *s = j->s;
+    const ds2_model *d = j->c->model->arch_data;
+    const int H = j->c->model->hp.n_head;
+    float *work = s->scratch + (size_t)ith * s->scratch_len;
+    const size_t partial = ts_flash_partial_floats(H, d->C);
+    float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
+    for (int i = ith; i < j->b->n_tokens; i += nth) {
+        const ts_flash_args a = mla_flash_args(j, i);
+        ts_flash_attention(&a, j->b->pos[i] + 1, run, part, work, s->olat + (size_t)i * H * d->C, (size_t)d->C);
     }
+}
+
+/* Flash-decoding: the (token, chunk) pairs of a few tokens split evenly across the threads, each
+ * chunk's partial state kept for the merge (mla_split_merge). */
+static void mla_split_task(void *arg, int ith, int nth) {
+    const mla_job *j = arg;
+    ds2_state *s = j->s;
+    const ds2_model *d = j->c->model->arch_data;
+    const size_t partial = ts_flash_partial_floats(j->c->model->hp.n_head, d->C);
+    float *work = s->scratch + (size_t)ith * s->scratch_len;
+    long begin, end;
+    ts_split_range(s->split_first[j->b->n_tokens], ith, nth, &begin, &end);
+    int i = 0;
+    for (long item = begin; item < end; item++) {
+        while (item >= s->split_first[i + 1]) i++;
+        const int chunk = (int)(item - s->split_first[i]), n_kv = j->b->pos[i] + 1;
+        const int t0 = chunk * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
+        const ts_flash_args a = mla_flash_args(j, i);
+        ts_flash_chunk(&a, t0, t1, s->split_partials + (size_t)item * partial, work);
+    }
+}
+
+/* The chunks of each token merged in order: the same arithmetic as ts_flash_attention. */
+static void mla_split_merge(const mla_job *j) {
+    ds2_state *s = j->s;
+    const ds2_model *d = j->c->model->arch_data;
+    const int H = j->c->model->hp.n_head;
+    const size_t partial = ts_flash_partial_floats(H, d->C);
+    for (int i = 0; i < j->b->n_tokens; i++) {
+        float *run = s->split_partials + (size_t)s->split_first[i] * partial;
+        for (int c = s->split_first[i] + 1; c < s->split_first[i + 1]; c++)
+            ts_flash_merge(H, d->C, run, s->split_partials + (size_t)c * partial);
+        ts_flash_finish(H, d->C, run, s->olat + (size_t)i * H * d->C, (size_t)d->C);
+    }
+}
+
+static void mla_attention(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
+    mla_job job = {.c = c, .s = s, .b = b, .layer = l};
+    const int n = b->n_tokens, nth = ts_threadpool_size(c->pool);
+    if (n < nth && n <= s->split_tokens) {
+        s->split_first[0] = 0;
+        for (int i = 0; i < n; i++) s->split_first[i + 1] = s->split_first[i] + ts_flash_n_chunks(b->pos[i] + 1);
+        if (s->split_first[n] > n) { /* anything to split */
+            ts_threadpool_run(c->pool, mla_split_task, &job);
+            mla_split_merge(&job);
+            return;
+        }
+    }
+    ts_threadpool_run(c->pool, mla_attention_task, &job);
 }
 
 static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
@@ -443,8 +527,7 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         ts_project_rows(c->pool, m->types, &wk, s->q + (size_t)h * Dqk, H * Dqk, n, s->act.buf, s->act.row_bytes,
                         s->qabs + (size_t)h * K, H * K);
     }
-    mla_job job = {.c = c, .s = s, .b = b, .layer = l};
-    ts_threadpool_run(c->pool, mla_attention_task, &job);
+    mla_attention(c, s, b, l);
     /* o[h] = W_UV[h] o_lat[h], heads concatenated, then W_o. */
     for (int h = 0; h < H; h++) {
         ts_matrix wv = L->wv_b;

@@ -120,7 +120,8 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
     s->up_out = malloc(B * F * sizeof(float));
     s->down_out = malloc(B * E * sizeof(float));
     s->act = malloc(B * act_row_bytes);
-    if (!s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
+    s->xact = malloc(B * act_row_bytes);
+    if (!s->xact || !s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
         !s->gate_out || !s->up_out || !s->down_out || !s->act) {
         ts_moe_scratch_free(s);
         return ts_fail(err, "out of memory allocating MoE buffers for a batch of %d", n_batch);
@@ -130,7 +131,7 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
 
 void ts_moe_scratch_free(ts_moe_scratch *s) {
     free(s->logits); free(s->route_tmp); free(s->idx); free(s->weights); free(s->count); free(s->slot_of);
-    free(s->rows); free(s->gate_out); free(s->up_out); free(s->down_out); free(s->act);
+    free(s->rows); free(s->gate_out); free(s->up_out); free(s->down_out); free(s->act); free(s->xact);
     memset(s, 0, sizeof *s);
 }
 
@@ -144,12 +145,34 @@ static void swiglu_ffn(ts_threadpool *pool, const ts_type_traits *table, ts_moe_
     ts_project_rows(pool, table, down, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
 }
 
+/* Whether w's products can take the inputs already converted to `vdt` (rows act_row_bytes apart). */
+static bool takes_converted(const ts_type_traits *table, const ts_matrix *w, int vdt) {
+    return w->data && vdt != TS_TYPE_F32 && table[w->type].vec_dot_type == vdt;
+}
+
+/* out = W · the converted rows act (n rows act_row_bytes apart). */
+static void matmul_converted(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_scratch *s,
+                             const ts_matrix *w, const void *act, int vdt, int n, float *out) {
+    const ts_act a = {.data = act, .type = vdt, .row_bytes = s->act_row_bytes, .n_rows = n};
+    ts_matmul(pool, table, w, &a, out, (int)w->n_out);
+}
+
 void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
                     ts_moe_scratch *s, const float *xn, int n, float *out) {
     const int E = s->n_embd, X = s->n_expert, K = s->n_used;
+    /* The router, every expert's gate and up and the shared experts multiply the same input rows:
+     * convert them once (the conversion of a row is the same function wherever it runs, so this
+     * changes no number), instead of once per product — in a decode step that was 2·n_used + 3
+     * conversions, each a pass through the thread pool. */
+    const int vdt = table[w->gate.first.type].vec_dot_type;
+    const bool convert_once = takes_converted(table, &w->gate.first, vdt) && takes_converted(table, &w->up.first, vdt);
+    if (convert_once) ts_convert_rows(pool, table, vdt, xn, E, E, n, s->xact, s->act_row_bytes);
 
     /* Route every token. */
-    ts_project_rows(pool, table, &w->gate_inp, xn, E, n, s->act, s->act_row_bytes, s->logits, X);
+    if (convert_once && takes_converted(table, &w->gate_inp, vdt))
+        matmul_converted(pool, table, s, &w->gate_inp, s->xact, vdt, n, s->logits);
+    else
+        ts_project_rows(pool, table, &w->gate_inp, xn, E, n, s->act, s->act_row_bytes, s->logits, X);
     for (int i = 0; i < n; i++)
         ts_moe_route(r, s->logits + (size_t)i * X, w->probs_bias, s->idx + (size_t)i * K, s->weights + (size_t)i * K,
                      s->route_tmp);
@@ -172,11 +195,29 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     for (int e = 0; e < X; e++) {
         const int end = s->count[e];
         if (end == begin) continue;
-        for (int j = begin; j < end; j++)
-            memcpy(s->rows + (size_t)(j - begin) * E, xn + (size_t)(s->slot_of[j] / K) * E, (size_t)E * sizeof(float));
         const ts_matrix g = ts_expert_matrix(&w->gate, e), u = ts_expert_matrix(&w->up, e),
                         d = ts_expert_matrix(&w->down, e);
-        swiglu_ffn(pool, table, s, &g, &u, &d, s->rows, end - begin);
+        const int rows = end - begin;
+        if (convert_once) {
+            /* The expert's input rows, already converted: the token's own row when there is one
+             * token (decoding), gathered otherwise. */
+            const char *act = (const char *)s->xact + (size_t)(s->slot_of[begin] / K) * s->act_row_bytes;
+            if (rows > 1 || n > 1) {
+                for (int j = begin; j < end; j++)
+                    memcpy((char *)s->act + (size_t)(j - begin) * s->act_row_bytes,
+                           (const char *)s->xact + (size_t)(s->slot_of[j] / K) * s->act_row_bytes, s->act_row_bytes);
+                act = s->act;
+            }
+            const int F = (int)g.n_out;
+            matmul_converted(pool, table, s, &g, act, vdt, rows, s->gate_out);
+            matmul_converted(pool, table, s, &u, act, vdt, rows, s->up_out);
+            for (int i = 0; i < rows; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+            ts_project_rows(pool, table, &d, s->gate_out, F, rows, s->act, s->act_row_bytes, s->down_out, E);
+        } else {
+            for (int j = begin; j < end; j++)
+                memcpy(s->rows + (size_t)(j - begin) * E, xn + (size_t)(s->slot_of[j] / K) * E, (size_t)E * sizeof(float));
+            swiglu_ffn(pool, table, s, &g, &u, &d, s->rows, rows);
+        }
         for (int j = begin; j < end; j++) {
             const int pair = s->slot_of[j];
             const float wk = s->weights[pair];
@@ -189,7 +230,15 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
 
     /* Then the shared experts, unweighted. */
     if (w->gate_shexp.data) {
-        swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);
+        if (convert_once && takes_converted(table, &w->gate_shexp, vdt) && takes_converted(table, &w->up_shexp, vdt)) {
+            const int F = (int)w->gate_shexp.n_out;
+            matmul_converted(pool, table, s, &w->gate_shexp, s->xact, vdt, n, s->gate_out);
+            matmul_converted(pool, table, s, &w->up_shexp, s->xact, vdt, n, s->up_out);
+            for (int i = 0; i < n; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+            ts_project_rows(pool, table, &w->down_shexp, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
+        } else {
+            swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);
+        }
         for (int i = 0; i < n; i++) ts_add(out + (size_t)i * E, s->down_out + (size_t)i * E, E);
     }
 }

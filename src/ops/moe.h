@@ -67,6 +67,7 @@ typedef struct ts_moe_scratch {
     float *gate_out, *up_out; /* [n_batch][max(n_ff_exp, n_ff_shexp)] */
     float *down_out;  /* [n_batch][n_embd] */
     void *act;        /* activation rows converted to a weight's vec_dot_type */
+    void *xact;       /* [n_batch] the FFN inputs converted once for the router/gate/up products */
     size_t act_row_bytes;
 } ts_moe_scratch;
 

@@ -1,0 +1,166 @@
+#include "ops/attn_flash.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "util/fp16.h"
+
+size_t ts_flash_work_floats(int n_head, int k_width, int v_width) {
+    const size_t widest = (size_t)(k_width > v_width ? k_width : v_width);
+    /* scores | 4 widened rows | the queries converted to the K type's vec_dot_type (<= 4 bytes a value) */
+    return (size_t)n_head * TS_FLASH_CHUNK + 4 * widest + (size_t)n_head * (size_t)k_width;
+}
+
+int ts_flash_simd_level(enum ts_isa isa) {
+#if defined(TS_HAVE_AVX512_KERNELS)
+    if (isa == TS_ISA_AVX512) return 2;
+#endif
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (isa == TS_ISA_AVX2 || isa == TS_ISA_AVX512) return 1;
+#endif
+    (void)isa;
+    return 0;
+}
+
+/* Row t of a cache widened to f32, or a pointer into the cache itself for F32. */
+static const float *widen_row(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int width, float *dst) {
+    const char *src = base + (size_t)t * row_bytes;
+    if (a->kv_type == TS_TYPE_F32) return (const float *)(const void *)src;
+    if (a->kv_type == TS_TYPE_F16) {
+        const ts_f16 *h = (const ts_f16 *)(const void *)src;
+        for (int i = 0; i < width; i++) dst[i] = ts_f16_to_f32(h[i]);
+    } else {
+        a->table[a->kv_type].to_float(src, dst, width);
+    }
+    return dst;
+}
+
+void ts_flash_scores_scalar(const ts_flash_args *a, int t0, int t1, float *scores, float *rows) {
+    const int H = a->n_head, W = a->k_width;
+    for (int t = t0; t < t1; t++) {
+        const float *k = widen_row(a, a->k, a->k_row_bytes, t, W, rows);
+        for (int h = 0; h < H; h++) {
+            const float *q = a->q + (size_t)h * a->q_stride;
+            float sum = 0.0f;
+            for (int i = 0; i < W; i++) sum += q[i] * k[i];
+            scores[(size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0)] = a->scale * sum;
+        }
+    }
+}
+
+void ts_flash_values_scalar(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows) {
+    const int H = a->n_head, W = a->v_width;
+    for (int t = t0; t < t1; t++) {
+        const float *v = widen_row(a, a->v, a->v_row_bytes, t, W, rows);
+        for (int h = 0; h < H; h++) {
+            const float w = p[(size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0)];
+            float *o = out + (size_t)h * W;
+            for (int i = 0; i < W; i++) o[i] += w * v[i];
+        }
+    }
+}
+
+/* BF16 and Q8_0 keys are dotted in their own format against q converted to the vec_dot_type, as
+ * ggml multiplies such a K cache (and as ts_kv_scores does). */
+static void scores_quantized(const ts_flash_args *a, int t0, int t1, float *scores, char *qconv) {
+    const ts_type_traits *kt = &a->table[a->kv_type];
+    const size_t q_bytes = ts_row_size(kt->vec_dot_type, a->k_width);
+    for (int h = 0; h < a->n_head; h++)
+        a->table[kt->vec_dot_type].from_float(a->q + (size_t)h * a->q_stride, qconv + (size_t)h * q_bytes, a->k_width);
+    for (int t = t0; t < t1; t++) {
+        const char *k = a->k + (size_t)t * a->k_row_bytes;
+        for (int h = 0; h < a->n_head; h++) {
+            float s;
+            kt->vec_dot(a->k_width, &s, k, qconv + (size_t)h * q_bytes);
+            scores[(size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0)] = a->scale * s;
+        }
+    }
+}
+
+void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, float *work) {
+    const int H = a->n_head, W = a->v_width, n = t1 - t0;
+    const size_t widest = (size_t)(a->k_width > a->v_width ? a->k_width : a->v_width);
+    float *scores = work;
+    float *rows = work + (size_t)H * TS_FLASH_CHUNK;
+    char *qconv = (char *)(rows + 4 * widest);
+    const bool plain = a->kv_type == TS_TYPE_F32 || a->kv_type == TS_TYPE_F16;
+    const bool simd = plain && a->simd >= 1 && a->k_width % 8 == 0 && a->v_width % 8 == 0;
+#if defined(TS_HAVE_AVX512_KERNELS)
+    const bool wide = simd && a->simd >= 2 && a->k_width % 16 == 0 && a->v_width % 16 == 0;
+#endif
+    if (!plain)
+        scores_quantized(a, t0, t1, scores, qconv);
+#if defined(TS_HAVE_AVX512_KERNELS)
+    else if (wide)
+        ts_flash_scores_avx512(a, t0, t1, scores, rows);
+#endif
+#if defined(TS_HAVE_AVX2_KERNELS)
+    else if (simd)
+        ts_flash_scores_avx2(a, t0, t1, scores, rows);
+#endif
+    else
+        ts_flash_scores_scalar(a, t0, t1, scores, rows);
+
+    /* Softmax numerators per head, max-subtracted; the sum in double as ts_softmax. */
+    float *m = partial, *sum = partial + H, *o = partial + 2 * H;
+    for (int h = 0; h < H; h++) {
+        float *s = scores + (size_t)h * TS_FLASH_CHUNK;
+        float mx = -INFINITY;
+        for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
+        double total = 0.0;
+        for (int t = 0; t < n; t++) {
+            s[t] = expf(s[t] - mx);
+            total += s[t];
+        }
+        m[h] = mx;
+        sum[h] = (float)total;
+    }
+    memset(o, 0, (size_t)H * (size_t)W * sizeof *o);
+    (void)simd;
+#if defined(TS_HAVE_AVX512_KERNELS)
+    if (wide) {
+        ts_flash_values_avx512(a, t0, t1, scores, o, rows);
+        return;
+    }
+#endif
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (simd) {
+        ts_flash_values_avx2(a, t0, t1, scores, o, rows);
+        return;
+    }
+#endif
+    ts_flash_values_scalar(a, t0, t1, scores, o, rows);
+}
+
+void ts_flash_merge(int n_head, int v_width, float *run, const float *part) {
+    for (int h = 0; h < n_head; h++) {
+        const float m_run = run[h], m_part = part[h];
+        const float m_new = m_part > m_run ? m_part : m_run;
+        const float f_run = expf(m_run - m_new), f_part = expf(m_part - m_new);
+        run[h] = m_new;
+        run[n_head + h] = run[n_head + h] * f_run + part[n_head + h] * f_part;
+        float *o = run + 2 * (size_t)n_head + (size_t)h * (size_t)v_width;
+        const float *p = part + 2 * (size_t)n_head + (size_t)h * (size_t)v_width;
+        for (int i = 0; i < v_width; i++) o[i] = o[i] * f_run + p[i] * f_part;
+    }
+}
+
+void ts_flash_finish(int n_head, int v_width, const float *run, float *out, size_t out_stride) {
+    for (int h = 0; h < n_head; h++) {
+        const float inv = 1.0f / run[n_head + h];
+        const float *o = run + 2 * (size_t)n_head + (size_t)h * (size_t)v_width;
+        float *y = out + (size_t)h * out_stride;
+        for (int i = 0; i < v_width; i++) y[i] = o[i] * inv;
+    }
+}
+
+void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *part, float *work, float *out,
+                        size_t out_stride) {
+    const int n_chunks = ts_flash_n_chunks(n_kv);
+    for (int c = 0; c < n_chunks; c++) {
+        const int t0 = c * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
+        ts_flash_chunk(a, t0, t1, c == 0 ? run : part, work);
+        if (c > 0) ts_flash_merge(a->n_head, a->v_width, run, part);
+    }
+    ts_flash_finish(a->n_head, a->v_width, run, out, out_stride);
+}

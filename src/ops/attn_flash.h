@@ -1,0 +1,81 @@
+/* Chunked ("flash") attention of several query heads that share one K/V cache (a GQA group, or
+ * every head of MLA's latent cache): each cache row is read once for all heads of the group, and
+ * the positions are cut into fixed chunks of TS_FLASH_CHUNK whose partial softmax states (max,
+ * sum, weighted value sum per head) merge in chunk order.
+ *
+ * Why fixed chunks: the chunk boundaries and the merge order depend only on the positions, never
+ * on the thread count or on what else is in the batch. A decode step can therefore compute its
+ * chunks on different threads (flash-decoding, so one long sequence uses every core) and merge
+ * them afterwards, while a prompt batch runs each token's chunks one after another on one thread:
+ * both do the same arithmetic in the same order and agree bit for bit. */
+#ifndef TS_OPS_ATTN_FLASH_H
+#define TS_OPS_ATTN_FLASH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "quant/types.h"
+
+#define TS_FLASH_CHUNK 256
+
+/* One group of query heads against one cache. Rows t of K start at k + t * k_row_bytes and hold
+ * k_width values of kv_type (F32, F16, BF16 or Q8_0); V rows likewise (v may equal k: MLA's value
+ * is the first v_width values of the key row). Query head h is q + h * q_stride (k_width floats).
+ * score = scale * q·k. simd: ts_flash_simd_level of the ISA whose CPU check passed (the model's). */
+typedef struct ts_flash_args {
+    const ts_type_traits *table;
+    int kv_type;
+    int n_head;
+    const float *q;
+    size_t q_stride;
+    const char *k;
+    size_t k_row_bytes;
+    int k_width;
+    const char *v;
+    size_t v_row_bytes;
+    int v_width;
+    float scale;
+    int simd;
+} ts_flash_args;
+
+/* Floats of one partial state: per head max, sum and v_width weighted values. */
+static inline size_t ts_flash_partial_floats(int n_head, int v_width) {
+    return (size_t)n_head * ((size_t)v_width + 2);
+}
+/* Floats of the work buffer ts_flash_chunk needs. */
+size_t ts_flash_work_floats(int n_head, int k_width, int v_width);
+
+/* Which kernels F32/F16 caches use on a CPU that passed isa's check: 0 scalar, 1 AVX2, 2 AVX-512.
+ * Decided from the ISA the model was loaded with, not per call: the CPU check behind ts_isa_best()
+ * runs CPUID, which costs microseconds under a hypervisor. */
+int ts_flash_simd_level(enum ts_isa isa);
+
+/* Partial state of rows [t0, t1) (t1 - t0 <= TS_FLASH_CHUNK) into `partial`. */
+void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, float *work);
+/* run = merge(run, part): the running state absorbs the next chunk's. */
+void ts_flash_merge(int n_head, int v_width, float *run, const float *part);
+/* out + h * out_stride (v_width floats) = the normalized result of head h. */
+void ts_flash_finish(int n_head, int v_width, const float *run, float *out, size_t out_stride);
+
+/* The whole attention over rows [0, n_kv) on this thread: chunks in order, merged as they come.
+ * run and part: ts_flash_partial_floats each; work: ts_flash_work_floats. */
+void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *part, float *work, float *out,
+                        size_t out_stride);
+
+static inline int ts_flash_n_chunks(int n_kv) { return (n_kv + TS_FLASH_CHUNK - 1) / TS_FLASH_CHUNK; }
+
+/* The kernels behind ts_flash_chunk for F32/F16 rows, exposed for the tests: scores of rows
+ * [t0, t1) for every head (scores[h * TS_FLASH_CHUNK + t - t0], scaled), and the weighted value sums
+ * out[h * v_width ..] = Σ_t p[h * TS_FLASH_CHUNK + t - t0] v_t. rows: 4 * max(k_width, v_width) floats. */
+void ts_flash_scores_scalar(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
+void ts_flash_values_scalar(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
+#if defined(TS_HAVE_AVX2_KERNELS)
+void ts_flash_scores_avx2(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
+void ts_flash_values_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+void ts_flash_scores_avx512(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
+void ts_flash_values_avx512(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
+#endif
+
+#endif

@@ -1,0 +1,135 @@
+/* AVX2/FMA/F16C kernels of ts_flash_chunk for F32 and F16 caches (widths multiples of 8). Four
+ * cache rows are widened at a time and every query head of the group is run against them while
+ * they sit in L1, so the cache is read from memory once per chunk for all heads. Each (head, row)
+ * dot product is one 8-lane FMA chain over the row followed by a fixed horizontal sum, and each
+ * head's value sum adds the rows in position order: the grouping of rows changes no result. */
+#include <immintrin.h>
+
+#include "ops/attn_flash.h"
+
+/* Rows t .. t+n-1 as f32: pointers into the cache (F32) or widened into `rows`. */
+static void widen_rows(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int n, int width, float *rows,
+                       const float **out) {
+    for (int r = 0; r < n; r++) {
+        const char *src = base + (size_t)(t + r) * row_bytes;
+        if (a->kv_type == TS_TYPE_F32) {
+            out[r] = (const float *)(const void *)src;
+            continue;
+        }
+        float *dst = rows + (size_t)r * (size_t)width;
+        for (int i = 0; i < width; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * (size_t)i))));
+        out[r] = dst;
+    }
+}
+
+static inline float hsum8(__m256 v) {
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+void ts_flash_scores_avx2(const ts_flash_args *a, int t0, int t1, float *scores, float *rows) {
+    const int H = a->n_head, W = a->k_width;
+    const float *k[4];
+    for (int t = t0; t < t1; t += 4) {
+        const int n = t1 - t < 4 ? t1 - t : 4;
+        widen_rows(a, a->k, a->k_row_bytes, t, n, W, rows, k);
+        for (int r = n; r < 4; r++) k[r] = k[0]; /* padding rows: computed, never stored */
+        int h = 0;
+        /* Two heads against four rows: eight independent FMA chains, six loads per eight FMAs;
+         * named registers rather than arrays so that nothing spills to the stack. */
+        const float *k0 = k[0], *k1 = k[1], *k2 = k[2], *k3 = k[3];
+        for (; h + 1 < H; h += 2) {
+            const float *qa_row = a->q + (size_t)h * a->q_stride, *qb_row = qa_row + a->q_stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (int i = 0; i < W; i += 8) {
+                const __m256 qa = _mm256_loadu_ps(qa_row + i), qb = _mm256_loadu_ps(qb_row + i);
+                const __m256 v0 = _mm256_loadu_ps(k0 + i), v1 = _mm256_loadu_ps(k1 + i);
+                const __m256 v2 = _mm256_loadu_ps(k2 + i), v3 = _mm256_loadu_ps(k3 + i);
+                a0 = _mm256_fmadd_ps(qa, v0, a0);
+                a1 = _mm256_fmadd_ps(qa, v1, a1);
+                a2 = _mm256_fmadd_ps(qa, v2, a2);
+                a3 = _mm256_fmadd_ps(qa, v3, a3);
+                b0 = _mm256_fmadd_ps(qb, v0, b0);
+                b1 = _mm256_fmadd_ps(qb, v1, b1);
+                b2 = _mm256_fmadd_ps(qb, v2, b2);
+                b3 = _mm256_fmadd_ps(qb, v3, b3);
+            }
+            const __m256 acc[2][4] = {{a0, a1, a2, a3}, {b0, b1, b2, b3}};
+            for (int r = 0; r < n; r++) {
+                scores[(size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0 + r)] = a->scale * hsum8(acc[0][r]);
+                scores[(size_t)(h + 1) * TS_FLASH_CHUNK + (size_t)(t - t0 + r)] = a->scale * hsum8(acc[1][r]);
+            }
+        }
+        for (; h < H; h++) {
+            const float *q0 = a->q + (size_t)h * a->q_stride;
+            __m256 acc[4];
+            for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+            for (int i = 0; i < W; i += 8) {
+                const __m256 qa = _mm256_loadu_ps(q0 + i);
+                for (int r = 0; r < 4; r++) acc[r] = _mm256_fmadd_ps(qa, _mm256_loadu_ps(k[r] + i), acc[r]);
+            }
+            for (int r = 0; r < n; r++) scores[(size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0 + r)] = a->scale * hsum8(acc[r]);
+        }
+    }
+}
+
+void ts_flash_values_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows) {
+    const int H = a->n_head, W = a->v_width;
+    const float *v[4];
+    for (int t = t0; t < t1; t += 4) {
+        const int n = t1 - t < 4 ? t1 - t : 4;
+        widen_rows(a, a->v, a->v_row_bytes, t, n, W, rows, v);
+        int h = 0;
+        if (n == 4) {
+            /* Two heads per pass share the row loads: six loads and two stores per eight FMAs. */
+            const float *v0 = v[0], *v1 = v[1], *v2 = v[2], *v3 = v[3];
+            for (; h + 1 < H; h += 2) {
+                const float *pa = p + (size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0), *pb = pa + TS_FLASH_CHUNK;
+                const __m256 pa0 = _mm256_set1_ps(pa[0]), pa1 = _mm256_set1_ps(pa[1]), pa2 = _mm256_set1_ps(pa[2]),
+                             pa3 = _mm256_set1_ps(pa[3]);
+                const __m256 pb0 = _mm256_set1_ps(pb[0]), pb1 = _mm256_set1_ps(pb[1]), pb2 = _mm256_set1_ps(pb[2]),
+                             pb3 = _mm256_set1_ps(pb[3]);
+                float *oa = out + (size_t)h * (size_t)W, *ob = oa + W;
+                for (int i = 0; i < W; i += 8) {
+                    const __m256 x0 = _mm256_loadu_ps(v0 + i), x1 = _mm256_loadu_ps(v1 + i);
+                    const __m256 x2 = _mm256_loadu_ps(v2 + i), x3 = _mm256_loadu_ps(v3 + i);
+                    __m256 ya = _mm256_loadu_ps(oa + i), yb = _mm256_loadu_ps(ob + i);
+                    ya = _mm256_fmadd_ps(pa0, x0, ya);
+                    yb = _mm256_fmadd_ps(pb0, x0, yb);
+                    ya = _mm256_fmadd_ps(pa1, x1, ya);
+                    yb = _mm256_fmadd_ps(pb1, x1, yb);
+                    ya = _mm256_fmadd_ps(pa2, x2, ya);
+                    yb = _mm256_fmadd_ps(pb2, x2, yb);
+                    ya = _mm256_fmadd_ps(pa3, x3, ya);
+                    yb = _mm256_fmadd_ps(pb3, x3, yb);
+                    _mm256_storeu_ps(oa + i, ya);
+                    _mm256_storeu_ps(ob + i, yb);
+                }
+            }
+        }
+        for (; h < H; h++) {
+            const float *ph = p + (size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0);
+            float *o = out + (size_t)h * (size_t)W;
+            if (n == 4) {
+                const __m256 p0 = _mm256_set1_ps(ph[0]), p1 = _mm256_set1_ps(ph[1]), p2 = _mm256_set1_ps(ph[2]),
+                             p3 = _mm256_set1_ps(ph[3]);
+                for (int i = 0; i < W; i += 8) {
+                    __m256 acc = _mm256_loadu_ps(o + i);
+                    acc = _mm256_fmadd_ps(p0, _mm256_loadu_ps(v[0] + i), acc);
+                    acc = _mm256_fmadd_ps(p1, _mm256_loadu_ps(v[1] + i), acc);
+                    acc = _mm256_fmadd_ps(p2, _mm256_loadu_ps(v[2] + i), acc);
+                    acc = _mm256_fmadd_ps(p3, _mm256_loadu_ps(v[3] + i), acc);
+                    _mm256_storeu_ps(o + i, acc);
+                }
+            } else {
+                for (int r = 0; r < n; r++) {
+                    const __m256 pr = _mm256_set1_ps(ph[r]);
+                    for (int i = 0; i < W; i += 8)
+                        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(pr, _mm256_loadu_ps(v[r] + i), _mm256_loadu_ps(o + i)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+/* Chunked (flash) attention against a double-precision reference, for F32, F16, BF16 and Q8_0
+ * caches, MLA-like (value = first part of the key row) and GQA-like (separate K and V) shapes,
+ * lengths around the chunk boundaries; the AVX2 kernels against the scalar ones; and the
+ * flash-decoding order (chunks computed separately, merged afterwards) bit-identical to the
+ * one-thread order (also under the AVX-512 kernels where the CPU has them), which is what keeps batch prefill and one-token decode identical. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/attn_flash.h"
+#include "util/fp16.h"
+
+static int failures;
+#define CHECK(cond, ...)                                                                                    \
+    do {                                                                                                    \
+        if (!(cond)) {                                                                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
+            printf(__VA_ARGS__);                                                                            \
+            printf("\n");                                                                                   \
+            failures++;                                                                                     \
+        }                                                                                                   \
+    } while (0)
+
+static uint64_t rng = 777;
+static float urand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) * 0x1.0p-24) * 2.0f - 1.0f;
+}
+
+/* Reference over the cache rows as stored (dequantized with the scalar table), in double. */
+static void reference(const ts_flash_args *a, int n_kv, double *out) {
+    const ts_type_traits *scalar = ts_type_table(TS_ISA_SCALAR);
+    const int H = a->n_head, Kw = a->k_width, Vw = a->v_width;
+    float *row = malloc((size_t)(Kw > Vw ? Kw : Vw) * sizeof(float));
+    double *s = malloc((size_t)n_kv * sizeof(double));
+    for (int h = 0; h < H; h++) {
+        const float *q = a->q + (size_t)h * a->q_stride;
+        double mx = -INFINITY, total = 0.0;
+        for (int t = 0; t < n_kv; t++) {
+            scalar[a->kv_type].to_float(a->k + (size_t)t * a->k_row_bytes, row, Kw);
+            double d = 0.0;
+            for (int i = 0; i < Kw; i++) d += (double)q[i] * row[i];
+            s[t] = d * a->scale;
+            if (s[t] > mx) mx = s[t];
+        }
+        for (int t = 0; t < n_kv; t++) total += (s[t] = exp(s[t] - mx));
+        for (int i = 0; i < Vw; i++) out[(size_t)h * Vw + i] = 0.0;
+        for (int t = 0; t < n_kv; t++) {
+            scalar[a->kv_type].to_float(a->v + (size_t)t * a->v_row_bytes, row, Vw);
+            for (int i = 0; i < Vw; i++) out[(size_t)h * Vw + i] += s[t] / total * row[i];
+        }
+    }
+    free(row);
+    free(s);
+}
+
+static double max_err(const float *got, const double *want, size_t n) {
+    double e = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs(got[i] - want[i]);
+        if (!(d <= e)) e = d; /* NaN propagates as a failure */
+    }
+    return e;
+}
+
+/* The flash-decoding order: every chunk into its own buffer, then merged in order. */
+static void split_order(const ts_flash_args *a, int n_kv, float *work, float *out) {
+    const int n_chunks = ts_flash_n_chunks(n_kv);
+    const size_t P = ts_flash_partial_floats(a->n_head, a->v_width);
+    float *parts = malloc((size_t)n_chunks * P * sizeof(float));
+    for (int c = n_chunks - 1; c >= 0; c--) { /* reverse: order of computation must not matter */
+        const int t0 = c * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
+        ts_flash_chunk(a, t0, t1, parts + (size_t)c * P, work);
+    }
+    for (int c = 1; c < n_chunks; c++) ts_flash_merge(a->n_head, a->v_width, parts, parts + (size_t)c * P);
+    ts_flash_finish(a->n_head, a->v_width, parts, out, (size_t)a->v_width);
+    free(parts);
+}
+
+static void store_row(int kv_type, const float *x, void *dst, int n) {
+    if (kv_type == TS_TYPE_F32)
+        memcpy(dst, x, (size_t)n * sizeof(float));
+    else
+        ts_type_table(TS_ISA_SCALAR)[kv_type].from_float(x, dst, n);
+}
+
+static void run_case(int kv_type, int n_head, int k_width, int v_width, bool shared_row, int n_kv, int simd) {
+    const enum ts_isa isa = simd ? ts_isa_best() : TS_ISA_SCALAR;
+    const ts_type_traits *table = ts_type_table(isa);
+    const size_t k_bytes = ts_row_size(kv_type, k_width), v_bytes = ts_row_size(kv_type, v_width);
+    char *k = malloc((size_t)n_kv * k_bytes), *v = shared_row ? k : malloc((size_t)n_kv * v_bytes);
+    float *row = malloc((size_t)k_width * sizeof(float));
+    for (int t = 0; t < n_kv; t++) {
+        for (int i = 0; i < k_width; i++) row[i] = urand();
+        store_row(kv_type, row, k + (size_t)t * k_bytes, k_width);
+        if (!shared_row) {
+            for (int i = 0; i < v_width; i++) row[i] = urand();
+            store_row(kv_type, row, v + (size_t)t * v_bytes, v_width);
+        }
+    }
+    float *q = malloc((size_t)n_head * k_width * sizeof(float));
+    for (int i = 0; i < n_head * k_width; i++) q[i] = 2.0f * urand();
+    const ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)k_width,
+                             .k = k, .k_row_bytes = k_bytes, .k_width = k_width, .v = v,
+                             .v_row_bytes = shared_row ? k_bytes : v_bytes, .v_width = v_width,
+                             .scale = 1.0f / sqrtf((float)k_width), .simd = simd ? ts_flash_simd_level(isa) : 0};
+    const size_t P = ts_flash_partial_floats(n_head, v_width);
+    float *work = malloc(ts_flash_work_floats(n_head, k_width, v_width) * sizeof(float));
+    float *run = malloc(P * sizeof(float)), *part = malloc(P * sizeof(float));
+    float *out = malloc((size_t)n_head * v_width * sizeof(float)), *out2 = malloc((size_t)n_head * v_width * sizeof(float));
+    double *want = malloc((size_t)n_head * v_width * sizeof(double));
+    ts_flash_attention(&a, n_kv, run, part, work, out, (size_t)v_width);
+    reference(&a, n_kv, want);
+    /* Q8_0 and BF16 round q for the dot product as ggml does: looser. */
+    const double tol = kv_type == TS_TYPE_Q8_0 ? 2e-2 : kv_type == TS_TYPE_BF16 ? 1e-2 : 2e-5;
+    const double e = max_err(out, want, (size_t)n_head * v_width);
+    CHECK(e < tol, "type %s heads %d k %d v %d n_kv %d simd %d: max error %g", ts_type_name(kv_type), n_head, k_width,
+          v_width, n_kv, simd, e);
+    split_order(&a, n_kv, work, out2);
+    CHECK(memcmp(out, out2, (size_t)n_head * v_width * sizeof(float)) == 0,
+          "type %s n_kv %d simd %d: split order differs from the sequential order", ts_type_name(kv_type), n_kv, simd);
+    free(k);
+    if (!shared_row) free(v);
+    free(row); free(q); free(work); free(run); free(part); free(out); free(out2); free(want);
+}
+
+/* The SIMD score and value kernels against the scalar ones on the same chunk. */
+static void kernels_match(int kv_type, int n_head, int width, int n) {
+#if defined(TS_HAVE_AVX2_KERNELS)
+    const enum ts_isa isa = ts_isa_best();
+    const ts_type_traits *table = ts_type_table(isa);
+    if (ts_flash_simd_level(isa) == 0) return;
+    const size_t bytes = ts_row_size(kv_type, width);
+    char *rows = malloc((size_t)n * bytes);
+    float *tmp = malloc((size_t)width * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < width; i++) tmp[i] = urand();
+        store_row(kv_type, tmp, rows + (size_t)t * bytes, width);
+    }
+    float *q = malloc((size_t)n_head * width * sizeof(float));
+    for (int i = 0; i < n_head * width; i++) q[i] = urand();
+    const ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)width,
+                             .k = rows, .k_row_bytes = bytes, .k_width = width, .v = rows, .v_row_bytes = bytes,
+                             .v_width = width, .scale = 0.5f, .simd = ts_flash_simd_level(isa)};
+    float *s1 = malloc((size_t)n_head * TS_FLASH_CHUNK * sizeof(float)), *s2 = malloc((size_t)n_head * TS_FLASH_CHUNK * sizeof(float));
+    float *o1 = calloc((size_t)n_head * width, sizeof(float)), *o2 = calloc((size_t)n_head * width, sizeof(float));
+    float *buf = malloc(4 * (size_t)width * sizeof(float));
+    ts_flash_scores_scalar(&a, 0, n, s1, buf);
+#if defined(TS_HAVE_AVX512_KERNELS)
+    const bool wide = ts_flash_simd_level(isa) >= 2 && width % 16 == 0;
+#else
+    const bool wide = false;
+#endif
+    if (!wide) ts_flash_scores_avx2(&a, 0, n, s2, buf);
+#if defined(TS_HAVE_AVX512_KERNELS)
+    else ts_flash_scores_avx512(&a, 0, n, s2, buf);
+#endif
+    double e = 0.0;
+    for (int h = 0; h < n_head; h++)
+        for (int t = 0; t < n; t++) {
+            const double d = fabs(s1[h * TS_FLASH_CHUNK + t] - s2[h * TS_FLASH_CHUNK + t]);
+            if (!(d <= e)) e = d;
+        }
+    CHECK(e < 1e-4, "scores simd vs scalar (%s, %d heads, width %d, %d rows): %g", ts_type_name(kv_type), n_head, width, n, e);
+    ts_flash_values_scalar(&a, 0, n, s1, o1, buf);
+    if (!wide) ts_flash_values_avx2(&a, 0, n, s1, o2, buf);
+#if defined(TS_HAVE_AVX512_KERNELS)
+    else ts_flash_values_avx512(&a, 0, n, s1, o2, buf);
+#endif
+    e = 0.0;
+    for (int i = 0; i < n_head * width; i++) {
+        const double d = fabs(o1[i] - o2[i]);
+        if (!(d <= e)) e = d;
+    }
+    CHECK(e < 1e-4, "values simd vs scalar (%s, %d heads, width %d, %d rows): %g", ts_type_name(kv_type), n_head, width, n, e);
+    free(rows); free(tmp); free(q); free(s1); free(s2); free(o1); free(o2); free(buf);
+#else
+    (void)kv_type, (void)n_head, (void)width, (void)n;
+#endif
+}
+
+int main(void) {
+    const int types[] = {TS_TYPE_F32, TS_TYPE_F16, TS_TYPE_BF16, TS_TYPE_Q8_0};
+    const int lengths[] = {1, 3, 255, 256, 257, 700};
+    for (int simd = 0; simd <= 1; simd++) /* 1: the best kernels this CPU has */
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+                run_case(types[ti], 5, 96, 64, true, lengths[li], simd);   /* MLA-like, odd head count */
+                run_case(types[ti], 2, 64, 64, false, lengths[li], simd);  /* GQA group */
+            }
+    kernels_match(TS_TYPE_F16, 3, 96, 7);
+    kernels_match(TS_TYPE_F32, 4, 64, 256);
+    kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
+    if (failures) {
+        printf("%d failures\n", failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
