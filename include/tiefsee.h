@@ -43,6 +43,24 @@ typedef struct ts_model_info {
 void ts_model_get_info(const ts_model *m, ts_model_info *info);
 /* Human-readable description of hyperparameters and tensor types, for `tiefsee info`. */
 void ts_model_describe(const ts_model *m, void (*write)(void *user, const char *line), void *user);
+/* Bytes of weights one token's forward pass streams from memory (the numerator of the decode
+ * roofline, `tiefsee bench`): every tensor of the layers in use in full, except MoE routed-expert
+ * tensors (`*_exps`), which count n_expert_used / n_expert of their bytes, and the token embedding,
+ * which counts one row (plus the whole matrix when the output projection is tied to it). 1-D
+ * tensors count as the f32 copies the engine reads; tensors of blocks past n_layer (MTP) are not
+ * counted. The KV cache is not included (see ts_context_kv_bytes_per_token). */
+uint64_t ts_model_active_bytes_per_token(const ts_model *m);
+/* Floating-point operations (a multiply-add counts 2) one generated token's attention spends over
+ * `depth` cached positions, all layers run per token, for `tiefsee bench`'s attention-vs-peak
+ * figure. Per layer and query head, per cached position: dense attention (llama, qwen2, deepseek)
+ * 2*head_dim for the Q.K score + 2*head_dim_v for the weighted V sum; deepseek2 (MLA, absorbed
+ * decode over the latent cache) 2*(kv_lora_rank + qk_rope_head_dim) for the score +
+ * 2*kv_lora_rank for the weighted latent sum; plus TS_ATTN_SOFTMAX_FLOPS per score for the softmax
+ * (scale, max, subtract, exp, sum: exp counted as one). Projections (Q/K/V/O, MLA's absorption
+ * matrices) are weight work, independent of depth, and not counted. Linear in depth; 0 for
+ * depth <= 0; saturates at UINT64_MAX. */
+#define TS_ATTN_SOFTMAX_FLOPS 5
+uint64_t ts_model_attention_flops_per_token(const ts_model *m, int depth);
 
 /* ---- Context -------------------------------------------------------------------------------- */
 

@@ -1,12 +1,13 @@
-/* `tiefsee bench`: performance measurements. Each measurement is a mode chosen by a flag
- * (--tokenizer today; model speed is meant to become another mode beside it, with its own
- * bench_* function and options), all sharing -m and the reporting format: one line per result,
- * "name: value unit", best of --repeat runs (the least disturbed by other processes). */
+/* `tiefsee bench`: performance measurements. Two modes share -m:
+ *   --tokenizer  tokenizer encode throughput (here): one line per result, "name: value unit", best
+ *                of --repeat runs (the least disturbed by other processes);
+ *   (default)    model speed like llama-bench, with the decode roofline (cli/bench_model.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
+#include "cli/bench_model.h"
 #include "cli/commands.h"
 #include "cli/vocab_source.h"
 
@@ -155,6 +156,14 @@ static int bench_tokenizer(const tokenizer_bench_opts *o) {
 
 /* ---- command ---------------------------------------------------------------------------------- */
 
+static bool has_flag(int argc, char **argv, const char *flag) {
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) return false;
+        if (strcmp(argv[i], flag) == 0) return true;
+    }
+    return false;
+}
+
 int cmd_bench(int argc, char **argv) {
     bool tokenizer = false;
     tokenizer_bench_opts tok = {.megabytes = 8, .repeat = 3};
@@ -170,15 +179,23 @@ int cmd_bench(int argc, char **argv) {
          "also write the text used to FILE (to measure another tokenizer on the same input)", 0, 0, NULL},
     };
     arg_parser p = {"bench", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
-    if (args_parse(&p, argc, argv) != 0)
-        return EXIT_USAGE;
-    if (p.help) {
-        printf("usage: tiefsee bench --tokenizer -m MODEL [-f FILE] [options]\n\n"
+    if (has_flag(argc, argv, "-h") || has_flag(argc, argv, "--help")) {
+        printf("usage: tiefsee bench -m MODEL [-m MODEL2 ...] [-p 512] [-n 128] [-d 0] [-t THREADS] [-r 5] [-o md|json]\n"
+               "       tiefsee bench --tokenizer -m MODEL [-f FILE] [options]\n\n"
                "Measures performance. Modes:\n"
-               "  --tokenizer   encode throughput (MB/s) of the model's tokenizer on a large text\n\noptions:\n");
+               "  (default)     model speed like llama-bench: prompt processing (ppN) and generation (tgN)\n"
+               "                tokens/s, with bytes read per generated token, the machine's read bandwidth\n"
+               "                (probe, cached in ~/.cache/tiefsee) and the fraction of that roofline reached\n"
+               "  --tokenizer   encode throughput (MB/s) of the model's tokenizer on a large text\n\n"
+               "model options:\n");
+        bench_model_print_options(stdout);
+        printf("\ntokenizer options:\n");
         args_print_options(&p, stdout);
         return 0;
     }
+    if (!has_flag(argc, argv, "--tokenizer")) return bench_model_main(argc, argv);
+    if (args_parse(&p, argc, argv) != 0)
+        return EXIT_USAGE;
     if (!tokenizer)
         return usage_error("bench", "choose what to measure (--tokenizer)");
     if (!tok.model_path)

@@ -54,5 +54,5 @@ for vocab in "$TMP/tiny.gguf" "$CORPUS/valid_gpt2"; do
     out=$("$TIEFSEE" bench --tokenizer -m "$vocab" --mb 1 --repeat 1)
     grep -q '^encode throughput: [0-9.]* MB/s$' <<< "$out" || fail "bench on $vocab: $out"
 done
-if "$TIEFSEE" bench -m "$TMP/tiny.gguf" 2> /dev/null; then fail "bench without a mode accepted"; fi
+if "$TIEFSEE" bench --tokenizer 2> /dev/null; then fail "bench --tokenizer without a model accepted"; fi
 echo "tokenizer.json CLI: ok ($n_bad malformed inputs refused)"

@@ -1,0 +1,948 @@
+/* `tiefsee bench -m MODEL [-p LIST] [-n LIST] [-d LIST] [-t LIST] [-r N] [-o md|json]`: prompt
+ * processing and generation speed, like llama.cpp's llama-bench (same test names, same JSON field
+ * names where the two overlap, so tools reading llama-bench output read ours), plus what
+ * llama-bench does not say: how close generation is to the memory-bandwidth roofline.
+ *
+ * Definitions (docs/bench.md has the long form):
+ *   ppP  decode P random tokens in n_batch chunks; tokens/s = P / time.
+ *   tgN  N single-token decodes, each token the greedy argmax of the previous logits.
+ *   @ dD the test starts with D tokens already in the cache; filling them is not timed.
+ *   Each test is run once untimed (warm-up), then -r times; t/s is mean ± sample sd over the runs.
+ *   bytes per token (tg)  = active weight bytes (ts_model_active_bytes_per_token) + KV cache bytes
+ *                           read, averaged over the test: kv_bytes_per_position * (D + (N+1)/2).
+ *   roofline fraction     = tg tokens/s * bytes per token / probe bandwidth (same thread count).
+ *   attention flops (tg)  = ts_model_attention_flops_per_token at the test's average depth
+ *                           D + (N+1)/2 (exactly linear in depth, so = per-position flops * that);
+ *                           attention GFLOP/s = that * tokens/s; peak fraction = that / the F32
+ *                           FMA peak probe (util/flops_probe.h, same thread count).
+ *   time to first token   = model load + context creation + decode of an 8-token prompt up to its
+ *                           logits, the first time in the process. */
+#include "cli/bench_model.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "tiefsee.h"
+#include "util/flops_probe.h"
+#include "util/membw.h"
+
+#define BENCH_MAX_VALUES 64
+#define BENCH_TTFT_PROMPT 8
+
+typedef struct int_list {
+    int v[BENCH_MAX_VALUES];
+    int n;
+} int_list;
+
+typedef struct bench_opts {
+    const char *models[BENCH_MAX_VALUES];
+    int n_models;
+    int_list prompt, gen, depth, threads;
+    enum ts_cache_type cache[4];
+    int n_cache;
+    int n_batch, reps, probe_mb;
+    bool json, probe_force, no_warmup, progress;
+} bench_opts;
+
+/* ---- option parsing --------------------------------------------------------------------------- */
+
+/* Parses "512", "1,2,4", "1-4" or "64-512+64" (llama-bench's range forms) into list (appending). */
+static bool parse_int_list(const char *s, long min, long max, int_list *list) {
+    char item[64];
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n >= sizeof item) return false;
+        memcpy(item, s, n);
+        item[n] = '\0';
+        s += n + (s[n] == ',');
+        long first, last, step = 1;
+        char *dash = strchr(item + 1, '-'); /* item + 1: a leading '-' would be a sign */
+        if (dash) {
+            *dash = '\0';
+            char *plus = strchr(dash + 1, '+');
+            if (plus) {
+                *plus = '\0';
+                if (!parse_long(plus + 1, 1, max > 1 ? max : 1, &step)) return false;
+            }
+            if (!parse_long(item, min, max, &first) || !parse_long(dash + 1, min, max, &last) || last < first)
+                return false;
+        } else {
+            if (!parse_long(item, min, max, &first)) return false;
+            last = first;
+        }
+        for (long v = first; v <= last; v += step) {
+            if (list->n >= BENCH_MAX_VALUES) return false;
+            list->v[list->n++] = (int)v;
+        }
+    }
+    return list->n > 0;
+}
+
+static bool parse_cache_list(const char *s, bench_opts *o) {
+    char item[16];
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n >= sizeof item || o->n_cache >= (int)(sizeof o->cache / sizeof o->cache[0])) return false;
+        memcpy(item, s, n);
+        item[n] = '\0';
+        s += n + (s[n] == ',');
+        if (ts_cache_type_from_name(item, &o->cache[o->n_cache]) != 0) return false;
+        o->n_cache++;
+    }
+    return o->n_cache > 0;
+}
+
+void bench_model_print_options(FILE *out) {
+    static const char *const lines[][2] = {
+        {"-m, --model FILE", "GGUF model; repeat for several models"},
+        {"-p, --n-prompt LIST", "prompt lengths for pp tests (default 512; 0 = none)"},
+        {"-n, --n-gen LIST", "generated tokens for tg tests (default 128; 0 = none)"},
+        {"-d, --n-depth LIST", "tokens already in the cache before each test (default 0)"},
+        {"-t, --threads LIST", "thread counts (default: number of cores)"},
+        {"-b, --batch-size N", "tokens per decode call in pp tests (default 512)"},
+        {"-r, --repetitions N", "timed runs per test (default 5)"},
+        {"-ctk, --cache-type LIST", "KV cache types: f16, f32, bf16, q8_0 (default f16)"},
+        {"-o, --output FMT", "md (table, default) or json (llama-bench's field names)"},
+        {"--probe", "re-measure memory bandwidth and FMA peak instead of using the cached figures"},
+        {"--probe-mb N", "bandwidth probe buffer in MiB (default 1024)"},
+        {"--no-warmup", "skip the untimed warm-up run of each test"},
+        {"--progress", "report each step on stderr"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) fprintf(out, "  %-28s %s\n", lines[i][0], lines[i][1]);
+    fprintf(out, "  LIST: comma-separated values or ranges FIRST-LAST[+STEP], e.g. -t 1-2 -p 64,512\n");
+}
+
+/* Returns 0, or EXIT_USAGE after printing the error. */
+static int parse_bench_args(int argc, char **argv, bench_opts *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const bool has_value = i + 1 < argc;
+        const char *v = has_value ? argv[i + 1] : NULL;
+#define IS(s, l) (strcmp(a, s) == 0 || strcmp(a, l) == 0)
+        if (strcmp(a, "--probe") == 0) {
+            o->probe_force = true;
+            continue;
+        }
+        if (strcmp(a, "--no-warmup") == 0) {
+            o->no_warmup = true;
+            continue;
+        }
+        if (strcmp(a, "--progress") == 0) {
+            o->progress = true;
+            continue;
+        }
+        if (!IS("-m", "--model") && !IS("-p", "--n-prompt") && !IS("-n", "--n-gen") && !IS("-d", "--n-depth") &&
+            !IS("-t", "--threads") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
+            !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0)
+            return usage_error("bench", "unknown option '%s'", a);
+        if (!has_value) return usage_error("bench", "%s needs a value", a);
+        i++;
+        long n;
+        bool ok = true;
+        if (IS("-m", "--model")) {
+            if (o->n_models >= BENCH_MAX_VALUES) return usage_error("bench", "at most %d models", BENCH_MAX_VALUES);
+            o->models[o->n_models++] = v;
+        } else if (IS("-p", "--n-prompt")) {
+            ok = parse_int_list(v, 0, 1 << 20, &o->prompt);
+        } else if (IS("-n", "--n-gen")) {
+            ok = parse_int_list(v, 0, 1 << 20, &o->gen);
+        } else if (IS("-d", "--n-depth")) {
+            ok = parse_int_list(v, 0, 1 << 22, &o->depth);
+        } else if (IS("-t", "--threads")) {
+            ok = parse_int_list(v, 1, 1024, &o->threads);
+        } else if (IS("-b", "--batch-size")) {
+            ok = parse_long(v, 1, 65536, &n);
+            o->n_batch = (int)n;
+        } else if (IS("-r", "--repetitions")) {
+            ok = parse_long(v, 1, 100000, &n);
+            o->reps = (int)n;
+        } else if (strcmp(a, "--probe-mb") == 0) {
+            ok = parse_long(v, 1, 1 << 20, &n);
+            o->probe_mb = (int)n;
+        } else if (IS("-ctk", "--cache-type")) {
+            ok = parse_cache_list(v, o);
+        } else if (IS("-o", "--output")) {
+            ok = strcmp(v, "md") == 0 || strcmp(v, "json") == 0;
+            o->json = strcmp(v, "json") == 0;
+        }
+#undef IS
+        if (!ok) return usage_error("bench", "bad value '%s' for %s", v, a);
+    }
+    if (o->n_models == 0) return usage_error("bench", "no model given (-m MODEL)");
+    if (o->prompt.n == 0) o->prompt = (int_list){{512}, 1};
+    if (o->gen.n == 0) o->gen = (int_list){{128}, 1};
+    if (o->depth.n == 0) o->depth = (int_list){{0}, 1};
+    if (o->threads.n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = (int_list){{cores > 0 && cores <= 1024 ? (int)cores : 1}, 1};
+    }
+    if (o->n_cache == 0) o->cache[o->n_cache++] = TS_CACHE_F16;
+    return 0;
+}
+
+/* ---- memory bandwidth: probe, cached per CPU model and thread count ------------------------- */
+
+typedef struct bandwidth {
+    double gbs; /* 0 = unknown */
+    bool cached;
+    char measured_at[32]; /* RFC 3339 UTC */
+} bandwidth;
+
+/* A cached figure older than this is measured again: machines change (memory, BIOS, neighbours). */
+#define BENCH_PROBE_MAX_AGE_S (7 * 24 * 3600)
+
+/* ~/.cache/tiefsee/<kind>-<threads>.json (or $XDG_CACHE_HOME/tiefsee/...), kind "membw" for the
+ * bandwidth probe, "flops" for the FMA peak probe. Returns false if there is no home to put it in.
+ * With mkdirs, creates the directories. */
+static bool probe_cache_path(const char *kind, int n_threads, bool mkdirs, char *path, size_t cap) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[900];
+    int w;
+    if (xdg && xdg[0] == '/')
+        w = snprintf(dir, sizeof dir, "%s", xdg);
+    else if (home && home[0])
+        w = snprintf(dir, sizeof dir, "%s/.cache", home);
+    else
+        return false;
+    if (w < 0 || (size_t)w >= sizeof dir - 16) return false;
+    if (mkdirs) (void)mkdir(dir, 0755);
+    strcat(dir, "/tiefsee");
+    if (mkdirs && mkdir(dir, 0755) != 0 && errno != EEXIST) return false;
+    w = snprintf(path, cap, "%s/%s-%d.json", dir, kind, n_threads);
+    return w > 0 && (size_t)w < cap;
+}
+
+/* Seconds since the epoch of an RFC 3339 UTC time as written by probe_cache_write; -1 if malformed. */
+static time_t parse_utc(const char *s) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return end && *end == '\0' ? timegm(&tm) : (time_t)-1;
+}
+
+/* The cached figure if it matches this CPU, thread count and buffer size and is recent; gbs 0 if not. */
+static bandwidth probe_cache_read(int n_threads, const char *cpu, size_t bytes) {
+    bandwidth bw = {0, true, ""};
+    char path[1024];
+    if (!probe_cache_path("membw", n_threads, false, path, sizeof path)) return bw;
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!root) return bw;
+    json_t *c = json_object_get(root, "cpu_info"), *t = json_object_get(root, "n_threads"),
+           *b = json_object_get(root, "buffer_bytes"), *g = json_object_get(root, "bandwidth_gbs"),
+           *w = json_object_get(root, "measured_at");
+    if (json_is_string(c) && strcmp(json_string_value(c), cpu) == 0 && json_is_integer(t) &&
+        json_integer_value(t) == n_threads && json_is_integer(b) && json_integer_value(b) == (json_int_t)bytes &&
+        json_is_number(g) && json_number_value(g) > 0 && isfinite(json_number_value(g)) && json_is_string(w)) {
+        const time_t when = parse_utc(json_string_value(w)), now = time(NULL);
+        if (when != (time_t)-1 && when <= now && now - when < BENCH_PROBE_MAX_AGE_S) {
+            bw.gbs = json_number_value(g);
+            snprintf(bw.measured_at, sizeof bw.measured_at, "%s", json_string_value(w));
+        }
+    }
+    json_decref(root);
+    return bw;
+}
+
+static void probe_cache_write(int n_threads, const char *cpu, size_t bytes, const ts_membw_result *r,
+                              const char *when) {
+    char path[1024], tmp[1100];
+    if (!probe_cache_path("membw", n_threads, true, path, sizeof path)) return;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    json_t *root = json_pack("{s:s, s:i, s:I, s:i, s:f, s:f, s:s}", "cpu_info", cpu, "n_threads", n_threads,
+                             "buffer_bytes", (json_int_t)bytes, "passes", r->passes, "bandwidth_gbs", r->best_gbs,
+                             "mean_gbs", r->mean_gbs, "measured_at", when);
+    /* Write then rename, so a concurrent bench never reads half a file. */
+    if (root && json_dump_file(root, tmp, JSON_INDENT(2)) == 0) {
+        if (rename(tmp, path) != 0) remove(tmp);
+    }
+    json_decref(root);
+}
+
+/* Runs the probe in a child process: its buffer (1 GiB by default) must not count in this
+ * process's peak RSS, which the benchmark reports. No other thread exists yet when this runs. */
+static int probe_in_child(int n_threads, size_t bytes, ts_membw_result *out, ts_err *err) {
+    int fds[2];
+    if (pipe(fds) != 0) return ts_fail(err, "bandwidth probe: pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return ts_fail(err, "bandwidth probe: fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        ts_membw_result r;
+        ts_err child_err = {""};
+        int rc = ts_membw_measure(n_threads, bytes, 5, &r, &child_err);
+        if (rc == 0 && write(fds[1], &r, sizeof r) == (ssize_t)sizeof r) _exit(0);
+        if (rc != 0) fprintf(stderr, "tiefsee: %s\n", child_err.msg);
+        _exit(1);
+    }
+    close(fds[1]);
+    ssize_t got = 0;
+    while (got < (ssize_t)sizeof *out) {
+        ssize_t k = read(fds[0], (char *)out + got, sizeof *out - (size_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += k;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (got != (ssize_t)sizeof *out || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return ts_fail(err, "bandwidth probe with %d threads failed", n_threads);
+    return 0;
+}
+
+static bandwidth measure_bandwidth(const bench_opts *o, int n_threads, const char *cpu) {
+    const size_t bytes = (size_t)o->probe_mb << 20;
+    /* The key is the size actually read (rounded to whole lines per thread), as stored. */
+    const size_t granule = 64 * (size_t)n_threads, key_bytes = bytes - bytes % granule;
+    if (!o->probe_force) {
+        bandwidth cached = probe_cache_read(n_threads, cpu, key_bytes);
+        if (cached.gbs > 0) return cached;
+    }
+    if (o->progress) fprintf(stderr, "bench: measuring read bandwidth with %d threads (%d MiB)\n", n_threads, o->probe_mb);
+    ts_membw_result r;
+    ts_err err = {""};
+    if (probe_in_child(n_threads, bytes, &r, &err) != 0) {
+        fprintf(stderr, "tiefsee: bench: %s; roofline figures left out\n", err.msg);
+        return (bandwidth){0, false, ""};
+    }
+    bandwidth bw = {r.best_gbs, false, ""};
+    time_t now = time(NULL);
+    strftime(bw.measured_at, sizeof bw.measured_at, "%FT%TZ", gmtime(&now));
+    probe_cache_write(n_threads, cpu, r.bytes, &r, bw.measured_at);
+    return bw;
+}
+
+/* ---- CPU arithmetic peak: probe, cached like the bandwidth -------------------------------------- */
+
+typedef struct cpu_peak {
+    double gflops; /* 0 = unknown */
+    bool cached;
+    char measured_at[32]; /* RFC 3339 UTC */
+    char kernel[16];      /* "avx2", "avx512", "neon", "scalar" */
+} cpu_peak;
+
+/* The cached peak if it matches this CPU, thread count and kernel and is recent; gflops 0 if not. */
+static cpu_peak peak_cache_read(int n_threads, const char *cpu, const char *kernel) {
+    cpu_peak pk = {0, true, "", ""};
+    char path[1024];
+    if (!probe_cache_path("flops", n_threads, false, path, sizeof path)) return pk;
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!root) return pk;
+    json_t *c = json_object_get(root, "cpu_info"), *t = json_object_get(root, "n_threads"),
+           *k = json_object_get(root, "kernel"), *g = json_object_get(root, "peak_gflops"),
+           *w = json_object_get(root, "measured_at");
+    if (json_is_string(c) && strcmp(json_string_value(c), cpu) == 0 && json_is_integer(t) &&
+        json_integer_value(t) == n_threads && json_is_string(k) && strcmp(json_string_value(k), kernel) == 0 &&
+        json_is_number(g) && json_number_value(g) > 0 && isfinite(json_number_value(g)) && json_is_string(w)) {
+        const time_t when = parse_utc(json_string_value(w)), now = time(NULL);
+        if (when != (time_t)-1 && when <= now && now - when < BENCH_PROBE_MAX_AGE_S) {
+            pk.gflops = json_number_value(g);
+            snprintf(pk.measured_at, sizeof pk.measured_at, "%s", json_string_value(w));
+            snprintf(pk.kernel, sizeof pk.kernel, "%s", kernel);
+        }
+    }
+    json_decref(root);
+    return pk;
+}
+
+static void peak_cache_write(int n_threads, const char *cpu, const ts_flops_result *r, const char *when) {
+    char path[1024], tmp[1100];
+    if (!probe_cache_path("flops", n_threads, true, path, sizeof path)) return;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    json_t *root = json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:s}", "cpu_info", cpu, "n_threads", n_threads, "kernel",
+                             ts_fma_probe_isa_name(r->isa), "passes", r->passes, "peak_gflops", r->best_gflops,
+                             "mean_gflops", r->mean_gflops, "measured_at", when);
+    if (root && json_dump_file(root, tmp, JSON_INDENT(2)) == 0) {
+        if (rename(tmp, path) != 0) remove(tmp);
+    }
+    json_decref(root);
+}
+
+/* Runs in this process (no buffer to keep out of the RSS), after the bandwidth probes have forked:
+ * its threads are joined before any model is loaded. 5 passes of ~0.1 s after calibration. */
+static cpu_peak measure_peak(const bench_opts *o, int n_threads, const char *cpu) {
+    const char *kernel = ts_fma_probe_isa_name(ts_fma_probe_isa());
+    if (!o->probe_force) {
+        cpu_peak cached = peak_cache_read(n_threads, cpu, kernel);
+        if (cached.gflops > 0) return cached;
+    }
+    if (o->progress) fprintf(stderr, "bench: measuring F32 FMA peak with %d threads (%s)\n", n_threads, kernel);
+    ts_flops_result r;
+    ts_err err = {""};
+    if (ts_flops_measure(n_threads, 0.1, 5, &r, &err) != 0) {
+        fprintf(stderr, "tiefsee: bench: %s; attention peak fraction left out\n", err.msg);
+        return (cpu_peak){0, false, "", ""};
+    }
+    cpu_peak pk = {r.best_gflops, false, "", ""};
+    snprintf(pk.kernel, sizeof pk.kernel, "%s", ts_fma_probe_isa_name(r.isa));
+    time_t now = time(NULL);
+    strftime(pk.measured_at, sizeof pk.measured_at, "%FT%TZ", gmtime(&now));
+    peak_cache_write(n_threads, cpu, &r, pk.measured_at);
+    return pk;
+}
+
+/* ---- running tests ----------------------------------------------------------------------------- */
+
+typedef struct bench_run {
+    ts_context *ctx;
+    int n_vocab, n_batch;
+    bool add_bos;
+    ts_token bos;
+    ts_token *tokens;
+    int32_t *pos, *seq;
+    float *logits;
+    int prefix_len; /* positions 0..prefix_len-1 of sequence 0 hold the depth stream */
+    uint64_t rng;
+} bench_run;
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static ts_token random_token(bench_run *r) { return (ts_token)(splitmix64(&r->rng) % (uint64_t)r->n_vocab); }
+
+/* Token at position i of the depth stream: a function of i alone, so the prefix for one depth is
+ * the start of the prefix for a larger one and can be extended instead of recomputed. */
+static ts_token depth_token(const bench_run *r, int i) {
+    if (i == 0 && r->add_bos && r->bos >= 0) return r->bos;
+    uint64_t s = 0xD1B54A32D192ED03ull ^ (uint64_t)i;
+    return (ts_token)(splitmix64(&s) % (uint64_t)r->n_vocab);
+}
+
+/* Decodes tokens[0..n) (r->tokens is the caller's buffer of n tokens) at positions start.., in
+ * n_batch chunks; logits of the last token of each chunk land in r->logits. */
+static int decode_chunks(bench_run *r, const ts_token *tokens, int n, int start, char err[TS_ERR_LEN]) {
+    for (int done = 0; done < n;) {
+        const int k = n - done < r->n_batch ? n - done : r->n_batch;
+        for (int i = 0; i < k; i++) {
+            r->pos[i] = start + done + i;
+            r->seq[i] = 0;
+        }
+        ts_batch b = {k, tokens + done, r->pos, r->seq, NULL};
+        if (ts_decode(r->ctx, &b, r->logits, err) != 0) return -1;
+        done += k;
+    }
+    return 0;
+}
+
+/* Leaves exactly `depth` positions of the depth stream in the cache (untimed). */
+static int set_depth(bench_run *r, int depth, char err[TS_ERR_LEN]) {
+    if (r->prefix_len >= depth) {
+        ts_seq_truncate(r->ctx, 0, depth);
+        r->prefix_len = depth;
+        return 0;
+    }
+    ts_seq_truncate(r->ctx, 0, r->prefix_len);
+    while (r->prefix_len < depth) {
+        const int k = depth - r->prefix_len < r->n_batch ? depth - r->prefix_len : r->n_batch;
+        for (int i = 0; i < k; i++) r->tokens[i] = depth_token(r, r->prefix_len + i);
+        if (decode_chunks(r, r->tokens, k, r->prefix_len, err) != 0) {
+            ts_seq_truncate(r->ctx, 0, 0);
+            r->prefix_len = 0;
+            return -1;
+        }
+        r->prefix_len += k;
+    }
+    return 0;
+}
+
+/* One pp run: n_prompt random tokens after `depth` cached ones, chunked by n_batch. */
+static int run_prompt(bench_run *r, int depth, int n_prompt, char err[TS_ERR_LEN]) {
+    for (int done = 0; done < n_prompt;) {
+        const int k = n_prompt - done < r->n_batch ? n_prompt - done : r->n_batch;
+        for (int i = 0; i < k; i++) r->tokens[i] = random_token(r);
+        /* Like llama-bench: a prompt at the start of a sequence begins with BOS when the model adds one. */
+        if (done == 0 && depth == 0 && r->add_bos && r->bos >= 0) r->tokens[0] = r->bos;
+        if (decode_chunks(r, r->tokens, k, depth + done, err) != 0) return -1;
+        done += k;
+    }
+    return 0;
+}
+
+static ts_token argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (ts_token)best;
+}
+
+/* One tg run: n_gen single-token decodes after `depth` cached ones, greedy from a random start. */
+static int run_gen(bench_run *r, int depth, int n_gen, char err[TS_ERR_LEN]) {
+    ts_token t = depth == 0 && r->add_bos && r->bos >= 0 ? r->bos : random_token(r);
+    for (int i = 0; i < n_gen; i++) {
+        if (decode_chunks(r, &t, 1, depth + i, err) != 0) return -1;
+        t = argmax(r->logits, r->n_vocab);
+    }
+    return 0;
+}
+
+/* ---- results ----------------------------------------------------------------------------------- */
+
+typedef struct model_stats {
+    const char *path;
+    char type_desc[160];
+    uint64_t size, n_params, active_bytes;
+    uint64_t attn_flops_per_position; /* ts_model_attention_flops_per_token(m, 1) */
+    double load_s, ttft_s;
+    bool have_ttft;
+} model_stats;
+
+typedef struct bench_test {
+    const model_stats *ms;
+    int n_threads, n_batch, n_prompt, n_gen, n_depth;
+    enum ts_cache_type cache;
+    char time[32];
+    uint64_t *samples_ns;
+    int n_samples;
+    uint64_t kv_bytes_per_position;
+    bandwidth bw;
+    cpu_peak peak;
+} bench_test;
+
+static double sample_ts(const bench_test *t, int i) {
+    return t->samples_ns[i] ? 1e9 * (double)(t->n_prompt + t->n_gen) / (double)t->samples_ns[i] : 0;
+}
+
+typedef struct test_summary {
+    double avg_ns, sd_ns, avg_ts, sd_ts;
+    double bytes_per_token, kv_bytes_read, achieved_gbs, roofline; /* tg only; 0 otherwise */
+    double attn_flops_per_token, attn_gflops, attn_peak_fraction;   /* tg only; 0 otherwise */
+} test_summary;
+
+static test_summary summarize(const bench_test *t) {
+    test_summary s = {0};
+    const int n = t->n_samples;
+    for (int i = 0; i < n; i++) {
+        s.avg_ns += (double)t->samples_ns[i] / n;
+        s.avg_ts += sample_ts(t, i) / n;
+    }
+    /* Sample standard deviation (n - 1), as llama-bench computes it; 0 for a single run. */
+    if (n > 1) {
+        double qn = 0, qt = 0;
+        for (int i = 0; i < n; i++) {
+            const double dn = (double)t->samples_ns[i] - s.avg_ns, dt = sample_ts(t, i) - s.avg_ts;
+            qn += dn * dn;
+            qt += dt * dt;
+        }
+        s.sd_ns = sqrt(qn / (n - 1));
+        s.sd_ts = sqrt(qt / (n - 1));
+    }
+    if (t->n_gen > 0 && t->n_prompt == 0) {
+        /* Token i of the test sits at position D + i and reads D + i + 1 cached positions. */
+        s.kv_bytes_read = (double)t->kv_bytes_per_position * ((double)t->n_depth + (t->n_gen + 1) / 2.0);
+        s.bytes_per_token = (double)t->ms->active_bytes + s.kv_bytes_read;
+        s.achieved_gbs = s.avg_ts * s.bytes_per_token / 1e9;
+        s.roofline = t->bw.gbs > 0 ? s.achieved_gbs / t->bw.gbs : 0;
+        /* Same average depth as the KV bytes: the count is exactly linear in the positions read. */
+        s.attn_flops_per_token = (double)t->ms->attn_flops_per_position * ((double)t->n_depth + (t->n_gen + 1) / 2.0);
+        s.attn_gflops = s.avg_ts * s.attn_flops_per_token / 1e9;
+        s.attn_peak_fraction = t->peak.gflops > 0 ? s.attn_gflops / t->peak.gflops : 0;
+    }
+    return s;
+}
+
+static void test_name(const bench_test *t, char *buf, size_t cap) {
+    int w = t->n_gen == 0 ? snprintf(buf, cap, "pp%d", t->n_prompt) : snprintf(buf, cap, "tg%d", t->n_gen);
+    if (t->n_depth > 0 && w > 0 && (size_t)w < cap) snprintf(buf + w, cap - (size_t)w, " @ d%d", t->n_depth);
+}
+
+static uint64_t peak_rss_bytes(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || ru.ru_maxrss < 0) return 0;
+    return (uint64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+typedef struct bench_output {
+    const bench_opts *o;
+    char cpu[256];
+    json_t *records; /* json mode */
+    bool header_done;
+    /* md mode: one "attention at depth ..." line per tg row, printed under the table (lines
+     * between rows would break it). Grown as needed; NULL after an allocation failure. */
+    char *attn_lines;
+    size_t attn_len, attn_cap;
+    bool attn_oom;
+} bench_output;
+
+/* Appends one formatted line to out->attn_lines. */
+static void attn_line(bench_output *out, const char *line) {
+    const size_t n = strlen(line);
+    if (out->attn_oom) return;
+    if (out->attn_len + n + 2 > out->attn_cap) {
+        size_t cap = out->attn_cap ? out->attn_cap : 1024;
+        while (out->attn_len + n + 2 > cap) cap *= 2;
+        char *p = realloc(out->attn_lines, cap);
+        if (!p) {
+            out->attn_oom = true; /* the table is complete anyway; only the extra lines are lost */
+            return;
+        }
+        out->attn_lines = p;
+        out->attn_cap = cap;
+    }
+    memcpy(out->attn_lines + out->attn_len, line, n);
+    out->attn_len += n;
+    out->attn_lines[out->attn_len++] = '\n';
+    out->attn_lines[out->attn_len] = '\0';
+}
+
+static void human_size(char *buf, size_t cap, uint64_t bytes) {
+    if (bytes < (1ull << 30))
+        snprintf(buf, cap, "%.2f MiB", (double)bytes / 1024.0 / 1024.0);
+    else
+        snprintf(buf, cap, "%.2f GiB", (double)bytes / 1024.0 / 1024.0 / 1024.0);
+}
+
+static void human_params(char *buf, size_t cap, uint64_t n) {
+    if (n < 1000000000ull)
+        snprintf(buf, cap, "%.2f M", (double)n / 1e6);
+    else
+        snprintf(buf, cap, "%.2f B", (double)n / 1e9);
+}
+
+/* The columns follow llama-bench's markdown printer (widths, right-aligned numbers), then ours. */
+static void md_header(bench_output *out) {
+    const bench_opts *o = out->o;
+    printf("| %-30s | %10s | %10s | %-10s | %7s |", "model", "size", "params", "backend", "threads");
+    if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" %-6s |", "type_k");
+    if (o->n_batch != 512) printf(" %7s |", "n_batch");
+    printf(" %15s | %20s | %8s | %10s |\n", "test", "t/s", "GB/s", "% roofline");
+    printf("| %s | %s | %s | %s | %s |", "------------------------------", "---------:", "---------:", "----------",
+           "------:");
+    if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" ------ |");
+    if (o->n_batch != 512) printf(" ------: |");
+    printf(" --------------: | -------------------: | -------: | ---------: |\n");
+}
+
+static void md_row(bench_output *out, const bench_test *t, const test_summary *s) {
+    const bench_opts *o = out->o;
+    if (!out->header_done) {
+        md_header(out);
+        out->header_done = true;
+    }
+    char size[32], params[32], name[48], ts[64];
+    human_size(size, sizeof size, t->ms->size);
+    human_params(params, sizeof params, t->ms->n_params);
+    test_name(t, name, sizeof name);
+    snprintf(ts, sizeof ts, "%.2f ± %.2f", s->avg_ts, s->sd_ts);
+    printf("| %-30s | %10s | %10s | %-10s | %7d |", t->ms->type_desc, size, params, "CPU", t->n_threads);
+    if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" %-6s |", ts_cache_type_name(t->cache));
+    if (o->n_batch != 512) printf(" %7d |", t->n_batch);
+    printf(" %15s | %21s |", name, ts); /* 21: "±" is two bytes, one column */
+    if (t->n_gen > 0) {
+        printf(" %8.2f |", s->achieved_gbs);
+        if (s->roofline > 0)
+            printf(" %9.1f%% |\n", 100.0 * s->roofline);
+        else
+            printf(" %10s |\n", "-");
+        char line[320], frac[64] = "peak unknown";
+        if (t->peak.gflops > 0)
+            snprintf(frac, sizeof frac, "%.2f %% of peak", 100.0 * s->attn_peak_fraction);
+        snprintf(line, sizeof line,
+                 "attention at depth %d (%s, %d threads, %s): %.3f MFLOP/token, %.3f GFLOP/s = %s",
+                 t->n_depth, name, t->n_threads, t->ms->type_desc, s->attn_flops_per_token / 1e6, s->attn_gflops, frac);
+        attn_line(out, line);
+    } else {
+        printf(" %8s | %10s |\n", "-", "-");
+    }
+    fflush(stdout);
+}
+
+/* A number, or null when the figure does not apply / is unknown (keeps the JSON valid: no NaN). */
+static json_t *json_real_or_null(double v, bool have) { return have && isfinite(v) ? json_real(v) : json_null(); }
+
+static void json_record(bench_output *out, const bench_test *t, const test_summary *s) {
+    json_t *r = json_object();
+    json_t *sns = json_array(), *sts = json_array();
+    for (int i = 0; i < t->n_samples; i++) {
+        json_array_append_new(sns, json_integer((json_int_t)t->samples_ns[i]));
+        json_array_append_new(sts, json_real(sample_ts(t, i)));
+    }
+    const bool tg = t->n_gen > 0;
+    /* llama-bench's fields, in its order. */
+    json_object_set_new(r, "build_commit", json_string(TIEFSEE_VERSION));
+    json_object_set_new(r, "build_number", json_integer(0));
+    json_object_set_new(r, "cpu_info", json_string(out->cpu));
+    json_object_set_new(r, "gpu_info", json_string(""));
+    json_object_set_new(r, "backends", json_string("CPU"));
+    json_object_set_new(r, "model_filename", json_string(t->ms->path));
+    json_object_set_new(r, "model_type", json_string(t->ms->type_desc));
+    json_object_set_new(r, "model_size", json_integer((json_int_t)t->ms->size));
+    json_object_set_new(r, "model_n_params", json_integer((json_int_t)t->ms->n_params));
+    json_object_set_new(r, "n_batch", json_integer(t->n_batch));
+    json_object_set_new(r, "n_ubatch", json_integer(t->n_batch));
+    json_object_set_new(r, "n_threads", json_integer(t->n_threads));
+    json_object_set_new(r, "type_k", json_string(ts_cache_type_name(t->cache)));
+    json_object_set_new(r, "type_v", json_string(ts_cache_type_name(t->cache)));
+    json_object_set_new(r, "n_gpu_layers", json_integer(0));
+    json_object_set_new(r, "n_prompt", json_integer(t->n_prompt));
+    json_object_set_new(r, "n_gen", json_integer(t->n_gen));
+    json_object_set_new(r, "n_depth", json_integer(t->n_depth));
+    json_object_set_new(r, "test_time", json_string(t->time));
+    json_object_set_new(r, "avg_ns", json_integer((json_int_t)llround(s->avg_ns)));
+    json_object_set_new(r, "stddev_ns", json_integer((json_int_t)llround(s->sd_ns)));
+    json_object_set_new(r, "avg_ts", json_real(s->avg_ts));
+    json_object_set_new(r, "stddev_ts", json_real(s->sd_ts));
+    json_object_set_new(r, "samples_ns", sns);
+    json_object_set_new(r, "samples_ts", sts);
+    /* Ours. Per-token traffic and roofline apply to generation tests only (null for pp). */
+    json_object_set_new(r, "engine", json_string("tiefsee"));
+    json_object_set_new(r, "weight_bytes_per_token", json_integer((json_int_t)t->ms->active_bytes));
+    json_object_set_new(r, "kv_bytes_per_position", json_integer((json_int_t)t->kv_bytes_per_position));
+    json_object_set_new(r, "bytes_per_token", json_real_or_null(s->bytes_per_token, tg));
+    json_object_set_new(r, "achieved_gbs", json_real_or_null(s->achieved_gbs, tg));
+    json_object_set_new(r, "bandwidth_gbs", json_real_or_null(t->bw.gbs, t->bw.gbs > 0));
+    json_object_set_new(r, "bandwidth_cached", json_boolean(t->bw.cached));
+    json_object_set_new(r, "bandwidth_measured_at", t->bw.gbs > 0 ? json_string(t->bw.measured_at) : json_null());
+    json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, tg && t->bw.gbs > 0));
+    json_object_set_new(r, "attn_flops_per_position", json_integer((json_int_t)t->ms->attn_flops_per_position));
+    json_object_set_new(r, "attn_flops_per_token", json_real_or_null(s->attn_flops_per_token, tg));
+    json_object_set_new(r, "attn_gflops", json_real_or_null(s->attn_gflops, tg));
+    json_object_set_new(r, "cpu_peak_gflops", json_real_or_null(t->peak.gflops, t->peak.gflops > 0));
+    json_object_set_new(r, "cpu_peak_kernel", t->peak.gflops > 0 ? json_string(t->peak.kernel) : json_null());
+    json_object_set_new(r, "cpu_peak_cached", json_boolean(t->peak.cached));
+    json_object_set_new(r, "cpu_peak_measured_at", t->peak.gflops > 0 ? json_string(t->peak.measured_at) : json_null());
+    json_object_set_new(r, "attn_peak_fraction", json_real_or_null(s->attn_peak_fraction, tg && t->peak.gflops > 0));
+    json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)peak_rss_bytes()));
+    json_object_set_new(r, "load_s", json_real(t->ms->load_s));
+    json_object_set_new(r, "ttft_s", json_real_or_null(t->ms->ttft_s, t->ms->have_ttft));
+    json_array_append_new(out->records, r);
+}
+
+static void emit(bench_output *out, const bench_test *t) {
+    const test_summary s = summarize(t);
+    if (out->o->json)
+        json_record(out, t, &s);
+    else
+        md_row(out, t, &s);
+}
+
+/* ---- driver ------------------------------------------------------------------------------------ */
+
+static int max_of(const int_list *l) {
+    int m = 0;
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i] > m) m = l->v[i];
+    return m;
+}
+
+/* Runs one test (warm-up + reps) on a ready context and emits it. */
+static int run_test(bench_output *out, bench_run *r, bench_test *t, char err[TS_ERR_LEN]) {
+    const bench_opts *o = out->o;
+    time_t now = time(NULL);
+    strftime(t->time, sizeof t->time, "%FT%TZ", gmtime(&now));
+    char name[48];
+    test_name(t, name, sizeof name);
+    if (!o->no_warmup) {
+        if (o->progress) fprintf(stderr, "bench: %s, %d threads: warm-up\n", name, t->n_threads);
+        if (set_depth(r, t->n_depth, err) != 0) return -1;
+        if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
+        if (t->n_gen > 0 && run_gen(r, t->n_depth, 1, err) != 0) return -1;
+    }
+    for (int rep = 0; rep < o->reps; rep++) {
+        if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
+        if (set_depth(r, t->n_depth, err) != 0) return -1;
+        const double t0 = now_seconds();
+        if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
+        if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, err) != 0) return -1;
+        const double sec = now_seconds() - t0;
+        t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
+    }
+    emit(out, t);
+    return 0;
+}
+
+static void model_description(const ts_model *m, char *buf, size_t cap) {
+    ts_model_info info;
+    ts_model_get_info(m, &info);
+    char size[32];
+    if (info.n_params >= 1000000000ull)
+        snprintf(size, sizeof size, "%.1fB", (double)info.n_params / 1e9);
+    else
+        snprintf(size, sizeof size, "%.0fM", (double)info.n_params / 1e6);
+    snprintf(buf, cap, "%s %s %s", info.arch, size, info.weight_type);
+}
+
+typedef struct bench_footer {
+    model_stats ms;
+    uint64_t kv_bytes_per_position;
+} bench_footer;
+
+static int bench_one_model(bench_output *out, const char *path, const bandwidth *bw, const cpu_peak *peak,
+                           bench_footer *foot) {
+    const bench_opts *o = out->o;
+    char err[TS_ERR_LEN] = "";
+    model_stats *ms = &foot->ms;
+    ms->path = path;
+    if (o->progress) fprintf(stderr, "bench: loading %s\n", path);
+    ts_model *m = NULL;
+    double t0 = now_seconds();
+    if (ts_model_load(path, &m, err) != 0) {
+        fprintf(stderr, "tiefsee: %s\n", err);
+        return -1;
+    }
+    ms->load_s = now_seconds() - t0;
+    ts_model_info info;
+    ts_model_get_info(m, &info);
+    model_description(m, ms->type_desc, sizeof ms->type_desc);
+    ms->size = info.weight_bytes;
+    ms->n_params = info.n_params;
+    ms->active_bytes = ts_model_active_bytes_per_token(m);
+    ms->attn_flops_per_position = ts_model_attention_flops_per_token(m, 1);
+
+    const int max_depth = max_of(&o->depth), max_test = max_of(&o->prompt) > max_of(&o->gen) ? max_of(&o->prompt)
+                                                                                                : max_of(&o->gen);
+    const int n_ctx = max_depth + (max_test > BENCH_TTFT_PROMPT ? max_test : BENCH_TTFT_PROMPT);
+    bench_run r = {.n_vocab = info.n_vocab, .n_batch = o->n_batch, .add_bos = info.add_bos, .bos = info.bos,
+                   .rng = 0x7469656673656521ull};
+    r.tokens = malloc((size_t)o->n_batch * sizeof *r.tokens);
+    r.pos = malloc((size_t)o->n_batch * sizeof *r.pos);
+    r.seq = malloc((size_t)o->n_batch * sizeof *r.seq);
+    r.logits = malloc((size_t)info.n_vocab * sizeof *r.logits);
+    uint64_t *samples = malloc((size_t)o->reps * sizeof *samples);
+    int rc = 0;
+    if (!r.tokens || !r.pos || !r.seq || !r.logits || !samples || info.n_vocab <= 0) {
+        fprintf(stderr, "tiefsee: bench: out of memory\n");
+        rc = -1;
+    }
+    for (int ci = 0; rc == 0 && ci < o->n_cache; ci++) {
+        for (int ti = 0; rc == 0 && ti < o->threads.n; ti++) {
+            ts_context_params cp = ts_context_default_params();
+            cp.n_ctx = n_ctx;
+            cp.n_batch = o->n_batch;
+            cp.n_threads = o->threads.v[ti];
+            cp.cache_type = o->cache[ci];
+            const double tc = now_seconds();
+            if (ts_context_new(m, &cp, &r.ctx, err) != 0) {
+                fprintf(stderr, "tiefsee: %s\n", err);
+                rc = -1;
+                break;
+            }
+            r.prefix_len = 0;
+            if (!ms->have_ttft) {
+                /* Time to first token: the first prompt this process evaluates on the model. */
+                ts_token prompt[BENCH_TTFT_PROMPT];
+                for (int i = 0; i < BENCH_TTFT_PROMPT; i++) prompt[i] = depth_token(&r, i);
+                if (decode_chunks(&r, prompt, BENCH_TTFT_PROMPT, 0, err) != 0) {
+                    fprintf(stderr, "tiefsee: %s\n", err);
+                    rc = -1;
+                } else {
+                    ms->ttft_s = ms->load_s + (now_seconds() - tc);
+                    ms->have_ttft = true;
+                    r.prefix_len = BENCH_TTFT_PROMPT; /* those were the depth stream's first tokens */
+                }
+            }
+            foot->kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx);
+            for (int di = 0; rc == 0 && di < o->depth.n; di++) {
+                for (int pass = 0; rc == 0 && pass < 2; pass++) {
+                    const int_list *l = pass == 0 ? &o->prompt : &o->gen;
+                    for (int k = 0; rc == 0 && k < l->n; k++) {
+                        if (l->v[k] == 0) continue;
+                        bench_test t = {.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
+                                        .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
+                                        .n_depth = o->depth.v[di], .cache = o->cache[ci], .samples_ns = samples,
+                                        .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx), .bw = bw[ti],
+                                        .peak = peak[ti]};
+                        if (run_test(out, &r, &t, err) != 0) {
+                            fprintf(stderr, "tiefsee: bench: %s\n", err);
+                            rc = -1;
+                        }
+                    }
+                }
+            }
+            ts_context_free(r.ctx);
+            r.ctx = NULL;
+        }
+    }
+    free(samples);
+    free(r.tokens);
+    free(r.pos);
+    free(r.seq);
+    free(r.logits);
+    ts_model_free(m);
+    return rc;
+}
+
+int bench_model_main(int argc, char **argv) {
+    bench_opts o = {.n_batch = 512, .reps = 5, .probe_mb = 1024};
+    int urc = parse_bench_args(argc, argv, &o);
+    if (urc != 0) return urc;
+
+    bench_output out = {.o = &o};
+    ts_cpu_model_name(out.cpu, sizeof out.cpu);
+    bool any_gen = false;
+    for (int i = 0; i < o.gen.n; i++) any_gen |= o.gen.v[i] > 0;
+    bandwidth bw[BENCH_MAX_VALUES];
+    memset(bw, 0, sizeof bw);
+    /* Probes first, while this process has no threads (they fork) and nothing else runs. */
+    for (int ti = 0; any_gen && ti < o.threads.n; ti++) bw[ti] = measure_bandwidth(&o, o.threads.v[ti], out.cpu);
+    /* Then the arithmetic peak (threads of its own, joined before it returns). */
+    cpu_peak peak[BENCH_MAX_VALUES];
+    memset(peak, 0, sizeof peak);
+    for (int ti = 0; any_gen && ti < o.threads.n; ti++) peak[ti] = measure_peak(&o, o.threads.v[ti], out.cpu);
+
+    if (o.json) out.records = json_array();
+    bench_footer feet[BENCH_MAX_VALUES];
+    memset(feet, 0, sizeof feet);
+    int rc = 0, n_done = 0;
+    for (int mi = 0; mi < o.n_models && rc == 0; mi++) {
+        if (bench_one_model(&out, o.models[mi], bw, peak, &feet[mi]) != 0) rc = 1;
+        n_done = mi + 1;
+    }
+    if (o.json) {
+        /* Printed even after a failure: the records so far, still a valid array. */
+        char *text = json_dumps(out.records, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+        if (text) {
+            printf("%s\n", text);
+            free(text);
+        }
+        json_decref(out.records);
+        return rc;
+    }
+    printf("\n");
+    if (out.attn_lines) printf("%s", out.attn_lines);
+    free(out.attn_lines);
+    for (int mi = 0; mi < n_done; mi++) {
+        const bench_footer *f = &feet[mi];
+        if (!f->ms.type_desc[0]) continue;
+        printf("%s: load %.3f s, time to first token %.3f s, weights read per token %.1f MiB, KV %" PRIu64
+               " bytes per cached position\n",
+               f->ms.path, f->ms.load_s, f->ms.have_ttft ? f->ms.ttft_s : 0.0, (double)f->ms.active_bytes / 1048576.0,
+               f->kv_bytes_per_position);
+    }
+    for (int ti = 0; any_gen && ti < o.threads.n; ti++) {
+        if (bw[ti].gbs > 0)
+            printf("read bandwidth, %d threads: %.2f GB/s (%s %s)\n", o.threads.v[ti], bw[ti].gbs,
+                   bw[ti].cached ? "cached probe of" : "measured now,", bw[ti].measured_at);
+    }
+    for (int ti = 0; any_gen && ti < o.threads.n; ti++) {
+        if (peak[ti].gflops > 0)
+            printf("F32 FMA peak, %d threads: %.2f GFLOP/s (%s; %s %s)\n", o.threads.v[ti], peak[ti].gflops,
+                   peak[ti].kernel, peak[ti].cached ? "cached probe of" : "measured now,", peak[ti].measured_at);
+    }
+    char rss[32];
+    human_size(rss, sizeof rss, peak_rss_bytes());
+    printf("peak RSS: %s; cpu: %s; build: tiefsee %s\n", rss, out.cpu, TIEFSEE_VERSION);
+    return rc;
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# `tiefsee bench` model mode on tiny synthetic models: the markdown table (llama-bench's columns plus
+# GB/s and % roofline), the JSON records (llama-bench's field names plus ours; valid JSON even when a
+# model fails), the table of all -m/-t/-d combinations, -p 0, the cached bandwidth probe, the probe
+# not counting in peak RSS, usage errors, and that --tokenizer still works. The attention figures
+# (flops per token at the test's depth, GFLOP/s, fraction of the cached F32 FMA peak probe) are
+# checked for arithmetic consistency and against hand counts of the flops, never for speed.
+# Usage: bash tests/cli/test_bench.sh BUILD_DIR
+set -u
+BUILD=${1:?usage: test_bench.sh BUILD_DIR}
+TS="$BUILD/tiefsee"
+[ -x "$TS" ] || { echo "test_bench: $TS not found"; exit 1; }
+command -v python3 > /dev/null || { echo "test_bench: python3 needed to check the JSON"; exit 77; }
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export XDG_CACHE_HOME="$WORK/cache" # the probe cache goes here, not into the user's home
+failures=0
+fail() { echo "test_bench: FAIL: $*"; failures=$((failures + 1)); }
+
+"$TS" synth tiny-qwen2 -o "$WORK/dense.gguf" > /dev/null 2>&1 || { echo "test_bench: synth failed"; exit 1; }
+"$TS" synth tiny-deepseek-moe -o "$WORK/moe.gguf" > /dev/null 2>&1 || { echo "test_bench: synth failed"; exit 1; }
+
+# ---- markdown ----
+"$TS" bench -m "$WORK/dense.gguf" -p 16 -n 8 -r 2 -t 2 --probe-mb 16 > "$WORK/md" 2> "$WORK/err" \
+    || fail "md run: $(cat "$WORK/err")"
+grep -q '^| model  *| *size | *params | backend  *| threads | *test | *t/s | *GB/s | % roofline |$' "$WORK/md" \
+    || fail "md header: $(head -1 "$WORK/md")"
+grep -Eq '^\| qwen2 .*\| +2 \| +pp16 \| +[0-9]+\.[0-9]{2} ± [0-9]+\.[0-9]{2} \| +- \| +- \|$' "$WORK/md" \
+    || fail "md pp16 row: $(cat "$WORK/md")"
+grep -Eq '^\| qwen2 .*\| +2 \| +tg8 \| +[0-9]+\.[0-9]{2} ± [0-9]+\.[0-9]{2} \| +[0-9]+\.[0-9]{2} \| +[0-9]+\.[0-9]%' "$WORK/md" \
+    || fail "md tg8 row: $(cat "$WORK/md")"
+grep -q 'time to first token [0-9.]* s' "$WORK/md" || fail "md footer lacks time to first token"
+grep -q 'read bandwidth, 2 threads: [0-9.]* GB/s (measured now, 20[0-9-]*T[0-9:]*Z)' "$WORK/md" || fail "md footer: first probe not measured"
+grep -Eq '^F32 FMA peak, 2 threads: [0-9.]+ GFLOP/s \((avx512|avx2|neon|scalar); measured now, 20[0-9-]*T[0-9:]*Z\)$' "$WORK/md" \
+    || fail "md footer: FMA peak not measured: $(cat "$WORK/md")"
+# One attention line per tg row, none for pp; tiny-qwen2 = 2 layers x 4 heads x (2*64 + 2*64 + 5)
+# = 2088 flops per cached position, tg8 at depth 0 reads 4.5 positions on average: 9396 flops.
+grep -Eq '^attention at depth 0 \(tg8, 2 threads, qwen2 [^)]*\): 0\.009 MFLOP/token, [0-9]+\.[0-9]{3} GFLOP/s = [0-9]+\.[0-9]{2} % of peak$' "$WORK/md" \
+    || fail "md attention line: $(grep attention "$WORK/md")"
+[ "$(grep -c '^attention at depth' "$WORK/md")" = 1 ] || fail "md: attention lines not one per tg row"
+[ -s "$XDG_CACHE_HOME/tiefsee/flops-2.json" ] || fail "FMA peak cache file not written"
+python3 -m json.tool "$XDG_CACHE_HOME/tiefsee/flops-2.json" > /dev/null || fail "FMA peak cache is not JSON"
+[ -s "$XDG_CACHE_HOME/tiefsee/membw-2.json" ] || fail "probe cache file not written"
+python3 -m json.tool "$XDG_CACHE_HOME/tiefsee/membw-2.json" > /dev/null || fail "probe cache is not JSON"
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md2" 2> "$WORK/err" \
+    || fail "second md run: $(cat "$WORK/err")"
+grep -q 'read bandwidth, 2 threads: [0-9.]* GB/s (cached probe of ' "$WORK/md2" || fail "second run did not use the cache"
+grep -q 'F32 FMA peak, 2 threads: [0-9.]* GFLOP/s ([a-z0-9]*; cached probe of ' "$WORK/md2" || fail "second run did not use the peak cache"
+grep -q 'pp' "$WORK/md2" && fail "-p 0 still ran a pp test"
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --probe > "$WORK/md3" 2> "$WORK/err"
+grep -q '(measured now, ' "$WORK/md3" || fail "--probe did not re-measure"
+grep -q 'GFLOP/s ([a-z0-9]*; measured now, ' "$WORK/md3" || fail "--probe did not re-measure the FMA peak"
+# A cached peak for another CPU or another kernel is measured again.
+for edit in 'd["cpu_info"] = "another CPU"' 'd["kernel"] = "sse9"'; do
+    python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1])); $edit; d['peak_gflops'] = 12345.0
+json.dump(d, open(sys.argv[1], 'w'))" "$XDG_CACHE_HOME/tiefsee/flops-2.json"
+    "$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md5" 2> "$WORK/err"
+    grep -q 'GFLOP/s ([a-z0-9]*; measured now, ' "$WORK/md5" || fail "stale peak cache ($edit) was used: $(tail -3 "$WORK/md5")"
+done
+# A cached figure for another CPU, or older than a week, is measured again.
+for edit in 'd["cpu_info"] = "another CPU"' 'd["measured_at"] = "2020-01-01T00:00:00Z"'; do
+    python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1])); $edit; d['bandwidth_gbs'] = 12345.0
+json.dump(d, open(sys.argv[1], 'w'))" "$XDG_CACHE_HOME/tiefsee/membw-2.json"
+    "$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md4" 2> "$WORK/err"
+    grep -q '(measured now, ' "$WORK/md4" || fail "stale cache ($edit) was used: $(tail -3 "$WORK/md4")"
+done
+
+# ---- JSON: 2 models x 2 thread counts x 2 depths x (pp + tg) = 16 records ----
+"$TS" bench -o json -m "$WORK/dense.gguf" -m "$WORK/moe.gguf" -t 1,2 -d 0,8 -p 16 -n 8 -r 2 --probe-mb 16 \
+    > "$WORK/json" 2> "$WORK/err" || fail "json run: $(cat "$WORK/err")"
+python3 - "$WORK/json" "$WORK/dense.gguf" "$WORK/moe.gguf" << 'EOF' || fail "json content (above)"
+import json, sys
+recs = json.load(open(sys.argv[1]))
+dense, moe = sys.argv[2], sys.argv[3]
+llama_fields = ["build_commit", "build_number", "cpu_info", "gpu_info", "backends", "model_filename", "model_type",
+                "model_size", "model_n_params", "n_batch", "n_ubatch", "n_threads", "type_k", "type_v", "n_prompt",
+                "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns",
+                "samples_ts"]
+ours = ["bytes_per_token", "weight_bytes_per_token", "kv_bytes_per_position", "achieved_gbs", "bandwidth_gbs",
+        "roofline_fraction", "peak_rss_bytes", "load_s", "ttft_s", "bandwidth_measured_at",
+        "attn_flops_per_position", "attn_flops_per_token", "attn_gflops", "cpu_peak_gflops", "cpu_peak_kernel",
+        "cpu_peak_cached", "cpu_peak_measured_at", "attn_peak_fraction"]
+# Hand counts of attention flops per cached position: n_layer x n_head x (2*64 Q.K + 2*64 V + 5 softmax).
+attn_per_pos = {dense: 2 * 4 * 261, moe: 3 * 4 * 261}
+assert isinstance(recs, list) and len(recs) == 16, f"{len(recs)} records"
+seen = set()
+peaks = {}
+for r in recs:
+    for f in llama_fields + ours:
+        assert f in r, f"missing {f}"
+    assert r["model_filename"] in (dense, moe)
+    assert r["type_k"] == "f16" and r["n_batch"] == 512
+    assert len(r["samples_ns"]) == 2 and len(r["samples_ts"]) == 2
+    assert all(isinstance(x, int) and x > 0 for x in r["samples_ns"])
+    assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["avg_ns"] > 0
+    n_tok = r["n_prompt"] + r["n_gen"]
+    assert abs(r["avg_ts"] - sum(n_tok * 1e9 / x for x in r["samples_ns"]) / 2) < 1e-6 * r["avg_ts"]
+    assert r["load_s"] > 0 and r["ttft_s"] >= r["load_s"] and r["peak_rss_bytes"] > 0
+    assert r["bandwidth_gbs"] > 0
+    assert r["attn_flops_per_position"] == attn_per_pos[r["model_filename"]], r["attn_flops_per_position"]
+    assert r["cpu_peak_gflops"] > 0 and r["cpu_peak_kernel"] in ("avx512", "avx2", "neon", "scalar")
+    # One peak per thread count, shared by every record with that count.
+    peaks.setdefault(r["n_threads"], r["cpu_peak_gflops"])
+    assert r["cpu_peak_gflops"] == peaks[r["n_threads"]]
+    if r["n_gen"]:
+        assert r["n_prompt"] == 0 and r["n_gen"] == 8
+        kv = r["kv_bytes_per_position"] * (r["n_depth"] + 4.5)
+        assert abs(r["bytes_per_token"] - (r["weight_bytes_per_token"] + kv)) < 1
+        assert abs(r["achieved_gbs"] - r["avg_ts"] * r["bytes_per_token"] / 1e9) < 1e-6 * r["achieved_gbs"]
+        assert abs(r["roofline_fraction"] - r["achieved_gbs"] / r["bandwidth_gbs"]) < 1e-9 + 1e-6 * r["roofline_fraction"]
+        assert r["attn_flops_per_token"] == r["attn_flops_per_position"] * (r["n_depth"] + 4.5)
+        assert abs(r["attn_gflops"] - r["avg_ts"] * r["attn_flops_per_token"] / 1e9) < 1e-6 * r["attn_gflops"]
+        assert abs(r["attn_peak_fraction"] - r["attn_gflops"] / r["cpu_peak_gflops"]) < 1e-9 + 1e-6 * r["attn_peak_fraction"]
+    else:
+        assert r["n_prompt"] == 16
+        assert r["bytes_per_token"] is None and r["roofline_fraction"] is None and r["achieved_gbs"] is None
+        assert r["attn_flops_per_token"] is None and r["attn_gflops"] is None and r["attn_peak_fraction"] is None
+    seen.add((r["model_filename"], r["n_threads"], r["n_depth"], "tg" if r["n_gen"] else "pp"))
+assert len(seen) == 16, "combinations missing"
+# MoE: only 2 of 8 routed experts count, so active bytes are well below the weights.
+m = next(r for r in recs if r["model_filename"] == moe)
+assert m["weight_bytes_per_token"] < 0.7 * m["model_size"], (m["weight_bytes_per_token"], m["model_size"])
+EOF
+
+# The probe's buffer lives in a child process: a 256 MiB probe must not show in peak RSS.
+"$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 2 -r 1 -t 1 --probe --probe-mb 256 > "$WORK/json2" 2> "$WORK/err" \
+    || fail "probe RSS run: $(cat "$WORK/err")"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))[0]
+assert r["peak_rss_bytes"] < 200 << 20, r["peak_rss_bytes"]
+' "$WORK/json2" || fail "peak RSS includes the probe buffer"
+
+# A model that fails to load: exit 1, and the JSON is still a valid (empty) array.
+"$TS" bench -o json -m "$WORK/missing.gguf" -p 4 -n 0 -r 1 > "$WORK/json3" 2> "$WORK/err"
+[ $? -eq 1 ] || fail "missing model: expected exit 1"
+python3 -c 'import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/json3" || fail "missing model: JSON not []"
+
+# ---- usage errors (exit 2) ----
+for args in "" "-p 16" "-m $WORK/dense.gguf -p x" "-m $WORK/dense.gguf -o csv" "-m $WORK/dense.gguf -t 0" \
+    "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus"; do
+    # shellcheck disable=SC2086
+    "$TS" bench $args > /dev/null 2> "$WORK/err"
+    rc=$?
+    [ $rc -eq 2 ] || fail "bench $args: exit $rc, expected 2"
+done
+"$TS" bench --help | grep -q -- '--n-depth' || fail "help lacks the model options"
+
+# ---- the tokenizer mode is unchanged ----
+"$TS" bench --tokenizer -m "$WORK/dense.gguf" --mb 1 --repeat 1 | grep -q '^encode throughput: [0-9.]* MB/s$' \
+    || fail "bench --tokenizer"
+
+if [ $failures -ne 0 ]; then
+    echo "test_bench: $failures failure(s)"
+    exit 1
+fi
+echo "test_bench: ok"
