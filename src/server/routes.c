@@ -930,19 +930,24 @@ static int token_text(const ts_model *m, ts_token t, char *buf, int cap) {
 
 /* Runs once the first SIGTERM/SIGINT has started the drain: a second SIGINT ends the process at once
  * with status 130 (as a shell reports death by SIGINT), for an operator who will not wait. The
- * signal stays blocked in every thread, so only this sigwait can take it. */
-static void *exit_on_second_sigint(void *unused) {
-    (void)unused;
+ * signal stays blocked in every thread, so only this thread's sigtimedwait can take it. It polls
+ * `stop` every 100 ms instead of being cancelled: cancelling a thread inside sigwait unwinds it
+ * through a no-return path that ASan misreports as a stack overflow. */
+static void *exit_on_second_sigint(void *arg) {
+    atomic_bool *stop = arg;
     sigset_t sigint;
     sigemptyset(&sigint);
     sigaddset(&sigint, SIGINT);
-    int sig = 0;
-    while (sigwait(&sigint, &sig) != 0)
-        ;
-    static const char msg[] = "tiefsee serve: second SIGINT: exiting now\n";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
-    (void)ignored;
-    _exit(130);
+    const struct timespec poll = {.tv_nsec = 100 * 1000 * 1000};
+    while (!atomic_load(stop)) {
+        if (sigtimedwait(&sigint, NULL, &poll) != SIGINT)
+            continue; /* timeout or EINTR: look at `stop` again */
+        static const char msg[] = "tiefsee serve: second SIGINT: exiting now\n";
+        ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(130);
+    }
+    return NULL;
 }
 
 int server_run(const server_config *cfg) {
@@ -954,6 +959,8 @@ int server_run(const server_config *cfg) {
     pthread_mutex_init(&sv.metrics_mu, NULL);
     pthread_t second_sigint_watcher;
     bool watching = false;
+    atomic_bool stop_watching;
+    atomic_init(&stop_watching, false);
     atomic_init(&sv.next_id, (uint64_t)time(NULL) * 1000);
     atomic_init(&sv.requests_open, 0);
 
@@ -1024,7 +1031,7 @@ int server_run(const server_config *cfg) {
     sigwait(&sigs, &sig);
     fprintf(stderr, "tiefsee serve: %s: finishing the requests in flight (a second SIGINT exits now)\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    watching = pthread_create(&second_sigint_watcher, NULL, exit_on_second_sigint, NULL) == 0;
+    watching = pthread_create(&second_sigint_watcher, NULL, exit_on_second_sigint, &stop_watching) == 0;
     MHD_socket listen_fd = MHD_quiesce_daemon(d); /* no new connections: the socket is ours to close */
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
@@ -1044,8 +1051,8 @@ done:
         scheduler_drain_and_stop(sv.sched);
     ts_context_free(sv.ctx);
     ts_model_free(sv.model);
-    if (watching) { /* sigwait is a cancellation point */
-        pthread_cancel(second_sigint_watcher);
+    if (watching) {
+        atomic_store(&stop_watching, true);
         pthread_join(second_sigint_watcher, NULL);
     }
     pthread_mutex_destroy(&sv.tokenizer_mu);
