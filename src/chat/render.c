@@ -13,20 +13,7 @@
 #include <string.h>
 
 #include "chat/chat.h"
-
-#define U_TAG "<\xef\xbd\x9cUser\xef\xbd\x9c>"
-#define A_TAG "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
-#define BAR "\xef\xbd\x9c"
-#define SEP "\xe2\x96\x81"
-#define CALLS_BEGIN "<" BAR "tool" SEP "calls" SEP "begin" BAR ">"
-#define CALLS_END "<" BAR "tool" SEP "calls" SEP "end" BAR ">"
-#define CALL_BEGIN "<" BAR "tool" SEP "call" SEP "begin" BAR ">"
-#define CALL_END "<" BAR "tool" SEP "call" SEP "end" BAR ">"
-#define TOOL_SEP "<" BAR "tool" SEP "sep" BAR ">"
-#define OUTPUTS_BEGIN "<" BAR "tool" SEP "outputs" SEP "begin" BAR ">"
-#define OUTPUTS_END "<" BAR "tool" SEP "outputs" SEP "end" BAR ">"
-#define OUTPUT_BEGIN "<" BAR "tool" SEP "output" SEP "begin" BAR ">"
-#define OUTPUT_END "<" BAR "tool" SEP "output" SEP "end" BAR ">"
+#include "chat/ds_markers.h"
 
 static const char coder_default_system[] =
     "You are an AI programming assistant, utilizing the Deepseek Coder model, developed by Deepseek Company, and you "

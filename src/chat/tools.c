@@ -7,14 +7,7 @@
 #include <string.h>
 
 #include "chat/chat.h"
-
-#define BAR "\xef\xbd\x9c"
-#define SEP "\xe2\x96\x81"
-#define CALLS_BEGIN "<" BAR "tool" SEP "calls" SEP "begin" BAR ">"
-#define CALLS_END "<" BAR "tool" SEP "calls" SEP "end" BAR ">"
-#define CALL_BEGIN "<" BAR "tool" SEP "call" SEP "begin" BAR ">"
-#define CALL_END "<" BAR "tool" SEP "call" SEP "end" BAR ">"
-#define TOOL_SEP "<" BAR "tool" SEP "sep" BAR ">"
+#include "chat/ds_markers.h"
 
 /* At most this many calls in one reply: far beyond what a model emits, and it bounds the work. */
 #define MAX_CALLS 256
