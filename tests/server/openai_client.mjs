@@ -29,7 +29,16 @@ if (mode === "tools") {
     const js = await client.chat.completions.create({
         model: alias, messages: [{ role: "user", content: "JSON please" }], max_tokens: 200, temperature: 1,
         response_format: { type: "json_object" } });
-    assert.equal(typeof JSON.parse(js.choices[0].message.content), "object");
+    // A reply that ends by itself is one JSON object; one cut by max_tokens is a prefix of one (as
+    // with OpenAI's API; that every prefix stays valid is checked in tests/server/test_scheduler.c).
+    // The random model often writes long strings, so either can happen.
+    const jsText = js.choices[0].message.content;
+    if (js.choices[0].finish_reason === "stop") {
+        assert.equal(typeof JSON.parse(jsText), "object");
+    } else {
+        assert.equal(js.choices[0].finish_reason, "length");
+        assert.match(jsText, /^\s*\{/);
+    }
     await assert.rejects(
         client.chat.completions.create({ model: alias, messages: [{ role: "user", content: "x" }], tools,
             tool_choice: "required" }),
