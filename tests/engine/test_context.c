@@ -10,16 +10,7 @@
 #include "model/tiny_model.h"
 #include "tiefsee.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-            printf(__VA_ARGS__);                                                                            \
-            printf("\n");                                                                                   \
-            failures++;                                                                                     \
-        }                                                                                                   \
-    } while (0)
+#include "check.h"
 
 #define MAX_TOK 64
 

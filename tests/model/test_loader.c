@@ -9,16 +9,7 @@
 #include "model/tiny_model.h"
 #include "tiefsee.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-            printf(__VA_ARGS__);                                                                            \
-            printf("\n");                                                                                   \
-            failures++;                                                                                     \
-        }                                                                                                   \
-    } while (0)
+#include "check.h"
 
 static char dir[] = "/tmp/ts_loader_test_XXXXXX";
 

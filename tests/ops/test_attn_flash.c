@@ -11,16 +11,7 @@
 #include "ops/attn_flash.h"
 #include "util/fp16.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-            printf(__VA_ARGS__);                                                                            \
-            printf("\n");                                                                                   \
-            failures++;                                                                                     \
-        }                                                                                                   \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng = 777;
 static float urand(void) {

@@ -12,16 +12,7 @@
 #include "ops/moe.h"
 #include "util/threadpool.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-            printf(__VA_ARGS__);                                                                            \
-            printf("\n");                                                                                   \
-            failures++;                                                                                     \
-        }                                                                                                   \
-    } while (0)
+#include "check.h"
 
 static void expect_route(const char *label, const ts_moe_router *r, const float *logits, const float *bias,
                          const int *want_idx, const double *want_w) {

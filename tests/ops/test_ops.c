@@ -11,16 +11,7 @@
 #include "util/fp16.h"
 #include "util/threadpool.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-            printf(__VA_ARGS__);                                                                            \
-            printf("\n");                                                                                   \
-            failures++;                                                                                     \
-        }                                                                                                   \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng = 12345;
 static float urand(void) { /* test-local PRNG state: fine in a test executable */

@@ -1,0 +1,20 @@
+/* The check macro the C tests share: a failed CHECK prints where and why and counts, so a test runs
+ * all its checks and exits nonzero at the end (`return failures ? 1 : 0;`). Each test is one
+ * translation unit, so the counter is that test's own. */
+#ifndef TS_TESTS_CHECK_H
+#define TS_TESTS_CHECK_H
+
+#include <stdio.h>
+
+static int failures;
+#define CHECK(cond, ...)                                                                                    \
+    do {                                                                                                    \
+        if (!(cond)) {                                                                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
+            printf(__VA_ARGS__);                                                                            \
+            printf("\n");                                                                                   \
+            failures++;                                                                                     \
+        }                                                                                                   \
+    } while (0)
+
+#endif
