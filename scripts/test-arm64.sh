@@ -13,6 +13,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$repo/build-arm64}"
 tests=(quant/test_quant_neon quant/test_quant_legacy quant/test_quant_k quant/test_types quant/test_gemm
+       quant/test_repack_legacy quant/test_repack_kquants
        util/test_flops_probe)
 
 native=0
@@ -39,7 +40,7 @@ mkdir -p "$out"
 # The same language mode and warnings as the CMake build (-std=c17 also keeps GCC from contracting
 # the references' a*b-c into FMAs, which the bit-identity checks rely on).
 cflags=(-std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -DTS_HAVE_NEON_KERNELS=1
-        -I"$repo/src" -I"$repo/include" -I"$repo/tests/quant")
+        -I"$repo/src" -I"$repo/include" -I"$repo/tests/quant" -I"$repo/tests")
 objs=()
 for src in "$repo"/src/quant/*.c "$repo"/src/util/error.c "$repo"/src/util/threadpool.c \
            "$repo"/src/util/flops_probe.c "$repo"/src/util/flops_probe_neon.c; do

@@ -1,0 +1,54 @@
+#include "quant/repack.h"
+
+#include "quant/repack_kquants.h"
+#include "quant/repack_legacy.h"
+
+/* One table per ISA, indexed by type id; unlisted types have no repacked layout. */
+#define RP(id, t, isa) [id] = {.block_bytes = sizeof(block_##t##x16), .repack = ts_repack_##t, .gemm = ts_gemm_rp_##t##_##isa}
+
+static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
+    RP(TS_TYPE_Q4_0, q4_0, ref),
+    RP(TS_TYPE_Q8_0, q8_0, ref),
+    RP(TS_TYPE_Q4_K, q4_K, ref),
+    RP(TS_TYPE_Q6_K, q6_K, ref),
+};
+
+#if defined(TS_HAVE_AVX2_KERNELS)
+/* AVX2 without VNNI: only Q4_0 pays at one token (1.5-1.7x the file-layout kernel); the repacked
+ * Q8_0 kernel is slower than the file layout's at one token, and Q4_K/Q6_K have none yet. */
+static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
+    RP(TS_TYPE_Q4_0, q4_0, avx2),
+};
+#endif
+
+#if defined(TS_HAVE_AVX512_KERNELS)
+static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
+    RP(TS_TYPE_Q4_0, q4_0, avx512),
+    RP(TS_TYPE_Q8_0, q8_0, avx512),
+    RP(TS_TYPE_Q4_K, q4_K, avx512),
+    RP(TS_TYPE_Q6_K, q6_K, avx512),
+};
+#endif
+
+const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
+    if (type < 0 || type >= TS_TYPE_COUNT || !ts_isa_supported(isa)) return NULL;
+    const ts_repack_traits *table = NULL;
+    switch (isa) {
+    case TS_ISA_SCALAR: table = repack_scalar; break;
+#if defined(TS_HAVE_AVX2_KERNELS)
+    case TS_ISA_AVX2: table = repack_avx2; break;
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+    case TS_ISA_AVX512: table = repack_avx512; break;
+#endif
+    default: return NULL; /* no repacked kernels for this ISA: matrices stay in the file layout */
+    }
+    return table[type].gemm ? &table[type] : NULL;
+}
+
+size_t ts_repack_group_bytes(int type, int64_t n) {
+    if (type < 0 || type >= TS_TYPE_COUNT || !repack_scalar[type].repack) return 0;
+    const int block = ts_type_table(TS_ISA_SCALAR)[type].block_size;
+    if (block <= 0 || n <= 0 || n % block != 0) return 0;
+    return (size_t)(n / block) * repack_scalar[type].block_bytes;
+}

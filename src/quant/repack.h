@@ -1,0 +1,67 @@
+/* Repacked weight layouts (`--repack`): the rows of a matrix interleaved in groups of
+ * TS_REPACK_ROWS, so that one SIMD register holds the same few columns of 16 rows.
+ *
+ * Why: in the file layout a one-token product (decode) works along one row at a time, and every
+ * block's scales must be applied inside the row's dot product — the kernels spend more
+ * instructions on unpacking and scaling than the memory bus needs time to deliver the bytes. With
+ * 16 rows in the 16 int32 lanes of a vector, one VNNI instruction with a broadcast activation
+ * does 4 multiply-adds for each of 16 rows, a sub-block's scale is applied once per 16 rows, and
+ * a batch of tokens reuses every unpacked weight register (llama.cpp's CPU "repack" buffers do the
+ * same for the same reason).
+ *
+ * A repacked matrix of n_out rows (n_out a multiple of TS_REPACK_ROWS) x n columns is n_out / 16
+ * groups of (n / block_size) blocks of `block_bytes` each; the layouts of the blocks are in
+ * repack_legacy.h and repack_kquants.h. Repacking is lossless (only byte positions change, plus
+ * exact re-encodings such as unpacked 6-bit scales), and the kernels compute the same integer
+ * sums as the file-layout kernels; only the order of the float accumulation differs.
+ *
+ * Every ISA's kernel of a type computes bit-identical results to the scalar reference kernel of
+ * that type (the integer parts are exact, the float epilogue is the same sequence of IEEE
+ * operations per (row, token)), and a result does not depend on n_cols or n_groups: batch prefill
+ * and one-token decode give the same logits. */
+#ifndef TS_QUANT_REPACK_H
+#define TS_QUANT_REPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/types.h"
+
+#define TS_REPACK_ROWS 16
+
+/* Repacks one group: rows 0..15 of n values in the file layout (src, rows src_row_bytes apart)
+ * into dst (n / block_size blocks of block_bytes). */
+typedef void (*ts_repack_fn)(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst);
+
+/* Products of n_groups repacked groups (x, consecutive groups) with n_cols activation rows (y, in
+ * the type's vec_dot_type, y_stride bytes apart):
+ *   s[c * s_stride + g * TS_REPACK_ROWS + r] = dot(row r of group g, y row c). */
+typedef void (*ts_gemm_repacked_fn)(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                                    const void *restrict x, const void *restrict y, size_t y_stride);
+
+typedef struct ts_repack_traits {
+    size_t block_bytes;       /* one block of TS_REPACK_ROWS interleaved rows */
+    ts_repack_fn repack;      /* the same function in every ISA */
+    ts_gemm_repacked_fn gemm; /* this ISA's kernel */
+} ts_repack_traits;
+
+/* The repacked layout of `type` for `isa`, or NULL when that ISA has no kernel for it (the matrix
+ * then stays in the file layout). TS_ISA_SCALAR has the reference kernels of every repackable type. */
+const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type);
+
+/* Bytes of one repacked group of TS_REPACK_ROWS rows of n values; 0 if n is not a multiple of
+ * the block size or type has no repacked layout. */
+size_t ts_repack_group_bytes(int type, int64_t n);
+
+/* Kernels (repack_legacy*.c, repack_kquants*.c). */
+#define TS_DECL_REPACK(t)                                                                               \
+    void ts_repack_##t(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst);
+#define TS_DECL_GEMM_RP(t, isa)                                                                         \
+    void ts_gemm_rp_##t##_##isa(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,     \
+                                const void *restrict x, const void *restrict y, size_t y_stride);
+TS_DECL_REPACK(q4_0) TS_DECL_GEMM_RP(q4_0, ref) TS_DECL_GEMM_RP(q4_0, avx512) TS_DECL_GEMM_RP(q4_0, avx2)
+TS_DECL_REPACK(q8_0) TS_DECL_GEMM_RP(q8_0, ref) TS_DECL_GEMM_RP(q8_0, avx512) TS_DECL_GEMM_RP(q8_0, avx2)
+TS_DECL_REPACK(q4_K) TS_DECL_GEMM_RP(q4_K, ref) TS_DECL_GEMM_RP(q4_K, avx512)
+TS_DECL_REPACK(q6_K) TS_DECL_GEMM_RP(q6_K, ref) TS_DECL_GEMM_RP(q6_K, avx512)
+
+#endif

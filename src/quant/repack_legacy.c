@@ -1,0 +1,96 @@
+/* Repacking of Q4_0 / Q8_0 matrices into 16-row interleaved blocks (layouts in repack_legacy.h)
+ * and the scalar reference kernels of those layouts.
+ *
+ * The reference kernels define the numerics every SIMD kernel of these layouts must reproduce bit
+ * for bit: an exact integer sum per (row, token, block), computed as sum(u * a) - offset * sum(a)
+ * with the unsigned stored weight u (that is how vpdpbusd sees it; integer addition is exact, so the
+ * grouping does not matter), then one fmaf per block into a float accumulator that starts at 0.
+ * The float work is the same whatever n_cols or n_groups are, so batch and step give equal results. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "quant/repack_legacy.h"
+#include "util/fp16.h"
+
+void ts_repack_q4_0(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst) {
+    const int nb = n / QK4_0;
+    const uint8_t *rows = src;
+    block_q4_0x16 *out = dst;
+    for (int b = 0; b < nb; b++) {
+        for (int r = 0; r < TS_REPACK_ROWS; r++) {
+            const block_q4_0 *in = (const block_q4_0 *)(rows + (size_t)r * src_row_bytes) + b;
+            out[b].d[r] = in->d;
+            for (int t = 0; t < QK4_0 / 8; t++)
+                for (int k = 0; k < 4; k++) out[b].qs[t * 64 + r * 4 + k] = in->qs[4 * t + k];
+        }
+    }
+}
+
+void ts_repack_q8_0(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst) {
+    const int nb = n / QK8_0;
+    const uint8_t *rows = src;
+    block_q8_0x16 *out = dst;
+    for (int b = 0; b < nb; b++) {
+        for (int r = 0; r < TS_REPACK_ROWS; r++) {
+            const block_q8_0 *in = (const block_q8_0 *)(rows + (size_t)r * src_row_bytes) + b;
+            out[b].d[r] = in->d;
+            for (int t = 0; t < QK8_0 / 4; t++)
+                for (int k = 0; k < 4; k++)
+                    out[b].qs[t * 64 + r * 4 + k] = (uint8_t)(in->qs[4 * t + k] + 128); /* exact: -128..127 -> 0..255 */
+        }
+    }
+}
+
+/* Sum of the 32 activation quants of a block (the offset correction's factor). */
+static int act_block_sum(const block_q8_0 *a) {
+    int sum = 0;
+    for (int j = 0; j < QK8_0; j++) sum += a->qs[j];
+    return sum;
+}
+
+void ts_gemm_rp_q4_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                         const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK4_0;
+    for (int g = 0; g < n_groups; g++) {
+        const block_q4_0x16 *w = (const block_q4_0x16 *)x + (size_t)g * nb;
+        for (int c = 0; c < n_cols; c++) {
+            const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
+            for (int r = 0; r < TS_REPACK_ROWS; r++) {
+                float acc = 0.0f;
+                for (int b = 0; b < nb; b++) {
+                    int isum = -8 * act_block_sum(&a[b]);
+                    for (int t = 0; t < QK4_0 / 8; t++)
+                        for (int k = 0; k < 4; k++) {
+                            const int byte = w[b].qs[t * 64 + r * 4 + k];
+                            isum += (byte & 0x0F) * a[b].qs[4 * t + k];
+                            isum += (byte >> 4) * a[b].qs[16 + 4 * t + k];
+                        }
+                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
+                }
+                s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
+            }
+        }
+    }
+}
+
+void ts_gemm_rp_q8_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                         const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK8_0;
+    for (int g = 0; g < n_groups; g++) {
+        const block_q8_0x16 *w = (const block_q8_0x16 *)x + (size_t)g * nb;
+        for (int c = 0; c < n_cols; c++) {
+            const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
+            for (int r = 0; r < TS_REPACK_ROWS; r++) {
+                float acc = 0.0f;
+                for (int b = 0; b < nb; b++) {
+                    int isum = -128 * act_block_sum(&a[b]);
+                    for (int t = 0; t < QK8_0 / 4; t++)
+                        for (int k = 0; k < 4; k++) isum += w[b].qs[t * 64 + r * 4 + k] * a[b].qs[4 * t + k];
+                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
+                }
+                s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
+            }
+        }
+    }
+}

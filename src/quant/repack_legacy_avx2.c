@@ -1,0 +1,179 @@
+/* AVX2 kernels of the repacked Q4_0x16 / Q8_0x16 layouts (repack_legacy.h), for CPUs without
+ * AVX-512 VNNI. Compiled with -mavx2 -mfma -mf16c. Scalar reference: repack_legacy.c; results are
+ * bit-identical to it (and to the AVX-512 kernels).
+ *
+ * A ymm holds 8 rows (4 bytes each), so a 16-row group is done as two halves of 8 rows. Without
+ * VNNI the products go through vpmaddubsw (unsigned weight x signed activation -> int16 pair sums,
+ * SATURATING) and vpmaddwd with ones (int16 pairs -> int32). Exactness:
+ *   Q4_0: nibble <= 15, |a| <= 128: a pair sum is at most 2*15*128 = 3840, and the 8 pair sums of
+ *         a block's 8 steps add up to at most 30720 < 32767, so they are accumulated in int16 and
+ *         widened once per block.
+ *   Q8_0: the stored u = q + 128 reaches 255 and 2*255*128 would saturate, so u is split into its
+ *         nibbles, u = 16 h + l, and each nibble is treated like a Q4_0 value (same bounds):
+ *         sum(u a) = 16 sum(h a) + sum(l a).
+ * The offset (8 or 128 times the activation block sum) and the float epilogue are the reference's:
+ * isum = sum(u a) - offset sum(a), acc = fma(d_w * d_a, (float)isum, acc), accumulators starting at
+ * 0 and carried through s (exactly) across passes when n is wider than one block chunk. */
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/repack_legacy.h"
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Per-(token, block) activation constants, as in the AVX-512 kernels: 4096 entries = 32 KiB. */
+#define ACT_TABLE_ENTRIES 4096
+#define MAX_TILE 4 /* tokens per unpacked weight step (16 ymm registers) */
+
+typedef struct {
+    int32_t corr; /* -offset * sum of the block's activation quants */
+    float d;      /* the block's activation scale */
+} act_const;
+
+static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+static ALWAYS_INLINE int32_t block_sum(const block_q8_0 *a) {
+    /* (q ^ 0x80) = q + 128 as unsigned; vpsadbw against 0 sums them in four 64-bit lanes. */
+    const __m256i biased = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)a->qs), _mm256_set1_epi8((char)0x80));
+    const __m256i sad = _mm256_sad_epu8(biased, _mm256_setzero_si256());
+    const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+    const int64_t total = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1);
+    return (int32_t)(total - 128 * QK8_0);
+}
+
+static void fill_act_table(act_const *table, int offset, int n_tok, int b0, int nbc, const uint8_t *y, size_t y_stride) {
+    for (int c = 0; c < n_tok; c++) {
+        const block_q8_0 *a = (const block_q8_0 *)(y + (size_t)c * y_stride) + b0;
+        for (int b = 0; b < nbc; b++) {
+            table[c * nbc + b].corr = -offset * block_sum(&a[b]);
+            table[c * nbc + b].d = _cvtsh_ss(a[b].d);
+        }
+    }
+}
+
+/* Half `half` (rows 8*half .. 8*half+7) of one group x C tokens over the pass's nbc blocks. */
+static ALWAYS_INLINE void tile(int is_q4, int C, int half, int nbc, const void *restrict w, const block_q8_0 *const *a,
+                               const act_const *k, float *restrict s, size_t s_stride, int first_pass) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[MAX_TILE];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) acc[c] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + (size_t)c * s_stride);
+    for (int b = 0; b < nbc; b++) {
+        const ts_f16 *dw16;
+        const uint8_t *qs;
+        if (is_q4) {
+            dw16 = ((const block_q4_0x16 *)w + b)->d;
+            qs = ((const block_q4_0x16 *)w + b)->qs;
+        } else {
+            dw16 = ((const block_q8_0x16 *)w + b)->d;
+            qs = ((const block_q8_0x16 *)w + b)->qs;
+        }
+        __m256i lo_sum[MAX_TILE], hi_sum[MAX_TILE]; /* int16 pair sums, exact (see the top comment) */
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) lo_sum[c] = hi_sum[c] = _mm256_setzero_si256();
+        const int steps = is_q4 ? QK4_0 / 8 : QK8_0 / 4; /* 4 bytes of each of the 8 rows per step */
+#pragma GCC unroll 8
+        for (int t = 0; t < steps; t++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 64 * t + 32 * half));
+            const __m256i lo = _mm256_and_si256(v, low4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+#pragma GCC unroll 4
+            for (int c = 0; c < C; c++) {
+                const int8_t *q = a[c][b].qs;
+                if (is_q4) {
+                    /* low nibbles: values 4t..4t+3; high nibbles: values 16+4t..16+4t+3 */
+                    lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(lo, bcast4(q + 4 * t)));
+                    lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * t)));
+                } else {
+                    const __m256i act = bcast4(q + 4 * t);
+                    lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(lo, act));
+                    hi_sum[c] = _mm256_add_epi16(hi_sum[c], _mm256_maddubs_epi16(hi, act));
+                }
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw16 + 8 * half)));
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const act_const kc = k[c * nbc + b];
+            __m256i isum = _mm256_add_epi32(_mm256_set1_epi32(kc.corr), _mm256_madd_epi16(lo_sum[c], ones));
+            if (!is_q4) isum = _mm256_add_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(hi_sum[c], ones), 4));
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(kc.d)), _mm256_cvtepi32_ps(isum), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) _mm256_storeu_ps(s + (size_t)c * s_stride, acc[c]);
+}
+
+/* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
+#define DEFINE_TILE(name, is_q4, C)                                                                      \
+    static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
+                                               const act_const *k, float *restrict s, size_t s_stride,  \
+                                               int first_pass) {                                         \
+        tile(is_q4, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                       \
+        tile(is_q4, C, 1, nbc, w, a, k, s + 8, s_stride, first_pass);                                   \
+    }
+DEFINE_TILE(tile_q4_0_1, 1, 1)
+DEFINE_TILE(tile_q4_0_2, 1, 2)
+DEFINE_TILE(tile_q4_0_3, 1, 3)
+DEFINE_TILE(tile_q4_0_4, 1, 4)
+DEFINE_TILE(tile_q8_0_1, 0, 1)
+DEFINE_TILE(tile_q8_0_2, 0, 2)
+DEFINE_TILE(tile_q8_0_3, 0, 3)
+DEFINE_TILE(tile_q8_0_4, 0, 4)
+
+typedef void (*tile_fn)(int nbc, const void *restrict w, const block_q8_0 *const *a, const act_const *k,
+                        float *restrict s, size_t s_stride, int first_pass);
+
+static ALWAYS_INLINE void gemm(int is_q4, int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                               const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK8_0;
+    const size_t block_bytes = is_q4 ? sizeof(block_q4_0x16) : sizeof(block_q8_0x16);
+    const uint8_t *ybytes = y;
+    act_const table[ACT_TABLE_ENTRIES];
+    static const tile_fn tiles_q4[MAX_TILE] = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4};
+    static const tile_fn tiles_q8[MAX_TILE] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4};
+    const tile_fn *tiles = is_q4 ? tiles_q4 : tiles_q8;
+    if (nb <= 0) { /* empty dot products are 0, as in the reference */
+        for (int c = 0; c < n_cols; c++)
+            for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + i] = 0.0f;
+        return;
+    }
+    for (int b0 = 0; b0 < nb; b0 += ACT_TABLE_ENTRIES) {
+        const int nbc = nb - b0 < ACT_TABLE_ENTRIES ? nb - b0 : ACT_TABLE_ENTRIES;
+        const int tokens_per_pass = ACT_TABLE_ENTRIES / nbc;
+        for (int c0 = 0; c0 < n_cols; c0 += tokens_per_pass) {
+            const int n_tok = n_cols - c0 < tokens_per_pass ? n_cols - c0 : tokens_per_pass;
+            fill_act_table(table, is_q4 ? 8 : 128, n_tok, b0, nbc, ybytes + (size_t)c0 * y_stride, y_stride);
+            for (int g = 0; g < n_groups; g++) {
+                const uint8_t *w = (const uint8_t *)x + ((size_t)g * nb + b0) * block_bytes;
+                float *sg = s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS;
+                for (int c = 0; c < n_tok; c += MAX_TILE) {
+                    const block_q8_0 *a[MAX_TILE];
+                    const int C = n_tok - c < MAX_TILE ? n_tok - c : MAX_TILE;
+                    for (int i = 0; i < C; i++) a[i] = (const block_q8_0 *)(ybytes + (size_t)(c0 + c + i) * y_stride) + b0;
+                    tiles[C - 1](nbc, w, a, table + (size_t)c * nbc, sg + (size_t)c * s_stride, s_stride, b0 == 0);
+                }
+            }
+        }
+    }
+}
+
+void ts_gemm_rp_q4_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                          const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm(1, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+void ts_gemm_rp_q8_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                          const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm(0, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+#endif

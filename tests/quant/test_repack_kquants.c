@@ -1,0 +1,312 @@
+/* Repacked Q4_K / Q6_K (repack_kquants.h): repacking is lossless, the scalar reference kernel
+ * agrees with the file-layout reference dot within float rounding, batch results equal one-token
+ * results bit for bit, and the AVX-512 kernel equals the reference bit for bit.
+ *
+ * Tolerance vs the file-layout dot: both compute the same exact integers per block and differ
+ * only in float accumulation order (the file-layout dot sums in 8 lanes, we sum block by block).
+ * Each of the ~nblocks + 16 roundings is bounded by 2^-24 times the running sum of magnitudes, so
+ * |a - b| <= ~(nblocks + 16) * 6e-8 * M with M = sum_i |w_i| |a_i| (Q4_K: scale and min parts
+ * counted separately). With at most 72 blocks that is < 6e-6 M; we allow 1e-5 M. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "quant/repack.h"
+#include "quant/repack_kquants.h"
+#include "quant/types.h"
+#include "util/fp16.h"
+
+typedef struct { uint64_t s; } rng;
+static uint64_t rng_next(rng *r) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1DULL;
+}
+static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); }
+static float rng_gauss(rng *r) {
+    float u1 = rng_uniform(r), u2 = rng_uniform(r);
+    if (u1 < 1e-12f) u1 = 1e-12f;
+    return sqrtf(-2.f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+enum weight_kind { WEIGHTS_QUANTIZED, WEIGHTS_RANDOM_BYTES, WEIGHTS_EXTREME };
+enum act_kind { ACT_QUANTIZED, ACT_EXTREME };
+
+/* n_rows rows of file blocks. QUANTIZED: the reference quantizer on gaussian floats with row-varying
+ * magnitudes; RANDOM_BYTES: every byte random (all 6-bit scales/mins, all quants, negative Q6_K
+ * scales), sane fp16 d/dmin; EXTREME: maximal quants and scales (and a few zero scales). */
+static void make_weights(int type, int n, int n_rows, enum weight_kind kind, rng *r, uint8_t *out) {
+    const ts_type_traits *tt = &ts_type_table(TS_ISA_SCALAR)[type];
+    const size_t row_bytes = ts_row_size(type, n);
+    if (kind == WEIGHTS_QUANTIZED) {
+        float *f = malloc(sizeof(float) * (size_t)n);
+        for (int row = 0; row < n_rows; row++) {
+            const float mag = 0.01f + 2.0f * rng_uniform(r);
+            for (int i = 0; i < n; i++) f[i] = mag * rng_gauss(r) + (row % 3 == 0 ? 0.3f * mag : 0.0f);
+            tt->quantize(f, out + (size_t)row * row_bytes, n);
+        }
+        free(f);
+        return;
+    }
+    for (size_t i = 0; i < row_bytes * (size_t)n_rows; i++)
+        out[i] = kind == WEIGHTS_EXTREME ? 0xFF : (uint8_t)rng_next(r);
+    const int nb = n / QK_K;
+    for (int row = 0; row < n_rows; row++) {
+        for (int b = 0; b < nb; b++) {
+            uint8_t *blk = out + (size_t)row * row_bytes + (size_t)b * tt->type_size;
+            const ts_f16 d = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 1.0f : 0.001f + 0.01f * rng_uniform(r));
+            const ts_f16 dmin = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 0.5f : 0.01f * rng_uniform(r));
+            if (type == TS_TYPE_Q4_K) {
+                block_q4_K *x = (block_q4_K *)blk;
+                x->d = d;
+                x->dmin = dmin;
+                if (kind == WEIGHTS_EXTREME && (row + b) % 4 == 1) memset(x->scales, 0, sizeof x->scales);
+            } else {
+                block_q6_K *x = (block_q6_K *)blk;
+                x->d = d;
+                if (kind == WEIGHTS_EXTREME) {
+                    for (int j = 0; j < 16; j++) x->scales[j] = (int8_t)((row + j) % 3 == 0 ? -128 : (row + j) % 3 == 1 ? 127 : 0);
+                    if ((row + b) % 2) memset(x->ql, 0, sizeof x->ql), memset(x->qh, 0, sizeof x->qh); /* all quants 0: value -32 */
+                }
+            }
+        }
+    }
+}
+
+/* n_cols rows of Q8_K activations. EXTREME: all quants -128 or 127 in long runs (bsums consistent). */
+static void make_acts(int n, int n_cols, enum act_kind kind, rng *r, block_q8_K *out) {
+    const ts_type_traits *q8 = &ts_type_table(TS_ISA_SCALAR)[TS_TYPE_Q8_K];
+    const int nb = n / QK_K;
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int c = 0; c < n_cols; c++) {
+        for (int i = 0; i < n; i++) f[i] = rng_gauss(r) * (c % 2 ? 100.0f : 0.5f);
+        q8->from_float(f, out + (size_t)c * nb, n);
+        if (kind == ACT_EXTREME) {
+            for (int b = 0; b < nb; b++) {
+                block_q8_K *y = &out[(size_t)c * nb + b];
+                for (int i = 0; i < QK_K; i++) y->qs[i] = (int8_t)(((i / 64 + c + b) % 2) ? -128 : 127);
+                for (int j = 0; j < 16; j++) {
+                    int sum = 0;
+                    for (int i = 0; i < 16; i++) sum += y->qs[16 * j + i];
+                    y->bsums[j] = (int16_t)sum;
+                }
+                y->d = 1e3f;
+            }
+        }
+    }
+    free(f);
+}
+
+/* Test-side decoding of one repacked row to floats, written independently of the kernels from the
+ * layout comment in repack_kquants.h, with the same float operations as the file dequantizers, so
+ * the result must equal to_float of the file row exactly. For Q4_K also |scale part| and |min
+ * part| magnitudes (for the tolerance). */
+static void unpack_row(int type, int n, const void *group, int r, float *w, float *mag) {
+    const int nb = n / QK_K;
+    for (int b = 0; b < nb; b++) {
+        float *wb = w + b * QK_K, *mb = mag + b * QK_K;
+        if (type == TS_TYPE_Q4_K) {
+            const block_q4_Kx16 *x = (const block_q4_Kx16 *)group + b;
+            const float d = ts_f16_to_f32(x->d[r]), dmin = ts_f16_to_f32(x->dmin[r]);
+            for (int v = 0; v < QK_K; v++) {
+                const int j = v / 32, chunk = v / 64, t = (v % 32) / 4, k = v % 4;
+                const uint8_t byte = x->qs[(chunk * 8 + t) * 64 + r * 4 + k];
+                const int q = (v % 64) >= 32 ? byte >> 4 : byte & 0xF;
+                const float d1 = d * (float)x->scales[j * 16 + r];
+                const float m1 = dmin * (float)x->mins[(j / 2) * 32 + r * 2 + j % 2];
+                wb[v] = d1 * (float)q - m1;
+                mb[v] = fabsf(d1 * (float)q) + fabsf(m1);
+            }
+        } else {
+            const block_q6_Kx16 *x = (const block_q6_Kx16 *)group + b;
+            const float d = ts_f16_to_f32(x->d[r]);
+            for (int v = 0; v < QK_K; v++) {
+                const int j = v / 16, i = (v % 16) / 4, k = v % 4;
+                const uint8_t lo = x->qs[j * 192 + (i & 1) * 64 + r * 4 + k];
+                const uint8_t hi = x->qs[j * 192 + 128 + r * 4 + k];
+                const int q = ((i >= 2 ? lo >> 4 : lo & 0xF) | (((hi >> (2 * i)) & 3) << 4)) - 32;
+                wb[v] = d * (float)x->scales[j * 16 + r] * (float)q;
+                mb[v] = fabsf(wb[v]);
+            }
+        }
+    }
+}
+
+typedef struct {
+    int type;
+    int n, n_groups, n_cols;
+    uint8_t *file;      /* n_groups * 16 rows in the file layout */
+    uint8_t *packed;    /* n_groups repacked groups */
+    block_q8_K *acts;   /* n_cols rows */
+    size_t row_bytes, group_bytes, act_stride;
+} problem;
+
+static void problem_init(problem *p, int type, int n, int n_groups, int n_cols, enum weight_kind wk, enum act_kind ak,
+                         uint64_t seed) {
+    rng r = {seed};
+    p->type = type;
+    p->n = n;
+    p->n_groups = n_groups;
+    p->n_cols = n_cols;
+    p->row_bytes = ts_row_size(type, n);
+    p->group_bytes = ts_repack_group_bytes(type, n);
+    p->act_stride = sizeof(block_q8_K) * (size_t)(n / QK_K);
+    p->file = malloc(p->row_bytes * TS_REPACK_ROWS * (size_t)n_groups);
+    p->packed = malloc(p->group_bytes * (size_t)n_groups);
+    p->acts = malloc(p->act_stride * (size_t)n_cols);
+    make_weights(type, n, TS_REPACK_ROWS * n_groups, wk, &r, p->file);
+    make_acts(n, n_cols, ak, &r, p->acts);
+    const ts_repack_traits *rt = ts_repack_traits_for(TS_ISA_SCALAR, type);
+    for (int g = 0; g < n_groups; g++)
+        rt->repack(n, p->file + (size_t)g * TS_REPACK_ROWS * p->row_bytes, p->row_bytes, p->packed + (size_t)g * p->group_bytes);
+}
+
+static void problem_free(problem *p) {
+    free(p->file);
+    free(p->packed);
+    free(p->acts);
+}
+
+static int bits_equal(const float *a, const float *b, size_t count) { return memcmp(a, b, sizeof(float) * count) == 0; }
+
+/* Runs `gemm` over the whole problem at once (s: n_cols x (16 n_groups), stride s_stride). */
+static void run_gemm(const problem *p, ts_gemm_repacked_fn gemm, float *s, size_t s_stride) {
+    gemm(p->n, p->n_groups, p->n_cols, s, s_stride, p->packed, p->acts, p->act_stride);
+}
+
+static void check_problem(int type, int n, int n_groups, int n_cols, enum weight_kind wk, enum act_kind ak, uint64_t seed) {
+    problem p;
+    problem_init(&p, type, n, n_groups, n_cols, wk, ak, seed);
+    const char *tn = ts_type_name(type);
+    const int rows = TS_REPACK_ROWS * n_groups;
+    const size_t s_stride = (size_t)rows + 3; /* padding: a kernel must honour s_stride */
+    float *ref = malloc(sizeof(float) * s_stride * (size_t)n_cols);
+    float *tmp = malloc(sizeof(float) * s_stride * (size_t)n_cols);
+    run_gemm(&p, ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm, ref, s_stride);
+
+    /* 1. lossless repack: decoded repacked rows equal the file's dequantization bit for bit */
+    const ts_type_traits *tt = &ts_type_table(TS_ISA_SCALAR)[type];
+    float *w_file = malloc(sizeof(float) * (size_t)n), *w_rp = malloc(sizeof(float) * (size_t)n);
+    float *mag = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * (size_t)n);
+    int lossless_bad = 0, close_bad = 0;
+    for (int row = 0; row < rows; row++) {
+        const int g = row / TS_REPACK_ROWS, r = row % TS_REPACK_ROWS;
+        tt->to_float(p.file + (size_t)row * p.row_bytes, w_file, n);
+        unpack_row(type, n, p.packed + (size_t)g * p.group_bytes, r, w_rp, mag);
+        if (!bits_equal(w_file, w_rp, (size_t)n)) lossless_bad++;
+        /* 2. reference vs the file-layout dot */
+        for (int c = 0; c < n_cols; c++) {
+            const block_q8_K *yc = (const block_q8_K *)((const char *)p.acts + (size_t)c * p.act_stride);
+            float file_dot;
+            tt->vec_dot(n, &file_dot, p.file + (size_t)row * p.row_bytes, yc);
+            double m = 0;
+            for (int i = 0; i < n; i++) m += (double)mag[i] * fabs((double)yc[i / QK_K].d * yc[i / QK_K].qs[i % QK_K]);
+            const float got = ref[(size_t)c * s_stride + (size_t)row];
+            if (!(fabs((double)got - (double)file_dot) <= 1e-5 * m + 1e-30)) {
+                if (close_bad < 3)
+                    printf("  %s n=%d row=%d col=%d: ref %.9g file dot %.9g (M %.3g)\n", tn, n, row, c, got, file_dot, m);
+                close_bad++;
+            }
+        }
+    }
+    (void)a;
+    CHECK(lossless_bad == 0, "%s n=%d: %d repacked rows differ from the file dequantization", tn, n, lossless_bad);
+    CHECK(close_bad == 0, "%s n=%d groups=%d cols=%d: %d results too far from the file-layout dot", tn, n, n_groups, n_cols, close_bad);
+
+    /* 3. batch vs step: one column and one group at a time gives the same bits */
+    int step_bad = 0;
+    for (int c = 0; c < n_cols; c++) {
+        for (int g = 0; g < n_groups; g++) {
+            float one[TS_REPACK_ROWS];
+            ts_repack_traits_for(TS_ISA_SCALAR, type)
+                ->gemm(n, 1, 1, one, 0, p.packed + (size_t)g * p.group_bytes, (const char *)p.acts + (size_t)c * p.act_stride,
+                       p.act_stride);
+            if (!bits_equal(one, ref + (size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS, TS_REPACK_ROWS)) step_bad++;
+        }
+    }
+    CHECK(step_bad == 0, "%s n=%d: %d (group, column) pairs differ between batch and step (ref)", tn, n, step_bad);
+
+    /* 4. AVX-512 kernel: bit-identical to the reference, batch and step */
+    const ts_repack_traits *simd = ts_repack_traits_for(TS_ISA_AVX512, type);
+    if (simd) {
+        for (size_t i = 0; i < s_stride * (size_t)n_cols; i++) tmp[i] = NAN;
+        run_gemm(&p, simd->gemm, tmp, s_stride);
+        int simd_bad = 0;
+        for (int c = 0; c < n_cols; c++)
+            if (!bits_equal(tmp + (size_t)c * s_stride, ref + (size_t)c * s_stride, (size_t)rows)) simd_bad++;
+        CHECK(simd_bad == 0, "%s n=%d groups=%d cols=%d: avx512 differs from ref in %d columns", tn, n, n_groups, n_cols,
+              simd_bad);
+        CHECK(isnan(tmp[rows]), "%s: avx512 wrote into the s_stride padding", tn);
+        int simd_step_bad = 0;
+        for (int c = 0; c < n_cols; c++) {
+            for (int g = 0; g < n_groups; g++) {
+                float one[TS_REPACK_ROWS];
+                simd->gemm(n, 1, 1, one, 0, p.packed + (size_t)g * p.group_bytes, (const char *)p.acts + (size_t)c * p.act_stride,
+                           p.act_stride);
+                if (!bits_equal(one, ref + (size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS, TS_REPACK_ROWS)) simd_step_bad++;
+            }
+        }
+        CHECK(simd_step_bad == 0, "%s n=%d: %d (group, column) pairs of avx512 step differ from ref", tn, n, simd_step_bad);
+    }
+    free(w_file);
+    free(w_rp);
+    free(mag);
+    free(a);
+    free(ref);
+    free(tmp);
+    problem_free(&p);
+}
+
+/* The property checks must be able to fail: a corrupted repacked block must change the result. */
+static void check_detects_corruption(int type) {
+    problem p;
+    problem_init(&p, type, 512, 1, 1, WEIGHTS_QUANTIZED, ACT_QUANTIZED, 99);
+    float before[TS_REPACK_ROWS], after[TS_REPACK_ROWS];
+    const ts_gemm_repacked_fn gemm = ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm;
+    run_gemm(&p, gemm, before, 0);
+    p.packed[p.group_bytes - 1] ^= 0x11; /* a quant byte of row 15, last block */
+    run_gemm(&p, gemm, after, 0);
+    CHECK(before[15] != after[15] && bits_equal(before, after, 15), "%s: corrupting row 15's quants must change row 15 only",
+          ts_type_name(type));
+    problem_free(&p);
+}
+
+int main(void) {
+    const int types[2] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K};
+    CHECK(sizeof(block_q4_Kx16) == ts_repack_group_bytes(TS_TYPE_Q4_K, QK_K), "q4_K group bytes");
+    CHECK(sizeof(block_q6_Kx16) == ts_repack_group_bytes(TS_TYPE_Q6_K, QK_K), "q6_K group bytes");
+    const int has_avx512 = ts_isa_supported(TS_ISA_AVX512);
+    if (has_avx512) {
+        CHECK(ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q4_K) != NULL, "avx512 q4_K traits");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q6_K) != NULL, "avx512 q6_K traits");
+    }
+    uint64_t seed = 1;
+    for (int ti = 0; ti < 2; ti++) {
+        const int type = types[ti];
+        check_detects_corruption(type);
+        /* sizes: one block, a few, the model widths (1536, 2048, 8960), and past the kernels'
+         * 64-block chunk (18432 = 72 blocks) */
+        const int ns[] = {256, 768, 1536, 2048, 8960, 18432};
+        const int cols[] = {1, 2, 3, 4, 5, 8, 17};
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
+                const int nc = cols[ci];
+                if (n >= 8960 && nc != 1 && nc != 5 && nc != 17) continue; /* keep the run short */
+                const int groups = (ci % 2) ? 3 : 1;
+                check_problem(type, n, groups, nc, WEIGHTS_QUANTIZED, ACT_QUANTIZED, seed++);
+            }
+        }
+        check_problem(type, 1536, 2, 9, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
+        check_problem(type, 2048, 2, 4, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
+        check_problem(type, 1536, 2, 5, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        check_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
+    }
+    if (!has_avx512) printf("(AVX-512 not available: only the reference kernels were tested)\n");
+    printf("%s\n", failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}
