@@ -10,6 +10,12 @@
 #include "util/error.h"
 
 struct ts_context;
+struct ts_matrix;
+
+/* Called once per weight matrix by each_matrix: a plain matrix has n_experts 1 and expert_bytes
+ * NULL; an expert stack passes its first matrix, the count and the distance between experts (which
+ * the visitor may change along with the matrix's layout). */
+typedef void (*ts_matrix_visit_fn)(void *user, struct ts_matrix *w, int n_experts, size_t *expert_bytes);
 
 typedef struct ts_arch {
     const char *name;
@@ -24,6 +30,11 @@ typedef struct ts_arch {
     void (*context_free)(struct ts_context *c);
     /* Runs a validated batch; writes the logits of rows that want them (batch order) to `logits`. */
     int (*forward)(struct ts_context *c, const ts_batch *b, const bool *want_logits, float *logits, ts_err *err);
+    /* Visits every matrix the forward pass multiplies with through ts_matmul (those whose layout
+     * ts_model_repack may change): not the token embedding (rows are looked up), nor matrices
+     * read any other way, nor layers the forward pass skips. The output matrix is visited by the
+     * caller, not here. */
+    void (*each_matrix)(ts_model *m, ts_matrix_visit_fn fn, void *user);
 } ts_arch;
 
 extern const ts_arch ts_arch_llama;

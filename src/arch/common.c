@@ -91,6 +91,32 @@ void ts_arch_project(ts_context *c, ts_arch_act *a, const ts_matrix *w, const fl
     ts_matmul(c->pool, types, w, &act, out, (int)w->n_out);
 }
 
+void ts_arch_project_many(ts_context *c, ts_arch_act *a, const ts_matrix *const *w, float *const *out, int k,
+                          const float *src, int n_rows) {
+    const ts_type_traits *types = c->model->types;
+    enum { MAX_MANY = 8 };
+    const int vdt = k > 0 ? types[w[0]->type].vec_dot_type : TS_TYPE_F32;
+    bool together = vdt != TS_TYPE_F32 && k <= MAX_MANY;
+    for (int i = 1; together && i < k; i++)
+        together = types[w[i]->type].vec_dot_type == vdt && w[i]->n_in == w[0]->n_in;
+    if (!together) {
+        for (int i = 0; i < k; i++) ts_arch_project(c, a, w[i], src, n_rows, out[i]);
+        return;
+    }
+    const int n = (int)w[0]->n_in;
+    if (!a->reuse || a->src != src || a->type != vdt || a->rows != n_rows) {
+        ts_convert_rows(c->pool, types, vdt, src, n, n, n_rows, a->buf, a->row_bytes);
+        /* Remembered only where the caller lets the buffer be reused across calls. */
+        a->src = a->reuse ? src : NULL;
+        a->type = vdt;
+        a->rows = n_rows;
+    }
+    const ts_act act = {.data = a->buf, .type = vdt, .row_bytes = a->row_bytes, .n_rows = n_rows};
+    ts_matmul_item items[MAX_MANY];
+    for (int i = 0; i < k; i++) items[i] = (ts_matmul_item){.w = w[i], .act = act, .out = out[i], .out_stride = (int)w[i]->n_out};
+    ts_matmul_many(c->pool, types, items, k);
+}
+
 /* ---- Row helpers ------------------------------------------------------------------------------- */
 
 void ts_arch_add_bias(float *rows, const float *bias, int n_rows, int n) {
@@ -209,9 +235,9 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
 
     ts_arch_rmsnorm_rows(s->xn, s->x, w->attn_norm, n, E, hp->norm_eps);
     ts_arch_act_reset(&s->act);
-    ts_arch_project(c, &s->act, w->wq, s->xn, n, s->q);
-    ts_arch_project(c, &s->act, w->wk, s->xn, n, s->k);
-    ts_arch_project(c, &s->act, w->wv, s->xn, n, s->v);
+    const ts_matrix *qkv[] = {w->wq, w->wk, w->wv};
+    float *const qkv_out[] = {s->q, s->k, s->v};
+    ts_arch_project_many(c, &s->act, qkv, qkv_out, 3, s->xn, n);
     ts_arch_add_bias(s->q, w->bq, n, q_dim);
     ts_arch_add_bias(s->k, w->bk, n, kv_dim);
     ts_arch_add_bias(s->v, w->bv, n, kv_dim);
@@ -235,8 +261,9 @@ void ts_arch_swiglu(ts_context *c, ts_arch_act *a, const ts_matrix *w_gate, cons
                     const ts_matrix *w_down, const float *xn, float *gate, float *up, int n, float *out) {
     const int F = (int)w_gate->n_out;
     ts_arch_act_reset(a);
-    ts_arch_project(c, a, w_gate, xn, n, gate);
-    ts_arch_project(c, a, w_up, xn, n, up);
+    const ts_matrix *gate_up[] = {w_gate, w_up};
+    float *const gate_up_out[] = {gate, up};
+    ts_arch_project_many(c, a, gate_up, gate_up_out, 2, xn, n);
     for (int i = 0; i < n; i++) ts_swiglu(gate + (size_t)i * F, up + (size_t)i * F, F);
     ts_arch_project(c, a, w_down, gate, n, out);
 }

@@ -39,6 +39,11 @@ static inline void ts_arch_act_reset(ts_arch_act *a) { a->src = NULL; }
 size_t ts_arch_widest_act(const ts_model *m, const ts_matrix *const *w, size_t n, size_t row);
 /* out[n_rows][w->n_out] = src[n_rows][w->n_in] · W^T */
 void ts_arch_project(ts_context *c, ts_arch_act *a, const ts_matrix *w, const float *src, int n_rows, float *out);
+/* The same input rows through k matrices (k <= 8): converted once and multiplied in one pass
+ * through the thread pool (ts_matmul_many) when they share a (quantized) vec_dot_type and width;
+ * one ts_arch_project each otherwise. The results are the same either way. */
+void ts_arch_project_many(ts_context *c, ts_arch_act *a, const ts_matrix *const *w, float *const *out, int k,
+                          const float *src, int n_rows);
 
 /* ---- Row helpers ------------------------------------------------------------------------------- */
 

@@ -197,6 +197,24 @@ static int dsm_forward(ts_context *c, const ts_batch *b, const bool *want, float
     return 0;
 }
 
+static void dsm_each_matrix(ts_model *m, ts_matrix_visit_fn fn, void *user) {
+    dsm_model *d = m->arch_data;
+    const int n_expert = d->moe.router.n_expert;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        dsm_layer *L = &d->layers[l];
+        ts_matrix *dense[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) fn(user, dense[i], 1, NULL);
+        if (!L->is_moe) continue;
+        fn(user, &L->moe.gate_inp, 1, NULL);
+        fn(user, &L->moe.gate.first, n_expert, &L->moe.gate.expert_bytes);
+        fn(user, &L->moe.up.first, n_expert, &L->moe.up.expert_bytes);
+        fn(user, &L->moe.down.first, n_expert, &L->moe.down.expert_bytes);
+        fn(user, &L->moe.gate_shexp, 1, NULL);
+        fn(user, &L->moe.up_shexp, 1, NULL);
+        fn(user, &L->moe.down_shexp, 1, NULL);
+    }
+}
+
 const ts_arch ts_arch_deepseek = {
     .name = "deepseek",
     .load = dsm_load,
@@ -205,4 +223,5 @@ const ts_arch ts_arch_deepseek = {
     .context_init = dsm_context_init,
     .context_free = dsm_context_free,
     .forward = dsm_forward,
+    .each_matrix = dsm_each_matrix,
 };

@@ -492,17 +492,17 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     const int n = b->n_tokens, H = hp->n_head, C = d->C, Dr = d->Dr, Dn = d->Dn, Dv = d->Dv;
     const int Dqk = Dn + Dr, K = C + Dr;
 
+    /* The query's first product and the latent KV product read the same rows: one pass. */
+    const ts_matrix *from_x[] = {d->q_lora > 0 ? &L->wq_a : &L->wq, &L->wkv_a};
+    float *const from_x_out[] = {d->q_lora > 0 ? s->qa : s->q, s->kva};
+    ts_arch_project_many(c, &s->act, from_x, from_x_out, 2, s->xn, n);
     if (d->q_lora > 0) {
-        ts_arch_project(c, &s->act, &L->wq_a, s->xn, n, s->qa);
         for (int i = 0; i < n; i++) {
             float *r = s->qa + (size_t)i * d->q_lora;
             ts_rmsnorm(r, r, L->q_a_norm, d->q_lora, hp->norm_eps);
         }
         ts_arch_project(c, &s->act, &L->wq_b, s->qa, n, s->q);
-    } else {
-        ts_arch_project(c, &s->act, &L->wq, s->xn, n, s->q);
     }
-    ts_arch_project(c, &s->act, &L->wkv_a, s->xn, n, s->kva);
     for (int i = 0; i < n; i++) {
         const float *cs = s->rope_cs + (size_t)i * Dr;
         float *kva = s->kva + (size_t)i * K;
@@ -567,6 +567,25 @@ static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float
     return 0;
 }
 
+static void ds2_each_matrix(ts_model *m, ts_matrix_visit_fn fn, void *user) {
+    ds2_model *d = m->arch_data;
+    const int n_expert = d->moe.router.n_expert;
+    for (int l = 0; l < d->n_layer_run; l++) {
+        ds2_layer *L = &d->layers[l];
+        /* wk_b / wv_b are used per head through offset views, so they keep the file layout. */
+        ts_matrix *dense[] = {&L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) fn(user, dense[i], 1, NULL);
+        if (!L->is_moe) continue;
+        fn(user, &L->moe.gate_inp, 1, NULL);
+        fn(user, &L->moe.gate.first, n_expert, &L->moe.gate.expert_bytes);
+        fn(user, &L->moe.up.first, n_expert, &L->moe.up.expert_bytes);
+        fn(user, &L->moe.down.first, n_expert, &L->moe.down.expert_bytes);
+        fn(user, &L->moe.gate_shexp, 1, NULL);
+        fn(user, &L->moe.up_shexp, 1, NULL);
+        fn(user, &L->moe.down_shexp, 1, NULL);
+    }
+}
+
 const ts_arch ts_arch_deepseek2 = {
     .name = "deepseek2",
     .load = ds2_load,
@@ -575,4 +594,5 @@ const ts_arch ts_arch_deepseek2 = {
     .context_init = ds2_context_init,
     .context_free = ds2_context_free,
     .forward = ds2_forward,
+    .each_matrix = ds2_each_matrix,
 };

@@ -180,6 +180,14 @@ static int dense_forward(ts_context *c, const ts_batch *b, const bool *want, flo
     return 0;
 }
 
+static void dense_each_matrix(ts_model *m, ts_matrix_visit_fn fn, void *user) {
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        ts_dense_layer *L = &m->layers[l];
+        ts_matrix *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) fn(user, all[i], 1, NULL);
+    }
+}
+
 const ts_arch ts_arch_llama = {
     .name = "llama",
     .load = load_llama,
@@ -188,6 +196,7 @@ const ts_arch ts_arch_llama = {
     .context_init = dense_context_init,
     .context_free = dense_context_free,
     .forward = dense_forward,
+    .each_matrix = dense_each_matrix,
 };
 
 const ts_arch ts_arch_qwen2 = {
@@ -198,4 +207,5 @@ const ts_arch ts_arch_qwen2 = {
     .context_init = dense_context_init,
     .context_free = dense_context_free,
     .forward = dense_forward,
+    .each_matrix = dense_each_matrix,
 };

@@ -38,7 +38,7 @@ typedef struct chat_opts {
     const char *model, *template_name, *system, *cache_type;
     int n_predict, n_ctx, n_threads;
     ts_sampler_params sp;
-    bool temp_given, top_p_given, seed_given, hide_thinking, think_plain, no_reasoning, verbose;
+    bool temp_given, top_p_given, seed_given, hide_thinking, think_plain, no_reasoning, verbose, repack;
 } chat_opts;
 
 typedef struct chat_session {
@@ -539,6 +539,7 @@ static int chat_main(const chat_opts *o) {
     s.render = (ts_chat_render_opts){.add_generation_prompt = true, .thinking = !o->no_reasoning, .bos = s.bos,
                                      .eos = s.eos};
 
+    if (o->repack && cli_repack_model(s.model, o->n_threads, "tiefsee") != 0) goto done;
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
@@ -596,6 +597,7 @@ int cmd_chat(int argc, char **argv) {
         {"-s", "--seed", OPT_SEED, &o.sp.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
         {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print the format, sampling and KV reuse to stderr", 0, 0, NULL},
+        {NULL, "--repack", OPT_FLAG, &o.repack, NULL, "repack the weights into interleaved layouts at load (faster decode; costs load time and anonymous memory)", 0, 0, NULL},
     };
     arg_parser p = {"chat", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)

@@ -6,6 +6,18 @@
 #include "cli/commands.h"
 #include "tiefsee.h"
 
+int cli_repack_model(ts_model *m, int n_threads, const char *who) {
+    char err[TS_ERR_LEN] = "";
+    ts_repack_stats st;
+    if (ts_model_repack(m, n_threads, &st, err) != 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return 1;
+    }
+    fprintf(stderr, "%s: repacked %d weight matrices (%.2f GB) in %.2f s\n", who, st.matrices, (double)st.bytes / 1e9,
+            st.seconds);
+    return 0;
+}
+
 static void write_line(void *user, const char *line) { fprintf((FILE *)user, "%s\n", line); }
 
 int cmd_info(int argc, char **argv) {

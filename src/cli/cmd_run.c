@@ -27,7 +27,7 @@ typedef struct run_opts {
     int n_predict, n_ctx, n_threads, top_k, repeat_last_n;
     float temp, top_p, min_p, repeat_penalty;
     uint64_t seed;
-    bool seed_given, verbose;
+    bool seed_given, verbose, repack;
 } run_opts;
 
 static void print_run_help(const arg_parser *p) {
@@ -199,6 +199,7 @@ static int generate(const run_opts *o, const char *prompt, size_t prompt_len) {
     }
     ts_model_info info;
     ts_model_get_info(m, &info);
+    if (o->repack && cli_repack_model(m, o->n_threads, "tiefsee") != 0) goto done;
 
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
@@ -357,6 +358,7 @@ int cmd_run(int argc, char **argv) {
         {"-s", "--seed", OPT_SEED, &o.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
         {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print sampling settings and timings to stderr", 0, 0, NULL},
+        {NULL, "--repack", OPT_FLAG, &o.repack, NULL, "repack the weights into interleaved layouts at load (faster decode; costs load time and anonymous memory)", 0, 0, NULL},
     };
     arg_parser p = {"run", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)

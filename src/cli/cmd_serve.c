@@ -24,6 +24,7 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--chat-template", OPT_STR, &cfg.chat_template, "NAME",
          "chat format instead of the model's (names as in 'tiefsee chat --help')", 0, 0, NULL},
         {"-t", "--threads", OPT_INT, &cfg.n_threads, "N", "threads (default: all cores)", 0, 1024, NULL},
+        {NULL, "--repack", OPT_FLAG, &cfg.repack, NULL, "repack the weights into interleaved layouts at load (faster decode; costs load time and anonymous memory)", 0, 0, NULL},
     };
     arg_parser p = {"serve", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)

@@ -15,6 +15,11 @@ int cmd_chat(int argc, char **argv);
 int cmd_chat_render(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
+struct ts_model;
+/* `--repack`: repacks m's weights (ts_model_repack) and prints what it cost to stderr, prefixed
+ * with `who` ("tiefsee", "tiefsee serve"). Returns 0, or 1 after printing the error. */
+int cli_repack_model(struct ts_model *m, int n_threads, const char *who);
+
 /* Monotonic clock in seconds, for timings. */
 double now_seconds(void);
 

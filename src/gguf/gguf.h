@@ -94,6 +94,17 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NU
 
 /* Hints the kernel to read the tensor data ahead (MADV_WILLNEED). */
 void gguf_prefetch(const gguf_file *f);
+/* Drops the whole pages of [p, p + n) from this process's memory when they lie in one of f's file
+ * mappings (MADV_DONTNEED: a private read-only file mapping reads them from the file again if they
+ * are touched later, so no data is lost). Used after weights were copied elsewhere (repacking).
+ * Does nothing for gguf_open_memory buffers or ranges outside the mappings. */
+void gguf_release_range(const gguf_file *f, const void *p, size_t n);
+/* Where [p, p + n) lies in f's files: opens that part's file again (read-only, close-on-exec) and
+ * sets *fd and *offset so that pread(*fd, dst, n, *offset) reads those bytes without touching the
+ * mapping (no page faults: much faster than reading through the mapping where faults are
+ * expensive, e.g. in virtual machines). Returns 0, or -1 when the range is not in a file mapping
+ * (gguf_open_memory) or the file cannot be opened; the caller then reads through p. */
+int gguf_file_range(const gguf_file *f, const void *p, size_t n, int *fd, uint64_t *offset);
 
 /* ---- Writer ----------------------------------------------------------------------------------
  * Build the header in memory, then stream tensor data in order: tensors are laid out in the order

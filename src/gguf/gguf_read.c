@@ -26,6 +26,8 @@ typedef struct gguf_part {
     char *path;    /* name used in messages */
     bool owns_map; /* false for gguf_open_memory buffers */
     size_t data_offset;
+    dev_t dev; /* identity of the mapped file, to know a reopened path is still that file */
+    ino_t ino;
 } gguf_part;
 
 /* What one part's header walk produces. */
@@ -507,6 +509,8 @@ static int map_file(const char *path, gguf_part *part, ts_err *err) {
         return ts_fail(err, "%s: file too large to map", path);
     }
     part->size = (size_t)st.st_size;
+    part->dev = st.st_dev;
+    part->ino = st.st_ino;
     part->path = dup_str(path);
     part->owns_map = true;
     if (!part->path) {
@@ -931,6 +935,41 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
         else hi = mid;
     }
     return NULL;
+}
+
+void gguf_release_range(const gguf_file *f, const void *ptr, size_t n) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)ptr;
+    for (int i = 0; i < f->n_parts; i++) {
+        const gguf_part *p = &f->parts[i];
+        const uintptr_t base = (uintptr_t)p->base;
+        if (!p->owns_map || a < base || a - base > p->size || n > p->size - (a - base)) continue;
+        /* Only pages entirely inside the range: a neighbouring tensor may share the edge pages. */
+        const uintptr_t start = (a + page - 1) / page * page, end = (a + n) / page * page;
+        if (end > start) (void)madvise((void *)start, end - start, MADV_DONTNEED); /* a hint; failure costs memory only */
+        return;
+    }
+}
+
+int gguf_file_range(const gguf_file *f, const void *ptr, size_t n, int *fd, uint64_t *offset) {
+    const uintptr_t a = (uintptr_t)ptr;
+    for (int i = 0; i < f->n_parts; i++) {
+        const gguf_part *p = &f->parts[i];
+        const uintptr_t base = (uintptr_t)p->base;
+        if (!p->owns_map || !p->path || a < base || a - base > p->size || n > p->size - (a - base)) continue;
+        const int d = open(p->path, O_RDONLY | O_CLOEXEC);
+        if (d < 0) return -1;
+        struct stat st;
+        /* The path may name another file by now (replaced since it was mapped): then not this way. */
+        if (fstat(d, &st) != 0 || st.st_dev != p->dev || st.st_ino != p->ino || (uint64_t)st.st_size != (uint64_t)p->size) {
+            close(d);
+            return -1;
+        }
+        *fd = d;
+        *offset = (uint64_t)(a - base);
+        return 0;
+    }
+    return -1;
 }
 
 void gguf_prefetch(const gguf_file *f) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "arch/arch.h"
 #include "model/model.h"
@@ -135,6 +136,8 @@ void ts_model_free(ts_model *m) {
     if (!m) return;
     if (m->arch && m->arch->free) m->arch->free(m);
     if (m->vocab) ts_vocab_free(m->vocab);
+    for (int i = 0; i < m->n_repacked; i++) munmap(m->repacked[i].base, m->repacked[i].size);
+    free(m->repacked);
     for (int i = 0; i < m->n_vectors; i++) free(m->vectors[i]);
     free(m->vectors);
     free(m->layers);

@@ -54,10 +54,19 @@ struct ts_model {
     float **vectors;
     int n_vectors, cap_vectors;
 
+    /* Weights repacked by ts_model_repack: anonymous mappings owned by the model. */
+    struct ts_owned_map *repacked;
+    int n_repacked, cap_repacked;
+
     /* Statistics for info/describe. */
     uint64_t n_params, weight_bytes;
     int64_t type_counts[TS_TYPE_COUNT];
 };
+
+typedef struct ts_owned_map {
+    void *base;
+    size_t size;
+} ts_owned_map;
 
 /* ---- Helpers for arch loaders (model/loader.c) ---------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "quant/repack.h"
 
 typedef struct convert_job {
     const ts_type_traits *traits;
@@ -33,55 +34,102 @@ void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type,
     else ts_threadpool_run(pool, convert_task, &j);
 }
 
-typedef struct matmul_job {
-    const ts_type_traits *traits;
-    const ts_matrix *w;
-    const ts_act *act;
-    float *out;
-    int out_stride;
-} matmul_job;
-
 /* Activation bytes a thread keeps hot while it streams its weight rows: a tile of tokens this big
  * stays in L2, so each weight row is read once per tile instead of once per token. */
 #define TS_ACT_TILE_BYTES (256 * 1024)
-/* Rows per unit of the thread split: a multiple of every tile kernel's row count (4), so only the
- * last unit of a matrix has a ragged tile. */
+/* Rows per unit of the thread split: a multiple of every tile kernel's row count (4) and of the
+ * repacked group (16), so only the last unit of a file-layout matrix has a ragged tile and every
+ * thread's share of a repacked matrix is whole groups. */
 #define TS_ROW_UNIT 16
+_Static_assert(TS_ROW_UNIT % TS_REPACK_ROWS == 0, "thread shares of a repacked matrix are whole groups");
+
+/* Rows [row_begin, row_end) x tokens [tok_begin, tok_end) of one product, token tile by token
+ * tile. Every (row, token) result is the kernel's result for that pair whatever the ranges, so
+ * no split of the work changes a number. */
+static void matmul_block(const ts_type_traits *tr, const ts_matrix *w, const ts_act *act, float *out, int out_stride,
+                         long row_begin, long row_end, long tok_begin, long tok_end) {
+    if (row_begin >= row_end || tok_begin >= tok_end) return;
+    const int n = (int)w->n_in;
+    long tile = (long)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
+    if (tile < 1) tile = 1;
+    const size_t group_bytes = w->repack ? (size_t)(n / tr->block_size) * w->repack->block_bytes : 0;
+    for (long t0 = tok_begin; t0 < tok_end; t0 += tile) {
+        const long t1 = t0 + tile < tok_end ? t0 + tile : tok_end;
+        float *dst = &out[(size_t)t0 * (size_t)out_stride + (size_t)row_begin];
+        const char *a = (const char *)act->data + (size_t)t0 * act->row_bytes;
+        if (w->repack)
+            w->repack->gemm(n, (int)((row_end - row_begin) / TS_REPACK_ROWS), (int)(t1 - t0), dst, (size_t)out_stride,
+                            (const char *)w->data + (size_t)(row_begin / TS_REPACK_ROWS) * group_bytes, a,
+                            act->row_bytes);
+        else
+            tr->vec_dot_tile(n, (int)(row_end - row_begin), (int)(t1 - t0), dst, (size_t)out_stride,
+                             (const char *)w->data + (size_t)row_begin * w->row_bytes, w->row_bytes, a, act->row_bytes);
+    }
+}
+
+typedef struct matmul_job {
+    const ts_type_traits *table;
+    const ts_matmul_item *items;
+    int n_items;
+    long total_units;
+} matmul_job;
+
+static long row_units(const ts_matrix *w) { return (long)((w->n_out + TS_ROW_UNIT - 1) / TS_ROW_UNIT); }
 
 static void matmul_task(void *arg, int ith, int nth) {
     const matmul_job *j = arg;
-    const ts_matrix *w = j->w;
-    const ts_act *act = j->act;
-    const int n = (int)w->n_in;
-    const long n_rows = (long)w->n_out, n_tokens = act->n_rows;
-    /* Split the rows (in units of TS_ROW_UNIT) when there are enough for every thread; a short
-     * matrix with many tokens (a small projection during prefill) splits the tokens instead, so
-     * both cores stay busy either way. The results do not depend on the split: every (row, token)
-     * pair is one tile-kernel result, bit-identical to vec_dot. */
-    long row_begin = 0, row_end = n_rows, tok_begin = 0, tok_end = n_tokens;
-    const long row_units = (n_rows + TS_ROW_UNIT - 1) / TS_ROW_UNIT;
-    if (row_units >= 4L * nth || n_tokens < nth) {
-        long ub, ue;
-        ts_split_range(row_units, ith, nth, &ub, &ue);
-        row_begin = ub * TS_ROW_UNIT;
-        row_end = ue * TS_ROW_UNIT < n_rows ? ue * TS_ROW_UNIT : n_rows;
-    } else {
-        ts_split_range(n_tokens, ith, nth, &tok_begin, &tok_end);
+    if (j->n_items == 1) {
+        const ts_matmul_item *it = &j->items[0];
+        const ts_matrix *w = it->w;
+        const long n_rows = (long)w->n_out, n_tokens = it->act.n_rows, units = row_units(w);
+        /* Split the rows (in units of TS_ROW_UNIT) when there are enough for every thread; a short
+         * matrix with many tokens (a small projection during prefill) splits the tokens instead, so
+         * both cores stay busy either way. */
+        if (units >= 4L * nth || n_tokens < nth) {
+            long ub, ue;
+            ts_split_range(units, ith, nth, &ub, &ue);
+            matmul_block(&j->table[w->type], w, &it->act, it->out, it->out_stride, ub * TS_ROW_UNIT,
+                         ue * TS_ROW_UNIT < n_rows ? ue * TS_ROW_UNIT : n_rows, 0, n_tokens);
+        } else {
+            long tb, te;
+            ts_split_range(n_tokens, ith, nth, &tb, &te);
+            matmul_block(&j->table[w->type], w, &it->act, it->out, it->out_stride, 0, n_rows, tb, te);
+        }
+        return;
     }
-    if (row_begin >= row_end || tok_begin >= tok_end) return;
-    long tile = (long)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
-    if (tile < 1) tile = 1;
-    for (long t0 = tok_begin; t0 < tok_end; t0 += tile) {
-        const long t1 = t0 + tile < tok_end ? t0 + tile : tok_end;
-        j->traits->vec_dot_tile(n, (int)(row_end - row_begin), (int)(t1 - t0),
-                                &j->out[(size_t)t0 * (size_t)j->out_stride + (size_t)row_begin], (size_t)j->out_stride,
-                                (const char *)w->data + (size_t)row_begin * w->row_bytes, w->row_bytes,
-                                (const char *)act->data + (size_t)t0 * act->row_bytes, act->row_bytes);
+    /* Several products: each thread takes a contiguous run of the row units of all of them, laid
+     * end to end, with all of each product's tokens. */
+    long ub, ue;
+    ts_split_range(j->total_units, ith, nth, &ub, &ue);
+    long first = 0;
+    for (int i = 0; i < j->n_items && first < ue; i++) {
+        const ts_matmul_item *it = &j->items[i];
+        const long units = row_units(it->w), last = first + units;
+        const long b = ub > first ? ub : first, e = ue < last ? ue : last;
+        if (b < e) {
+            const long n_rows = (long)it->w->n_out;
+            const long r1 = (e - first) * TS_ROW_UNIT;
+            matmul_block(&j->table[it->w->type], it->w, &it->act, it->out, it->out_stride, (b - first) * TS_ROW_UNIT,
+                         r1 < n_rows ? r1 : n_rows, 0, it->act.n_rows);
+        }
+        first = last;
     }
 }
 
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride) {
-    matmul_job j = {.traits = &table[w->type], .w = w, .act = act, .out = out, .out_stride = out_stride};
+    const ts_matmul_item item = {.w = w, .act = *act, .out = out, .out_stride = out_stride};
+    matmul_job j = {.table = table, .items = &item, .n_items = 1, .total_units = row_units(w)};
+    ts_threadpool_run(pool, matmul_task, &j);
+}
+
+void ts_matmul_many(ts_threadpool *pool, const ts_type_traits *table, const ts_matmul_item *items, int n_items) {
+    if (n_items <= 0) return;
+    if (n_items == 1) {
+        ts_matmul(pool, table, items[0].w, &items[0].act, items[0].out, items[0].out_stride);
+        return;
+    }
+    matmul_job j = {.table = table, .items = items, .n_items = n_items};
+    for (int i = 0; i < n_items; i++) j.total_units += row_units(items[i].w);
     ts_threadpool_run(pool, matmul_task, &j);
 }

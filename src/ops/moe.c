@@ -121,8 +121,18 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
     s->down_out = malloc(B * E * sizeof(float));
     s->act = malloc(B * act_row_bytes);
     s->xact = malloc(B * act_row_bytes);
+    const size_t R = (B < TS_MOE_FUSED_TOKENS ? B : TS_MOE_FUSED_TOKENS) * K;
+    s->fused_rows = (int)R;
+    s->fused_in = malloc(R * act_row_bytes);
+    s->fused_hidden = malloc(R * act_row_bytes);
+    s->fused_gate = malloc(R * (size_t)n_ff_exp * sizeof(float));
+    s->fused_up = malloc(R * (size_t)n_ff_exp * sizeof(float));
+    s->fused_down = malloc(R * E * sizeof(float));
+    s->fused_mats = malloc(3 * R * sizeof *s->fused_mats);
+    s->fused_items = malloc(2 * R * sizeof *s->fused_items);
     if (!s->xact || !s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
-        !s->gate_out || !s->up_out || !s->down_out || !s->act) {
+        !s->gate_out || !s->up_out || !s->down_out || !s->act || !s->fused_in || !s->fused_hidden || !s->fused_gate ||
+        !s->fused_up || !s->fused_down || !s->fused_mats || !s->fused_items) {
         ts_moe_scratch_free(s);
         return ts_fail(err, "out of memory allocating MoE buffers for a batch of %d", n_batch);
     }
@@ -132,6 +142,8 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
 void ts_moe_scratch_free(ts_moe_scratch *s) {
     free(s->logits); free(s->route_tmp); free(s->idx); free(s->weights); free(s->count); free(s->slot_of);
     free(s->rows); free(s->gate_out); free(s->up_out); free(s->down_out); free(s->act); free(s->xact);
+    free(s->fused_in); free(s->fused_hidden); free(s->fused_gate); free(s->fused_up); free(s->fused_down);
+    free(s->fused_mats); free(s->fused_items);
     memset(s, 0, sizeof *s);
 }
 
@@ -155,6 +167,63 @@ static void matmul_converted(ts_threadpool *pool, const ts_type_traits *table, c
                              const ts_matrix *w, const void *act, int vdt, int n, float *out) {
     const ts_act a = {.data = act, .type = vdt, .row_bytes = s->act_row_bytes, .n_rows = n};
     ts_matmul(pool, table, w, &a, out, (int)w->n_out);
+}
+
+/* The routed experts of a small batch (n <= TS_MOE_FUSED_TOKENS, inputs converted once into
+ * s->xact): every chosen expert's gate and up products in one ts_matmul_many, SwiGLU, every down
+ * product in a second one, then each token's weighted sum in ascending expert order. Each product
+ * row is the same kernel result as in the expert-by-expert path, and the sums run in the same
+ * order, so both paths give identical numbers. */
+static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_weights *w, ts_moe_scratch *s,
+                          int n, int vdt, float *out) {
+    const int K = s->n_used, E = s->n_embd, X = s->n_expert, F = (int)w->gate.first.n_out;
+    const size_t arb = s->act_row_bytes;
+    const int rows = n * K;
+    for (int j = 0; j < rows; j++)
+        memcpy((char *)s->fused_in + (size_t)j * arb, (const char *)s->xact + (size_t)(s->slot_of[j] / K) * arb, arb);
+    int n_items = 0, n_mats = 0, begin = 0;
+    for (int e = 0; e < X; e++) {
+        const int end = s->count[e];
+        if (end == begin) continue;
+        const ts_act in = {.data = (const char *)s->fused_in + (size_t)begin * arb, .type = vdt, .row_bytes = arb,
+                           .n_rows = end - begin};
+        s->fused_mats[n_mats] = ts_expert_matrix(&w->gate, e);
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &s->fused_mats[n_mats++], .act = in,
+                                                     .out = s->fused_gate + (size_t)begin * F, .out_stride = F};
+        s->fused_mats[n_mats] = ts_expert_matrix(&w->up, e);
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &s->fused_mats[n_mats++], .act = in,
+                                                     .out = s->fused_up + (size_t)begin * F, .out_stride = F};
+        begin = end;
+    }
+    ts_matmul_many(pool, table, s->fused_items, n_items);
+    for (int j = 0; j < rows; j++) ts_swiglu(s->fused_gate + (size_t)j * F, s->fused_up + (size_t)j * F, F);
+
+    const int dvdt = table[w->down.first.type].vec_dot_type;
+    if (dvdt != TS_TYPE_F32) ts_convert_rows(pool, table, dvdt, s->fused_gate, F, F, rows, s->fused_hidden, arb);
+    n_items = 0;
+    begin = 0;
+    for (int e = 0; e < X; e++) {
+        const int end = s->count[e];
+        if (end == begin) continue;
+        const ts_act hidden =
+            dvdt == TS_TYPE_F32
+                ? (ts_act){.data = s->fused_gate + (size_t)begin * F, .type = TS_TYPE_F32,
+                           .row_bytes = (size_t)F * sizeof(float), .n_rows = end - begin}
+                : (ts_act){.data = (const char *)s->fused_hidden + (size_t)begin * arb, .type = dvdt, .row_bytes = arb,
+                           .n_rows = end - begin};
+        s->fused_mats[n_mats] = ts_expert_matrix(&w->down, e);
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &s->fused_mats[n_mats++], .act = hidden,
+                                                     .out = s->fused_down + (size_t)begin * E, .out_stride = E};
+        begin = end;
+    }
+    ts_matmul_many(pool, table, s->fused_items, n_items);
+    for (int j = 0; j < rows; j++) {
+        const int pair = s->slot_of[j];
+        const float wk = s->weights[pair];
+        float *y = out + (size_t)(pair / K) * E;
+        const float *v = s->fused_down + (size_t)j * E;
+        for (int t = 0; t < E; t++) y[t] += wk * v[t];
+    }
 }
 
 void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
@@ -192,7 +261,11 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     /* count[e] is now the end of expert e's range; its start is the previous expert's end. */
     memset(out, 0, (size_t)n * (size_t)E * sizeof *out);
     int begin = 0;
-    for (int e = 0; e < X; e++) {
+    if (convert_once && n * K <= s->fused_rows) {
+        experts_fused(pool, table, w, s, n, vdt, out);
+        begin = s->count[X - 1]; /* every expert done: skip the loop below */
+    }
+    for (int e = 0; e < X && begin < n * K; e++) {
         const int end = s->count[e];
         if (end == begin) continue;
         const ts_matrix g = ts_expert_matrix(&w->gate, e), u = ts_expert_matrix(&w->up, e),

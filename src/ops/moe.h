@@ -69,7 +69,20 @@ typedef struct ts_moe_scratch {
     void *act;        /* activation rows converted to a weight's vec_dot_type */
     void *xact;       /* [n_batch] the FFN inputs converted once for the router/gate/up products */
     size_t act_row_bytes;
+    /* Small batches (up to TS_MOE_FUSED_TOKENS tokens) run all chosen experts' gate and up products
+     * in one pass through the thread pool, and all their down products in another; rows are the
+     * (token, expert) pairs grouped by expert: [fused_rows] each. */
+    int fused_rows;
+    void *fused_in, *fused_hidden;      /* converted inputs of gate/up, and of down */
+    float *fused_gate, *fused_up;       /* [fused_rows][n_ff_exp] */
+    float *fused_down;                  /* [fused_rows][n_embd] */
+    ts_matrix *fused_mats;              /* [3 * fused_rows] the chosen experts' matrices */
+    ts_matmul_item *fused_items;        /* [2 * fused_rows] */
 } ts_moe_scratch;
+
+/* Largest batch whose experts run in the fused passes: decoding and serving steps. Bigger
+ * batches (prefill) give each expert enough rows to run as its own products. */
+#define TS_MOE_FUSED_TOKENS 16
 
 /* Allocates scratch for the given shapes; act_row_bytes must cover every matrix the FFN multiplies
  * (ts_act_row_bytes of each). Returns 0 or -1 with err. */

@@ -34,12 +34,17 @@ void ts_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *
 
 /* ---- Matrix product (ops/matmul.c) ------------------------------------------------------------- */
 
-/* A weight matrix in GGUF layout: n_out rows of n_in values of `type`, rows row_bytes apart. */
+/* A weight matrix: n_out rows of n_in values of `type`. In the file (GGUF) layout rows are
+ * row_bytes apart. When `repack` is set the data is in that repacked layout instead (quant/repack.h:
+ * groups of TS_REPACK_ROWS interleaved rows, made by ts_model_repack) and row_bytes still gives the
+ * size of one row in the file layout. */
+struct ts_repack_traits;
 typedef struct ts_matrix {
     const void *data;
     int type;
     int64_t n_in, n_out;
     size_t row_bytes;
+    const struct ts_repack_traits *repack; /* NULL = file layout */
 } ts_matrix;
 
 /* Activation rows converted to a matrix's vec_dot_type, as ggml converts src1 once per product. */
@@ -56,11 +61,25 @@ void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type,
                      int n, int n_rows, void *dst, size_t row_bytes);
 /* out[t*out_stride + r] = dot(W row r, act row t) for every row r of W and token t. Each thread takes
  * a contiguous block of W's rows (or, for a matrix with few rows, of the tokens) and runs a
- * cache-sized tile of tokens through the type's vec_dot_tile kernel, so the weights are read once
- * per tile of tokens, not once per token. Every result is bit-identical to the table's vec_dot on
- * that pair, whatever the batch size. act->type must be W's vec_dot_type and its rows n_in long. */
+ * cache-sized tile of tokens through the type's vec_dot_tile kernel (or, for a repacked W, its
+ * repacked kernel), so the weights are read once per tile of tokens, not once per token. Every
+ * result is the same whatever the batch size and the thread count (file layout: bit-identical to
+ * the table's vec_dot on that pair). act->type must be W's vec_dot_type and its rows n_in long. */
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride);
+
+/* One product of ts_matmul_many: out[t*out_stride + r] = dot(w row r, act row t). */
+typedef struct ts_matmul_item {
+    const ts_matrix *w;
+    ts_act act;
+    float *out;
+    int out_stride;
+} ts_matmul_item;
+/* Several products in one pass through the thread pool (one hand-off and one barrier instead of
+ * one per product), the threads splitting all their rows between them: for the many small products
+ * of a decode step (q/k/v, gate/up, the experts of a MoE layer). Each result is what ts_matmul
+ * gives for it. The products' outputs must not overlap each other or their inputs. */
+void ts_matmul_many(ts_threadpool *pool, const ts_type_traits *table, const ts_matmul_item *items, int n_items);
 
 /* ---- Attention (ops/attention.c) ----------------------------------------------------------------- */
 

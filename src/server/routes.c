@@ -978,6 +978,15 @@ int server_run(const server_config *cfg) {
         return 1;
     }
     ts_model_get_info(sv.model, &sv.info);
+    if (cfg->repack) {
+        ts_repack_stats st;
+        if (ts_model_repack(sv.model, cfg->n_threads, &st, err) != 0) {
+            fprintf(stderr, "tiefsee serve: %s\n", err);
+            goto done;
+        }
+        fprintf(stderr, "tiefsee serve: repacked %d weight matrices (%.2f GB) in %.2f s\n", st.matrices,
+                (double)st.bytes / 1e9, st.seconds);
+    }
     size_t tlen;
     const char *tmpl = ts_chat_model_template(sv.model, &tlen);
     char *tmpl_copy = tmpl ? strndup(tmpl, tlen) : NULL;

@@ -143,6 +143,20 @@ else
     cmp -s "$WORK/batch.f32" "$WORK/step.f32" || fail "--step and batch logits differ (python3 not found for a tolerant compare)"
 fi
 
+# --- logits --repack: the repacked layout gives the file layout's logits within float rounding, and
+# one-token decoding stays bit-identical to the batch (tests/model/test_repack_model.c covers every
+# architecture and type; this checks the flag end to end).
+MODELQ="$WORK/tiny-q4k.gguf"
+expect_rc 0 "synth tiny-llama q4_K" -- "$TS" synth tiny-llama --type q4_K -o "$MODELQ" --seed 7
+expect_rc 0 "logits (q4_K)" -- "$TS" logits -m "$MODELQ" --tokens $TOKENS -o "$WORK/q.f32"
+expect_rc 0 "logits --repack" -- "$TS" logits -m "$MODELQ" --tokens $TOKENS --repack -o "$WORK/qr.f32"
+grep -q 'repacked [0-9]* weight matrices' "$WORK/err" || fail "--repack reports what it repacked"
+expect_rc 0 "logits --repack --step" -- "$TS" logits -m "$MODELQ" --tokens $TOKENS --repack --step -o "$WORK/qrs.f32"
+cmp -s "$WORK/qr.f32" "$WORK/qrs.f32" || fail "--repack: --step and batch logits differ"
+if command -v python3 >/dev/null 2>&1; then
+    compare_logits "$WORK/q.f32" "$WORK/qr.f32" 1e-3 || fail "--repack logits are far from the file layout's"
+fi
+
 # --- run --------------------------------------------------------------------------------------
 expect_rc 0 "run with a fixed seed" -- "$TS" run -m "$MODEL" -p "Hello world" -n 12 -s 42
 cp "$WORK/out" "$WORK/run1.txt"

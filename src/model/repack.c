@@ -1,0 +1,180 @@
+/* ts_model_repack: moves the weight matrices that have a repacked layout on this CPU into it
+ * (quant/repack.h says why and what the layouts are). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "model/model.h"
+#include "quant/repack.h"
+#include "util/threadpool.h"
+
+typedef struct repack_item {
+    ts_matrix *w;
+    int n_experts;
+    size_t *expert_bytes; /* NULL for a plain matrix */
+} repack_item;
+
+typedef struct repack_list {
+    const ts_model *m;
+    repack_item *items;
+    int n, cap;
+    bool out_of_memory;
+} repack_list;
+
+static const ts_repack_traits *repackable(const ts_model *m, const ts_matrix *w) {
+    if (!w->data || w->repack || w->n_out % TS_REPACK_ROWS != 0) return NULL;
+    /* The token embedding's rows are looked up, not multiplied: a tied output matrix keeps the
+     * file layout (repacking a copy would hold the embedding twice). */
+    if (w->data == m->tok_embd.data) return NULL;
+    if (ts_repack_group_bytes(w->type, w->n_in) == 0) return NULL;
+    return ts_repack_traits_for(m->isa, w->type);
+}
+
+static void collect(void *user, ts_matrix *w, int n_experts, size_t *expert_bytes) {
+    repack_list *l = user;
+    if (!repackable(l->m, w) || n_experts < 1) return;
+    if (l->n == l->cap) {
+        const int cap = l->cap ? l->cap * 2 : 256;
+        repack_item *grown = realloc(l->items, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            l->out_of_memory = true;
+            return;
+        }
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n++] = (repack_item){.w = w, .n_experts = n_experts, .expert_bytes = expert_bytes};
+}
+
+typedef struct repack_job {
+    const ts_repack_traits *rt;
+    const char *src; /* the groups' rows in the file layout, one after another (experts too) */
+    int fd;          /* >= 0: read the source with pread at src_offset instead of through the mapping */
+    uint64_t src_offset;
+    size_t row_bytes;
+    char *dst;
+    size_t group_bytes;
+    long n_groups;
+    int n;
+} repack_job;
+
+/* Source bytes a thread reads per pread: big enough to make the call overhead negligible, small
+ * enough to stay in L2/L3 until it is repacked. */
+#define REPACK_CHUNK_BYTES (2u << 20)
+
+static bool read_fully(int fd, char *dst, size_t n, uint64_t offset) {
+    while (n > 0) {
+        const ssize_t got = pread(fd, dst, n, (off_t)offset);
+        if (got <= 0) return false;
+        dst += got;
+        n -= (size_t)got;
+        offset += (uint64_t)got;
+    }
+    return true;
+}
+
+static void repack_task(void *arg, int ith, int nth) {
+    const repack_job *j = arg;
+    long begin, end;
+    ts_split_range(j->n_groups, ith, nth, &begin, &end);
+    const size_t src_group = TS_REPACK_ROWS * j->row_bytes;
+    long per_chunk = (long)(REPACK_CHUNK_BYTES / src_group);
+    if (per_chunk < 1) per_chunk = 1;
+    char *buf = j->fd >= 0 ? malloc((size_t)per_chunk * src_group) : NULL;
+    for (long k0 = begin; k0 < end; k0 += per_chunk) {
+        const long k1 = k0 + per_chunk < end ? k0 + per_chunk : end;
+        const size_t bytes = (size_t)(k1 - k0) * src_group;
+        /* Reading through the mapping costs a page fault per page touched for the first time; a
+         * pread copies the same page-cache bytes without them. The mapping is the fallback. */
+        const char *src = j->src + (size_t)k0 * src_group;
+        if (buf && read_fully(j->fd, buf, bytes, j->src_offset + (uint64_t)k0 * src_group)) src = buf;
+        for (long k = k0; k < k1; k++)
+            j->rt->repack(j->n, src + (size_t)(k - k0) * src_group, j->row_bytes, j->dst + (size_t)k * j->group_bytes);
+    }
+    free(buf);
+}
+
+/* Repacks one matrix (or expert stack) into a new anonymous mapping and switches it over. */
+static int repack_one(ts_model *m, ts_threadpool *pool, const repack_item *it, uint64_t *bytes, ts_err *err) {
+    ts_matrix *w = it->w;
+    const ts_repack_traits *rt = ts_repack_traits_for(m->isa, w->type);
+    const size_t group_bytes = ts_repack_group_bytes(w->type, w->n_in);
+    const long groups_per_expert = (long)(w->n_out / TS_REPACK_ROWS);
+    const size_t expert_bytes = (size_t)groups_per_expert * group_bytes;
+    if (expert_bytes / group_bytes != (size_t)groups_per_expert || expert_bytes > SIZE_MAX / (size_t)it->n_experts)
+        return ts_fail(err, "%s: a %s matrix of %lld x %lld is too large to repack", m->path, ts_type_name(w->type),
+                       (long long)w->n_out, (long long)w->n_in);
+    const size_t total = expert_bytes * (size_t)it->n_experts;
+    if (m->n_repacked == m->cap_repacked) {
+        const int cap = m->cap_repacked ? m->cap_repacked * 2 : 256;
+        ts_owned_map *grown = realloc(m->repacked, (size_t)cap * sizeof *grown);
+        if (!grown) return ts_fail(err, "out of memory repacking the weights");
+        m->repacked = grown;
+        m->cap_repacked = cap;
+    }
+    void *dst = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (dst == MAP_FAILED)
+        return ts_fail(err, "out of memory repacking the weights: %zu more bytes needed (run without --repack)", total);
+    /* Decoding streams these bytes for every token: huge pages spare the TLB. Only a hint. */
+    (void)madvise(dst, total, MADV_HUGEPAGE);
+    /* In the file layout an expert stack's matrices follow each other (expert_bytes = rows x
+     * row_bytes), so all groups' source rows are one contiguous range. */
+    const size_t src_total = w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts;
+    if (it->expert_bytes && *it->expert_bytes != w->row_bytes * (size_t)w->n_out) {
+        munmap(dst, total);
+        return ts_fail(err, "%s: an expert stack with a gap between experts cannot be repacked", m->path);
+    }
+    repack_job j = {.rt = rt, .src = w->data, .fd = -1, .row_bytes = w->row_bytes, .dst = dst,
+                    .group_bytes = group_bytes, .n_groups = groups_per_expert * it->n_experts, .n = (int)w->n_in};
+    if (gguf_file_range(m->file, w->data, src_total, &j.fd, &j.src_offset) != 0) j.fd = -1;
+    ts_threadpool_run(pool, repack_task, &j);
+    if (j.fd >= 0) close(j.fd);
+    /* The file's copy is no longer read: give its pages back (they stay in the page cache). */
+    gguf_release_range(m->file, w->data, src_total);
+    m->repacked[m->n_repacked++] = (ts_owned_map){.base = dst, .size = total};
+    w->data = dst;
+    w->repack = rt;
+    if (it->expert_bytes) *it->expert_bytes = expert_bytes;
+    *bytes += total;
+    return 0;
+}
+
+int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err_out[TS_ERR_LEN]) {
+    ts_err err = {{0}};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!m->arch->each_matrix) return 0; /* an arch without the visitor keeps the file layout */
+    repack_list list = {.m = m};
+    m->arch->each_matrix(m, collect, &list);
+    collect(&list, &m->output, 1, NULL);
+    int rc = 0;
+    uint64_t bytes = 0;
+    if (list.out_of_memory) {
+        rc = ts_fail(&err, "out of memory listing the weights to repack");
+    } else if (list.n > 0) {
+        ts_threadpool *pool = NULL;
+        if (n_threads <= 0) {
+            const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            n_threads = cores > 0 && cores <= 1024 ? (int)cores : 1;
+        }
+        rc = ts_threadpool_new(n_threads, &pool, &err);
+        /* Each matrix switches over only once it is complete, so a failure part way leaves a
+         * consistent model (some matrices repacked, the rest in the file layout). */
+        for (int i = 0; rc == 0 && i < list.n; i++) rc = repack_one(m, pool, &list.items[i], &bytes, &err);
+        ts_threadpool_free(pool);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (stats) {
+        stats->matrices = rc == 0 ? list.n : 0;
+        stats->bytes = bytes;
+        stats->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    }
+    free(list.items);
+    if (rc != 0 && err_out) snprintf(err_out, TS_ERR_LEN, "%s", err.msg);
+    return rc;
+}
