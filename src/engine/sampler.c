@@ -189,6 +189,19 @@ static void softmax_sorted(const candidate *c, int n, float *probs) {
 ts_token ts_sampler_sample(ts_sampler *s, const float *logits) {
     const ts_sampler_params *p = &s->params;
     int n = s->n_vocab;
+    if (p->temp <= 0.0f && (p->repeat_penalty == 1.0f || s->recent_len == 0)) {
+        /* Greedy with nothing to penalize: the argmax of the logits themselves, without building
+         * the candidate list (a server samples every sequence of every step this way). Same rule
+         * as below: NaN never wins, ties keep the lowest id. */
+        int best = 0;
+        float best_logit = isnan(logits[0]) ? -INFINITY : logits[0];
+        for (int i = 1; i < n; i++)
+            if (logits[i] > best_logit) { /* false for NaN */
+                best_logit = logits[i];
+                best = i;
+            }
+        return best;
+    }
     for (int i = 0; i < n; i++) {
         /* NaN would poison every comparison below; treat it as impossible. */
         s->cands[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];

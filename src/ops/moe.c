@@ -153,7 +153,7 @@ static void swiglu_ffn(ts_threadpool *pool, const ts_type_traits *table, ts_moe_
     const int E = s->n_embd, F = (int)gate->n_out;
     ts_project_rows(pool, table, gate, x, E, n, s->act, s->act_row_bytes, s->gate_out, F);
     ts_project_rows(pool, table, up, x, E, n, s->act, s->act_row_bytes, s->up_out, F);
-    for (int i = 0; i < n; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+    ts_swiglu_rows(pool, s->gate_out, s->up_out, n, F);
     ts_project_rows(pool, table, down, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
 }
 
@@ -196,7 +196,7 @@ static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, cons
         begin = end;
     }
     ts_matmul_many(pool, table, s->fused_items, n_items);
-    for (int j = 0; j < rows; j++) ts_swiglu(s->fused_gate + (size_t)j * F, s->fused_up + (size_t)j * F, F);
+    ts_swiglu_rows(pool, s->fused_gate, s->fused_up, rows, F);
 
     const int dvdt = table[w->down.first.type].vec_dot_type;
     if (dvdt != TS_TYPE_F32) ts_convert_rows(pool, table, dvdt, s->fused_gate, F, F, rows, s->fused_hidden, arb);
@@ -284,7 +284,7 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
             const int F = (int)g.n_out;
             matmul_converted(pool, table, s, &g, act, vdt, rows, s->gate_out);
             matmul_converted(pool, table, s, &u, act, vdt, rows, s->up_out);
-            for (int i = 0; i < rows; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+            ts_swiglu_rows(pool, s->gate_out, s->up_out, rows, F);
             ts_project_rows(pool, table, &d, s->gate_out, F, rows, s->act, s->act_row_bytes, s->down_out, E);
         } else {
             for (int j = begin; j < end; j++)
@@ -307,7 +307,7 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
             const int F = (int)w->gate_shexp.n_out;
             matmul_converted(pool, table, s, &w->gate_shexp, s->xact, vdt, n, s->gate_out);
             matmul_converted(pool, table, s, &w->up_shexp, s->xact, vdt, n, s->up_out);
-            for (int i = 0; i < n; i++) ts_swiglu(s->gate_out + (size_t)i * F, s->up_out + (size_t)i * F, F);
+            ts_swiglu_rows(pool, s->gate_out, s->up_out, n, F);
             ts_project_rows(pool, table, &w->down_shexp, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
         } else {
             swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);

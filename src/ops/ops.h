@@ -18,6 +18,9 @@ void ts_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void ts_softmax(float *x, int n, float scale);
 /* gate = silu(gate) * up, silu(z) = z / (1 + exp(-z)). */
 void ts_swiglu(float *gate, const float *up, int n);
+/* ts_swiglu over n_rows contiguous rows of n (gate and up rows n apart), split across the pool when
+ * there is enough of it; every element is computed the same way either way. */
+void ts_swiglu_rows(ts_threadpool *pool, float *gate, const float *up, int n_rows, int n);
 void ts_add(float *y, const float *x, int n); /* y += x */
 
 /* ---- RoPE (ops/rope.c) ------------------------------------------------------------------------ */

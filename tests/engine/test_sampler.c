@@ -61,6 +61,26 @@ static void test_greedy(void) {
         CHECK(ts_sampler_sample(s, logits) == 1, "greedy must pick the argmax, lowest id on ties");
     ts_sampler_free(s);
 
+    /* NaN never wins, also in the first place (the greedy fast path starts from logits[0]); with
+     * a repeat penalty the penalized argmax loses to the next best. */
+    {
+        float nan_first[4] = {NAN, 1.0f, NAN, 0.5f};
+        ts_sampler_params q = plain_params(0.0f, 1);
+        ts_sampler *g = ts_sampler_new(&q, 4);
+        CHECK(ts_sampler_sample(g, nan_first) == 1, "greedy must skip NaN logits");
+        ts_sampler_free(g);
+        float all_nan[3] = {NAN, NAN, NAN};
+        g = ts_sampler_new(&q, 3);
+        CHECK(ts_sampler_sample(g, all_nan) == 0, "all-NaN logits: the lowest id");
+        ts_sampler_free(g);
+        q.repeat_penalty = 2.0f;
+        g = ts_sampler_new(&q, 6);
+        ts_sampler_accept(g, 1);
+        ts_sampler_accept(g, 3);
+        CHECK(ts_sampler_sample(g, logits) == 4, "greedy with the two best penalized picks the third");
+        ts_sampler_free(g);
+    }
+
     /* top-k = 1 at any temperature is greedy too. */
     p = plain_params(1.5f, 7);
     p.top_k = 1;
