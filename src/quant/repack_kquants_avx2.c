@@ -1,0 +1,273 @@
+/* AVX2 kernels of the repacked Q4_K / Q6_K layouts (repack_kquants.h), for CPUs without AVX-512
+ * VNNI. Compiled with -mavx2 -mfma -mf16c only. Results are bit-identical to the scalar references
+ * in repack_kquants.c (and so to the AVX-512 kernels), for any n_cols and n_groups.
+ *
+ * A ymm holds 4 bytes of each of 8 rows, so a 16-row group is two halves of 8 rows (h = 0, 1: the
+ * low and high 32 bytes of every 64-byte step of the layout), done one after the other inside each
+ * block so that the second half finds the block's lines in L1. Without VNNI the products go through
+ * vpmaddubsw (unsigned weight byte x signed activation byte -> int16 sums of adjacent pairs,
+ * SATURATING at +-32767/32768) and vpmaddwd (int16 x int16 -> int32 sums of pairs, exact).
+ *
+ * Why nothing saturates or overflows (|a| <= 128 covers every int8, so also the [-127, 127] that
+ * the Q8_K quantizer produces):
+ *   Q4_K: a weight is a nibble u <= 15; a vpmaddubsw pair sum is |u0 a0 + u1 a1| <= 2*15*128 = 3840.
+ *         A sub-block (32 values) is 8 steps of 4 values per row, so each int16 slot of a row's lane
+ *         adds 8 pair sums: <= 8 * 3840 = 30720 < 32767. One vpmaddwd with the row's scale in both
+ *         int16 slots then gives scale * (sub-block sum) in int32: <= 63 * 61440 = 3.9e6.
+ *   Q6_K: a weight is the unsigned 6-bit quant q <= 63 (the -32 offset is applied separately); a
+ *         pair sum is <= 2*63*128 = 16128, two of them added in int16 <= 32256 < 32767 (four would
+ *         not fit: the sub-block's 4 products per row are summed as two int16 pairs, each widened by
+ *         a vpmaddwd with the row's signed scale, |scale| <= 128: <= 128 * 64512 = 8.3e6).
+ *         The offset: sum_j scale_j sum_k (q_k - 32) a_k = sum_j scale_j S_j - 32 sum_j scale_j bsum_j,
+ *         the second sum one vpmaddwd per pair of sub-blocks of (scale_j, scale_j+1) int16 pairs with
+ *         the broadcast pair (bsum_j, bsum_j+1) (|bsum| <= 16 * 128 = 2048): |.| <= 16*128*2048 =
+ *         4.2e6, times 32 = 1.3e8; |sum scale_j S_j| <= 16*128*16*63*128 = 2.6e8. All < 2^31.
+ * So the int32 isum (and Q4_K's msum = sum_j min_j asum_j, one vpmaddwd per sub-block pair of the
+ * layout's (min 2i, min 2i+1) pairs with the broadcast (asum_2i, asum_2i+1), |asum| <= 4096) are
+ * the reference's integers exactly. The float epilogue is the reference's, lane by lane:
+ *   dw = d * da (vmulps); acc = fma(dw, (float)isum, acc); Q4_K: dm = dmin * da,
+ *   acc = fnma(dm, (float)msum, acc) = fmaf(-dm, msum, acc).
+ * Accumulators start at 0 and survive across block chunks by a store to s and a reload (exact), so
+ * the result does not depend on n_cols, n_groups or the chunking. */
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/repack_kquants.h"
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Tokens per tile: each token needs two int16 accumulators (Q4_K) or one int32 (Q6_K) in the inner
+ * loop, next to the unpacked weights; 4 keeps them in the 16 ymm registers. */
+#define MAX_TILE 4
+/* Blocks per pass over a group: its weights (at most 64 * 3360 bytes) stay in L2 while the tiles of
+ * a batch go over them. */
+#define BLOCK_CHUNK 64
+/* Software prefetch distance (bytes ahead in the group's weights), issued once per 64-byte line. */
+#ifndef RP_AVX2_PREFETCH_BYTES
+#define RP_AVX2_PREFETCH_BYTES 2048
+#endif
+
+/* Broadcast of a 4-byte activation group (a vpbroadcastd from memory). */
+static ALWAYS_INLINE __m256i bcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
+/* 8 unsigned / signed scale bytes (rows 8h..8h+7) as 8 int32 lanes holding the scale in both int16
+ * slots, so that one vpmaddwd multiplies both pair sums of a lane by it and adds them. */
+static ALWAYS_INLINE __m256i scale_pairs_u8(const uint8_t *p) {
+    const __m128i s = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s));
+}
+static ALWAYS_INLINE __m256i scale_pairs_i8(const int8_t *p) {
+    const __m128i s = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s, s));
+}
+
+static ALWAYS_INLINE __m256 load_f16x8(const ts_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Q4_K                                                                                              */
+
+/* One group x NT tokens over nbc blocks: s_out[c][0..15] = acc over these blocks, starting from 0
+ * (first) or from what s_out holds. */
+static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *const *ys,
+                                    float *const *s_out, int first) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[2][MAX_TILE];
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q4_Kx16 *xb = &x[b];
+        /* (asum_2i, asum_2i+1) int16 pairs, i = 0..3, per token: hadd of the 16 bsums */
+        int32_t asum_pairs[MAX_TILE][4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NT; c++) {
+            const int16_t *bs = ys[c][b].bsums;
+            _mm_storeu_si128((__m128i *)asum_pairs[c],
+                             _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bs), _mm_loadu_si128((const __m128i *)(bs + 8))));
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i isum[MAX_TILE], msum[MAX_TILE];
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) isum[c] = msum[c] = _mm256_setzero_si256();
+            for (int pair = 0; pair < 4; pair++) {
+                /* sub-blocks 2*pair (low nibbles) and 2*pair+1 (high nibbles), int16 pair sums */
+                __m256i lo[MAX_TILE], hi[MAX_TILE];
+#pragma GCC unroll 4
+                for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int t = 0; t < 8; t++) {
+                    const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
+                    if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
+                    const __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+                    const __m256i wl = _mm256_and_si256(w, low4);
+                    const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
+#pragma GCC unroll 4
+                    for (int c = 0; c < NT; c++) {
+                        const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
+                        lo[c] = _mm256_add_epi16(lo[c], _mm256_maddubs_epi16(wl, bcast4(a)));
+                        hi[c] = _mm256_add_epi16(hi[c], _mm256_maddubs_epi16(wh, bcast4(a + 32)));
+                    }
+                }
+                const __m256i sc_lo = scale_pairs_u8(xb->scales + (2 * pair) * 16 + 8 * h);
+                const __m256i sc_hi = scale_pairs_u8(xb->scales + (2 * pair + 1) * 16 + 8 * h);
+                const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
+#pragma GCC unroll 4
+                for (int c = 0; c < NT; c++) {
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(lo[c], sc_lo),
+                                                                         _mm256_madd_epi16(hi[c], sc_hi)));
+                    msum[c] = _mm256_add_epi32(msum[c], _mm256_madd_epi16(mins, _mm256_set1_epi32(asum_pairs[c][pair])));
+                }
+            }
+            const __m256 d = load_f16x8(xb->d + 8 * h), dmin = load_f16x8(xb->dmin + 8 * h);
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) {
+                const __m256 da = _mm256_set1_ps(ys[c][b].d);
+                acc[h][c] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[c]), acc[h][c]);
+                acc[h][c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum[c]), acc[h][c]);
+            }
+        }
+    }
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Q6_K                                                                                              */
+
+static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *const *ys,
+                                    float *const *s_out, int first) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[2][MAX_TILE];
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q6_Kx16 *xb = &x[b];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i isum[MAX_TILE];
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int j = 0; j < 16; j++) {
+                const uint8_t *q6 = xb->qs + j * 192;
+                if (h == 0) {
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 64, _MM_HINT_T0);
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 128, _MM_HINT_T0);
+                }
+                const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(q6 + 32 * h));
+                const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(q6 + 64 + 32 * h));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(q6 + 128 + 32 * h));
+                /* quant of group i = nibble | (bits 2i..2i+1 of qh) << 4; the 16-bit shifts move bits
+                 * across bytes, but only bits that the masks then drop */
+                const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql_a, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql_b, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), m0f), _mm256_and_si256(qh, m30));
+                const __m256i v3 =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                const __m256i sc = scale_pairs_i8(xb->scales + j * 16 + 8 * h);
+#pragma GCC unroll 4
+                for (int c = 0; c < NT; c++) {
+                    const int8_t *a = ys[c][b].qs + 16 * j;
+                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, bcast4(a)), _mm256_maddubs_epi16(v1, bcast4(a + 4)));
+                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v2, bcast4(a + 8)), _mm256_maddubs_epi16(v3, bcast4(a + 12)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc)));
+                }
+            }
+            /* the -32 offset: 32 * sum_j scale_j bsum_j, a vpmaddwd per pair of sub-blocks */
+            __m256i offset[MAX_TILE];
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) offset[c] = _mm256_setzero_si256();
+            for (int i = 0; i < 8; i++) {
+                const __m128i s0 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i) * 16 + 8 * h));
+                const __m128i s1 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i + 1) * 16 + 8 * h));
+                const __m256i sc_pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1));
+#pragma GCC unroll 4
+                for (int c = 0; c < NT; c++)
+                    offset[c] = _mm256_add_epi32(offset[c], _mm256_madd_epi16(sc_pairs, bcast4(ys[c][b].bsums + 2 * i)));
+            }
+            const __m256 d = load_f16x8(xb->d + 8 * h);
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) {
+                const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(offset[c], 5));
+                acc[h][c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(ys[c][b].d)), _mm256_cvtepi32_ps(total), acc[h][c]);
+            }
+        }
+    }
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Drivers: one out-of-line function per (type, tile width), each unrolled with its own registers. */
+
+typedef void (*tile_fn)(int nbc, const void *restrict x, const block_q8_K *const *ys, float *const *s_out, int first);
+
+#define DEFINE_TILE(t, NT)                                                                                     \
+    static __attribute__((noinline)) void t##_tile_##NT(int nbc, const void *restrict x, const block_q8_K *const *ys, \
+                                                        float *const *s_out, int first) {                      \
+        t##_tile(NT, nbc, (const block_##t##x16 *)x, ys, s_out, first);                                        \
+    }
+DEFINE_TILE(q4_K, 1)
+DEFINE_TILE(q4_K, 2)
+DEFINE_TILE(q4_K, 3)
+DEFINE_TILE(q4_K, 4)
+DEFINE_TILE(q6_K, 1)
+DEFINE_TILE(q6_K, 2)
+DEFINE_TILE(q6_K, 3)
+DEFINE_TILE(q6_K, 4)
+
+static void gemm(const tile_fn tiles[MAX_TILE], size_t block_bytes, int n, int n_groups, int n_cols, float *restrict s,
+                 size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK_K;
+    if (nb <= 0) { /* empty dot products are 0, as in the reference */
+        for (int c = 0; c < n_cols; c++)
+            for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + (size_t)i] = 0.0f;
+        return;
+    }
+    for (int b0 = 0; b0 < nb; b0 += BLOCK_CHUNK) {
+        const int nbc = nb - b0 < BLOCK_CHUNK ? nb - b0 : BLOCK_CHUNK;
+        for (int g = 0; g < n_groups; g++) {
+            const uint8_t *xg = (const uint8_t *)x + ((size_t)g * (size_t)nb + (size_t)b0) * block_bytes;
+            for (int c0 = 0; c0 < n_cols; c0 += MAX_TILE) {
+                const int nt = n_cols - c0 < MAX_TILE ? n_cols - c0 : MAX_TILE;
+                const block_q8_K *ys[MAX_TILE];
+                float *so[MAX_TILE];
+                for (int c = 0; c < nt; c++) {
+                    ys[c] = (const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0;
+                    so[c] = s + (size_t)(c0 + c) * s_stride + (size_t)g * TS_REPACK_ROWS;
+                }
+                tiles[nt - 1](nbc, xg, ys, so, b0 == 0);
+            }
+        }
+    }
+}
+
+void ts_gemm_rp_q4_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                          const void *restrict x, const void *restrict y, size_t y_stride) {
+    static const tile_fn tiles[MAX_TILE] = {q4_K_tile_1, q4_K_tile_2, q4_K_tile_3, q4_K_tile_4};
+    gemm(tiles, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+void ts_gemm_rp_q6_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                          const void *restrict x, const void *restrict y, size_t y_stride) {
+    static const tile_fn tiles[MAX_TILE] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4};
+    gemm(tiles, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+#else
+/* Built without AVX2 (non-x86): ISO C forbids an empty translation unit. */
+typedef int ts_repack_kquants_avx2_unused;
+#endif
