@@ -135,6 +135,22 @@ r = json.load(open(sys.argv[1]))[0]
 assert r["peak_rss_bytes"] < 200 << 20, r["peak_rss_bytes"]
 ' "$WORK/json2" || fail "peak RSS includes the probe buffer"
 
+# --repack: the records say it and what it cost; without it they say it did not happen.
+"$TS" synth tiny-qwen2 --type q4_0 -o "$WORK/dense-q4.gguf" > /dev/null 2>&1 || fail "synth q4_0"
+"$TS" bench -o json -m "$WORK/dense-q4.gguf" -p 4 -n 2 -r 1 -t 2 --repack --probe-mb 16 > "$WORK/json4" 2> "$WORK/err" \
+    || fail "--repack run: $(cat "$WORK/err")"
+python3 -c '
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    assert r["repack"] is True and r["repack_s"] >= 0 and r["repack_s"] <= r["load_s"], r
+    assert r["repack_bytes"] > 0, r["repack_bytes"]
+for r in json.load(open(sys.argv[2])):
+    assert r["repack"] is False and r["repack_s"] is None and r["repack_bytes"] == 0, r
+' "$WORK/json4" "$WORK/json2" || fail "--repack fields"
+"$TS" bench -m "$WORK/dense-q4.gguf" -p 0 -n 2 -r 1 -t 1 --repack --probe-mb 16 > "$WORK/md2" 2> "$WORK/err" \
+    || fail "--repack md run: $(cat "$WORK/err")"
+grep -q 'repacked .* GB of weights at load in' "$WORK/md2" || fail "--repack md footer: $(tail -3 "$WORK/md2")"
+
 # A model that fails to load: exit 1, and the JSON is still a valid (empty) array.
 "$TS" bench -o json -m "$WORK/missing.gguf" -p 4 -n 0 -r 1 > "$WORK/json3" 2> "$WORK/err"
 [ $? -eq 1 ] || fail "missing model: expected exit 1"
