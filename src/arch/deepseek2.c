@@ -576,13 +576,7 @@ static void ds2_each_matrix(ts_model *m, ts_matrix_visit_fn fn, void *user) {
         ts_matrix *dense[] = {&L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) fn(user, dense[i], 1, NULL);
         if (!L->is_moe) continue;
-        fn(user, &L->moe.gate_inp, 1, NULL);
-        fn(user, &L->moe.gate.first, n_expert, &L->moe.gate.expert_bytes);
-        fn(user, &L->moe.up.first, n_expert, &L->moe.up.expert_bytes);
-        fn(user, &L->moe.down.first, n_expert, &L->moe.down.expert_bytes);
-        fn(user, &L->moe.gate_shexp, 1, NULL);
-        fn(user, &L->moe.up_shexp, 1, NULL);
-        fn(user, &L->moe.down_shexp, 1, NULL);
+        ts_moe_each_matrix(&L->moe, n_expert, fn, user);
     }
 }
 

@@ -54,6 +54,20 @@ typedef struct ts_moe_weights {
     ts_matrix gate_shexp, up_shexp, down_shexp;
 } ts_moe_weights;
 
+/* Visits a MoE layer's matrices for ts_arch.each_matrix (arch/arch.h): the router, the three
+ * expert stacks (with their expert count and stride) and the shared experts' matrices. */
+static inline void ts_moe_each_matrix(ts_moe_weights *w, int n_expert,
+                                      void (*fn)(void *user, ts_matrix *m, int n_experts, size_t *expert_bytes),
+                                      void *user) {
+    fn(user, &w->gate_inp, 1, NULL);
+    fn(user, &w->gate.first, n_expert, &w->gate.expert_bytes);
+    fn(user, &w->up.first, n_expert, &w->up.expert_bytes);
+    fn(user, &w->down.first, n_expert, &w->down.expert_bytes);
+    fn(user, &w->gate_shexp, 1, NULL);
+    fn(user, &w->up_shexp, 1, NULL);
+    fn(user, &w->down_shexp, 1, NULL);
+}
+
 /* Scratch for ts_moe_forward, sized for batches of up to n_batch tokens. */
 typedef struct ts_moe_scratch {
     int n_batch, n_embd, n_ff_exp, n_ff_shexp, n_expert, n_used;

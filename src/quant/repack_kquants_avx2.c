@@ -43,6 +43,12 @@
 /* Tokens per tile: each token needs two int16 accumulators (Q4_K) or one int32 (Q6_K) in the inner
  * loop, next to the unpacked weights; 4 keeps them in the 16 ymm registers. */
 #define MAX_TILE 4
+#ifndef Q4_K_TILE
+#define Q4_K_TILE 4
+#endif
+#ifndef Q6_K_TILE
+#define Q6_K_TILE 4
+#endif
 /* Blocks per pass over a group: its weights (at most 64 * 3360 bytes) stay in L2 while the tiles of
  * a batch go over them. */
 #define BLOCK_CHUNK 64
@@ -119,13 +125,17 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *
                 }
                 const __m256i sc_lo = scale_pairs_u8(xb->scales + (2 * pair) * 16 + 8 * h);
                 const __m256i sc_hi = scale_pairs_u8(xb->scales + (2 * pair + 1) * 16 + 8 * h);
-                const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
 #pragma GCC unroll 4
-                for (int c = 0; c < NT; c++) {
+                for (int c = 0; c < NT; c++)
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(lo[c], sc_lo),
                                                                          _mm256_madd_epi16(hi[c], sc_hi)));
+            }
+            /* after the products, so that msum does not hold registers during them */
+            for (int pair = 0; pair < 4; pair++) {
+                const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
+#pragma GCC unroll 4
+                for (int c = 0; c < NT; c++)
                     msum[c] = _mm256_add_epi32(msum[c], _mm256_madd_epi16(mins, _mm256_set1_epi32(asum_pairs[c][pair])));
-                }
             }
             const __m256 d = load_f16x8(xb->d + 8 * h), dmin = load_f16x8(xb->dmin + 8 * h);
 #pragma GCC unroll 4
@@ -229,7 +239,7 @@ DEFINE_TILE(q6_K, 2)
 DEFINE_TILE(q6_K, 3)
 DEFINE_TILE(q6_K, 4)
 
-static void gemm(const tile_fn tiles[MAX_TILE], size_t block_bytes, int n, int n_groups, int n_cols, float *restrict s,
+static void gemm(const tile_fn tiles[MAX_TILE], int max_tile, size_t block_bytes, int n, int n_groups, int n_cols, float *restrict s,
                  size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
     const int nb = n / QK_K;
     if (nb <= 0) { /* empty dot products are 0, as in the reference */
@@ -241,8 +251,8 @@ static void gemm(const tile_fn tiles[MAX_TILE], size_t block_bytes, int n, int n
         const int nbc = nb - b0 < BLOCK_CHUNK ? nb - b0 : BLOCK_CHUNK;
         for (int g = 0; g < n_groups; g++) {
             const uint8_t *xg = (const uint8_t *)x + ((size_t)g * (size_t)nb + (size_t)b0) * block_bytes;
-            for (int c0 = 0; c0 < n_cols; c0 += MAX_TILE) {
-                const int nt = n_cols - c0 < MAX_TILE ? n_cols - c0 : MAX_TILE;
+            for (int c0 = 0; c0 < n_cols; c0 += max_tile) {
+                const int nt = n_cols - c0 < max_tile ? n_cols - c0 : max_tile;
                 const block_q8_K *ys[MAX_TILE];
                 float *so[MAX_TILE];
                 for (int c = 0; c < nt; c++) {
@@ -258,13 +268,13 @@ static void gemm(const tile_fn tiles[MAX_TILE], size_t block_bytes, int n, int n
 void ts_gemm_rp_q4_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
     static const tile_fn tiles[MAX_TILE] = {q4_K_tile_1, q4_K_tile_2, q4_K_tile_3, q4_K_tile_4};
-    gemm(tiles, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm(tiles, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q6_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
     static const tile_fn tiles[MAX_TILE] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4};
-    gemm(tiles, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm(tiles, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #else
