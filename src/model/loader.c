@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "arch/arch.h"
 #include "model/model.h"
@@ -203,6 +204,12 @@ int ts_model_load(const char *path, ts_model **out, char err_out[TS_ERR_LEN]) {
     if (m->arch->load(m, &err) != 0) goto fail;
     if (ts_vocab_load(m->file, m->hp.n_vocab, &m->vocab, &err) != 0) goto fail;
     collect_stats(m);
+    /* Start reading the weights into the page cache in the background (MADV_WILLNEED), so the
+     * first forward pass does not wait for the disk page by page — unless the file is more than
+     * half the machine's memory, where reading all of it ahead would push out what it needs. */
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page_size > 0 && gguf_total_size(m->file) <= (uint64_t)pages * (uint64_t)page_size / 2)
+        gguf_prefetch(m->file);
     *out = m;
     return 0;
 
