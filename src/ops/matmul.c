@@ -1,3 +1,4 @@
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -71,36 +72,14 @@ typedef struct matmul_job {
     const ts_type_traits *table;
     const ts_matmul_item *items;
     int n_items;
-    long total_units;
+    long total_units, chunk;
+    atomic_long next_unit; /* the next row unit (of all items laid end to end) to hand out */
 } matmul_job;
 
 static long row_units(const ts_matrix *w) { return (long)((w->n_out + TS_ROW_UNIT - 1) / TS_ROW_UNIT); }
 
-static void matmul_task(void *arg, int ith, int nth) {
-    const matmul_job *j = arg;
-    if (j->n_items == 1) {
-        const ts_matmul_item *it = &j->items[0];
-        const ts_matrix *w = it->w;
-        const long n_rows = (long)w->n_out, n_tokens = it->act.n_rows, units = row_units(w);
-        /* Split the rows (in units of TS_ROW_UNIT) when there are enough for every thread; a short
-         * matrix with many tokens (a small projection during prefill) splits the tokens instead, so
-         * both cores stay busy either way. */
-        if (units >= 4L * nth || n_tokens < nth) {
-            long ub, ue;
-            ts_split_range(units, ith, nth, &ub, &ue);
-            matmul_block(&j->table[w->type], w, &it->act, it->out, it->out_stride, ub * TS_ROW_UNIT,
-                         ue * TS_ROW_UNIT < n_rows ? ue * TS_ROW_UNIT : n_rows, 0, n_tokens);
-        } else {
-            long tb, te;
-            ts_split_range(n_tokens, ith, nth, &tb, &te);
-            matmul_block(&j->table[w->type], w, &it->act, it->out, it->out_stride, 0, n_rows, tb, te);
-        }
-        return;
-    }
-    /* Several products: each thread takes a contiguous run of the row units of all of them, laid
-     * end to end, with all of each product's tokens. */
-    long ub, ue;
-    ts_split_range(j->total_units, ith, nth, &ub, &ue);
+/* Row units [ub, ue) of the items laid end to end, each with all its tokens. */
+static void run_units(const matmul_job *j, long ub, long ue) {
     long first = 0;
     for (int i = 0; i < j->n_items && first < ue; i++) {
         const ts_matmul_item *it = &j->items[i];
@@ -116,11 +95,44 @@ static void matmul_task(void *arg, int ith, int nth) {
     }
 }
 
+static void matmul_task(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    if (j->n_items == 1) {
+        const ts_matmul_item *it = &j->items[0];
+        const long n_tokens = it->act.n_rows;
+        /* A short matrix with many tokens (a small projection during prefill) splits the tokens,
+         * so both cores stay busy. */
+        if (!(j->total_units >= 4L * nth || n_tokens < nth)) {
+            long tb, te;
+            ts_split_range(n_tokens, ith, nth, &tb, &te);
+            matmul_block(&j->table[it->w->type], it->w, &it->act, it->out, it->out_stride, 0, (long)it->w->n_out, tb, te);
+            return;
+        }
+    }
+    /* Rows are handed out in chunks from a shared counter rather than split in equal halves: a
+     * core slowed by something else (another process, an interrupt) then takes fewer chunks
+     * instead of making the other wait at the barrier. No result depends on who computes it. */
+    for (;;) {
+        const long b = atomic_fetch_add_explicit(&j->next_unit, j->chunk, memory_order_relaxed);
+        if (b >= j->total_units) break;
+        run_units(j, b, b + j->chunk < j->total_units ? b + j->chunk : j->total_units);
+    }
+}
+
+static void run_job(ts_threadpool *pool, matmul_job *j) {
+    const int nth = ts_threadpool_size(pool);
+    /* About 8 chunks per thread: a small enough tail, few enough hand-outs. */
+    j->chunk = (j->total_units + 8L * nth - 1) / (8L * nth);
+    if (j->chunk < 1) j->chunk = 1;
+    atomic_init(&j->next_unit, 0);
+    ts_threadpool_run(pool, matmul_task, j);
+}
+
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride) {
     const ts_matmul_item item = {.w = w, .act = *act, .out = out, .out_stride = out_stride};
     matmul_job j = {.table = table, .items = &item, .n_items = 1, .total_units = row_units(w)};
-    ts_threadpool_run(pool, matmul_task, &j);
+    run_job(pool, &j);
 }
 
 void ts_matmul_many(ts_threadpool *pool, const ts_type_traits *table, const ts_matmul_item *items, int n_items) {
@@ -131,5 +143,5 @@ void ts_matmul_many(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     }
     matmul_job j = {.table = table, .items = items, .n_items = n_items};
     for (int i = 0; i < n_items; i++) j.total_units += row_units(items[i].w);
-    ts_threadpool_run(pool, matmul_task, &j);
+    run_job(pool, &j);
 }

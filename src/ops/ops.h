@@ -62,12 +62,13 @@ typedef struct ts_act {
  * row_bytes >= ts_row_size(type, n)). Rows are split across the pool. */
 void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type, const float *x, int x_stride,
                      int n, int n_rows, void *dst, size_t row_bytes);
-/* out[t*out_stride + r] = dot(W row r, act row t) for every row r of W and token t. Each thread takes
- * a contiguous block of W's rows (or, for a matrix with few rows, of the tokens) and runs a
- * cache-sized tile of tokens through the type's vec_dot_tile kernel (or, for a repacked W, its
- * repacked kernel), so the weights are read once per tile of tokens, not once per token. Every
- * result is the same whatever the batch size and the thread count (file layout: bit-identical to
- * the table's vec_dot on that pair). act->type must be W's vec_dot_type and its rows n_in long. */
+/* out[t*out_stride + r] = dot(W row r, act row t) for every row r of W and token t. The threads
+ * take chunks of 16-row units from a shared counter (or, for a matrix with few rows and many
+ * tokens, split the tokens) and run a cache-sized tile of tokens through the type's vec_dot_tile
+ * kernel (or, for a repacked W, its repacked kernel), so the weights are read once per tile of
+ * tokens, not once per token. Every result is the same whatever the batch size and the thread
+ * count (file layout: bit-identical to the table's vec_dot on that pair). act->type must be W's
+ * vec_dot_type and its rows n_in long. */
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride);
 

@@ -101,15 +101,15 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            __m256i isum[MAX_TILE], msum[MAX_TILE];
+            __m256i isum[MAX_TILE];
 #pragma GCC unroll 4
-            for (int c = 0; c < NT; c++) isum[c] = msum[c] = _mm256_setzero_si256();
+            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
             for (int pair = 0; pair < 4; pair++) {
                 /* sub-blocks 2*pair (low nibbles) and 2*pair+1 (high nibbles), int16 pair sums */
                 __m256i lo[MAX_TILE], hi[MAX_TILE];
 #pragma GCC unroll 4
                 for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
+#pragma GCC unroll 2 /* more unrolling made GCC reassociate the int16 sums into trees that spill */
                 for (int t = 0; t < 8; t++) {
                     const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
                     if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
@@ -131,6 +131,9 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *
                                                                          _mm256_madd_epi16(hi[c], sc_hi)));
             }
             /* after the products, so that msum does not hold registers during them */
+            __m256i msum[MAX_TILE];
+#pragma GCC unroll 4
+            for (int c = 0; c < NT; c++) msum[c] = _mm256_setzero_si256();
             for (int pair = 0; pair < 4; pair++) {
                 const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
 #pragma GCC unroll 4
