@@ -1,6 +1,6 @@
 /* Single-thread throughput of the repacked Q4_K / Q6_K kernels (repack_kquants*.c) against the
  * file-layout AVX-512 tile kernels, on the matrix shapes of Qwen2.5-1.5B and DeepSeek-V2-Lite
- * Q4_K_M, for 1 and 8 tokens. Reports GB/s of weight bytes streamed per call (file-layout bytes
+ * Q4_K_M, for 1, 4, 8 and 16 tokens (a server step's batch). Reports GB/s of weight bytes streamed per call (file-layout bytes
  * for both, so the numbers compare time directly) and the ratio.
  *
  * Not a test: build by hand against a release build of the library, e.g.
@@ -77,7 +77,7 @@ static void bench_shape(const shape *sh, double seconds) {
         for (int g = 0; g < n_groups; g++)
             rt->repack(n, file + (size_t)k * mat_bytes + (size_t)g * TS_REPACK_ROWS * row_bytes, row_bytes,
                        packed + ((size_t)k * n_groups + (size_t)g) * group_bytes);
-    const int max_tokens = 8;
+    const int max_tokens = 16;
     const size_t act_stride = sizeof(block_q8_K) * (size_t)(n / QK_K);
     block_q8_K *acts = malloc(act_stride * max_tokens);
     float *f = malloc(sizeof(float) * (size_t)n);
@@ -86,8 +86,8 @@ static void bench_shape(const shape *sh, double seconds) {
         ts_type_table(TS_ISA_SCALAR)[TS_TYPE_Q8_K].from_float(f, (char *)acts + (size_t)c * act_stride, n);
     }
     float *s = malloc(sizeof(float) * (size_t)rows * max_tokens);
-    const int ntoks[2] = {1, 8};
-    for (int ti = 0; ti < 2; ti++) {
+    const int ntoks[4] = {1, 4, 8, 16};
+    for (int ti = 0; ti < 4; ti++) {
         const int nt = ntoks[ti];
         double gbs[2];
         for (int kind = 0; kind < 2; kind++) {
@@ -110,7 +110,7 @@ static void bench_shape(const shape *sh, double seconds) {
             }
             gbs[kind] = best;
         }
-        printf("%-5s %-28s n=%5d rows=%6d N=%d: file-layout %6.2f GB/s  repacked %6.2f GB/s  x%.2f\n",
+        printf("%-5s %-28s n=%5d rows=%6d N=%2d: file-layout %6.2f GB/s  repacked %6.2f GB/s  x%.2f\n",
                ts_type_name(sh->type), sh->what, n, rows, nt, gbs[0], gbs[1], gbs[1] / gbs[0]);
         fflush(stdout);
     }

@@ -32,11 +32,25 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* Tokens per precomputed chunk, and blocks per chunk (so the stack buffer stays small: Q6_K
- * needs 16 int32 per block and token, 8 * 64 * 16 * 4 = 32 KiB). A group's chunk of weights
- * (at most 64 * 3360 bytes) stays in L2 while the tiles of a token chunk go over it. */
-#define TOKEN_CHUNK 8
-#define BLOCK_CHUNK 64
+/* Tokens per tile, tokens per chunk (one or two tiles), and the activation buffer's size in
+ * (token, block) records (ACT_SLOTS * 384 bytes = 120 KiB of stack): a chunk of nt tokens takes
+ * ACT_SLOTS / nt blocks, so that up to 8 tokens cover n = 10240 in one pass over the weights
+ * (a pass per block chunk reads every group in pieces, which the memory system streams worse). */
+#define TILE 8
+#define TOKEN_CHUNK 16
+#define ACT_SLOTS 320
+
+/* One token's activations of one block, copied from its Q8_K row so that a tile reaches every
+ * token from a single base pointer with constant offsets (eight row pointers would not fit the
+ * general registers next to everything else): the quants, the per-block integer constants
+ * (Q4_K: the four int16 pairs of sub-block sums; Q6_K: -32 * bsums) and the scale. The records
+ * of a block's tokens are consecutive (act[b * nt + c]). */
+typedef struct {
+    int8_t qs[QK_K];
+    int32_t pre[16];
+    float d;
+    int32_t pad[15]; /* 384 bytes: every record starts a cache line */
+} act_block;
 
 /* Broadcast of a 4-byte activation group (the compiler folds it into an embedded broadcast). */
 static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
@@ -49,143 +63,172 @@ static ALWAYS_INLINE __m512 load_f16x16(const ts_f16 *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
+/* Block chunk bc of n_bchunks: blocks [nb * bc / n_bchunks, nb * (bc + 1) / n_bchunks) (even sizes). */
+static int chunk_start(int nb, int n_bchunks, int bc) { return (int)((int64_t)nb * bc / n_bchunks); }
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Q4_K                                                                                              */
 
-/* aux[b * 4 + i] = the int16 pair (asum_{2i}, asum_{2i+1}) of block b, asum_j = bsums[2j] +
- * bsums[2j+1] (|asum| <= 32 * 128 = 4096 fits int16). */
-static void q4_K_act_sums(const block_q8_K *y, int nbc, int32_t *aux) {
+static void q4_K_fill_acts(const block_q8_K *y, int nbc, int c, int nt, act_block *act) {
     for (int b = 0; b < nbc; b++) {
         const int16_t *bs = y[b].bsums;
+        act_block *ab = &act[b * nt + c];
+        memcpy(ab->qs, y[b].qs, QK_K);
+        ab->d = y[b].d;
         for (int i = 0; i < 4; i++) {
+            /* the int16 pair (asum_{2i}, asum_{2i+1}), asum_j = bsums[2j] + bsums[2j+1];
+             * |asum| <= 32 * 128 = 4096 fits int16 */
             const int32_t lo = bs[4 * i] + bs[4 * i + 1], hi = bs[4 * i + 2] + bs[4 * i + 3];
-            aux[b * 4 + i] = (int32_t)(((uint32_t)(uint16_t)lo) | ((uint32_t)(uint16_t)hi << 16));
+            ab->pre[i] = (int32_t)(((uint32_t)(uint16_t)lo) | ((uint32_t)(uint16_t)hi << 16));
         }
     }
 }
 
-#ifndef Q4_PREFETCH_BYTES
-#define Q4_PREFETCH_BYTES 3072
-#endif
+/* Prefetch of the block processed next (pf), one 64-byte line per 64-byte step of this one plus the
+ * 320-byte header in the first steps: the hardware prefetcher alone left these loops well below
+ * memory speed, and a fixed distance in bytes would run into the wrong rows at chunk ends. */
+#define Q4_HEADER_BYTES 320
+/* Q4_K goes through a block faster than Q6_K: one block ahead was too close at one token (5 %
+ * below the old kernel), two blocks ahead (the one after the next) restored it. */
+#define Q4_PF_EXTRA sizeof(block_q4_Kx16)
 
-/* One group, NT tokens, nbc blocks: s_out[c] (16 floats) = acc over these blocks, starting from 0
- * (first) or from what s_out holds. */
-static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *const *ys,
-                                    const int32_t *const *aux, float *const *s_out, int first) {
+/* NT tokens (records act[b * act_stride + c], c < NT) times nbl blocks of one group: the results at
+ * s + c * s_stride (16 floats each) get the blocks' terms added (or start from 0 when first). */
+static ALWAYS_INLINE void q4_K_tile(const int NT, int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride,
+                                    float *s, size_t s_stride, int first, const void *pf_tail) {
     const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
-    __m512 acc[TOKEN_CHUNK];
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(s_out[c]);
-    for (int b = 0; b < nbc; b++) {
+    for (int b = 0; b < nbl; b++) {
         const block_q4_Kx16 *xb = &x[b];
-        __m512i isum[TOKEN_CHUNK], msum[TOKEN_CHUNK];
+        const act_block *ab = &act[(size_t)b * act_stride];
+        const char *pf = b + 1 < nbl ? (const char *)&x[b + 1] : (const char *)pf_tail;
+        pf += Q4_PF_EXTRA;
+        __m512i isum[TILE];
 #pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) isum[c] = msum[c] = _mm512_setzero_si512();
-        for (int pair = 0; pair < 4; pair++) {
-            /* sub-blocks 2*pair (low nibbles) and 2*pair+1 (high nibbles) */
-            __m512i lo[TOKEN_CHUNK], hi[TOKEN_CHUNK];
+        for (int c = 0; c < NT; c++) isum[c] = _mm512_setzero_si512();
+        if (NT <= 4) {
+            /* Few tokens: both sub-blocks of a 64-byte step at once (two accumulator chains per
+             * token keep the VNNI units busy). */
+            for (int pair = 0; pair < 4; pair++) {
+                __m512i lo[TILE], hi[TILE];
 #pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm512_setzero_si512();
+                for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
-                const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-                _mm_prefetch((const char *)q4 + Q4_PREFETCH_BYTES, _MM_HINT_T0); /* as in Q6_K below */
-                const __m512i w = _mm512_loadu_si512(q4);
-                const __m512i wl = _mm512_and_si512(w, low_nibbles);
-                const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), low_nibbles);
+                for (int t = 0; t < 8; t++) {
+                    const int step = pair * 8 + t;
+                    _mm_prefetch(pf + Q4_HEADER_BYTES + step * 64, _MM_HINT_T0);
+                    if (step < 5) _mm_prefetch(pf + step * 64, _MM_HINT_T0);
+                    const __m512i w = _mm512_loadu_si512(xb->qs + step * 64);
+                    const __m512i wl = _mm512_and_si512(w, low_nibbles);
+                    const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), low_nibbles);
 #pragma GCC unroll 8
-                for (int c = 0; c < NT; c++) {
-                    const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
-                    lo[c] = _mm512_dpbusd_epi32(lo[c], wl, bcast4(a));
-                    hi[c] = _mm512_dpbusd_epi32(hi[c], wh, bcast4(a + 32));
+                    for (int c = 0; c < NT; c++) {
+                        const int8_t *a = ab[c].qs + 64 * pair + 4 * t;
+                        lo[c] = _mm512_dpbusd_epi32(lo[c], wl, bcast4(a));
+                        hi[c] = _mm512_dpbusd_epi32(hi[c], wh, bcast4(a + 32));
+                    }
                 }
+                const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + (2 * pair) * 16)));
+                const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + (2 * pair + 1) * 16)));
+#pragma GCC unroll 8
+                for (int c = 0; c < NT; c++)
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(lo[c], sc_lo),
+                                                                         _mm512_mullo_epi32(hi[c], sc_hi)));
             }
-            const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + (2 * pair) * 16)));
-            const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + (2 * pair + 1) * 16)));
+        } else {
+            /* Many tokens: one sub-block at a time (each 64-byte step is loaded twice, from L1),
+             * so that 8 tokens need 8 accumulators per sub-block, not 16: with the 8 isum that
+             * leaves room in the 32 vector registers. */
+            for (int j = 0; j < 8; j++) {
+                __m512i sub[TILE];
+#pragma GCC unroll 8
+                for (int c = 0; c < NT; c++) sub[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                for (int t = 0; t < 8; t++) {
+                    const int step = (j / 2) * 8 + t;
+                    if (j % 2 == 0) _mm_prefetch(pf + Q4_HEADER_BYTES + step * 64, _MM_HINT_T0);
+                    if (j == 0 && t < 5) _mm_prefetch(pf + t * 64, _MM_HINT_T0);
+                    const __m512i w = _mm512_loadu_si512(xb->qs + step * 64);
+                    const __m512i wq = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(w, 4) : w, low_nibbles);
+#pragma GCC unroll 8
+                    for (int c = 0; c < NT; c++)
+                        sub[c] = _mm512_dpbusd_epi32(sub[c], wq, bcast4(ab[c].qs + 32 * j + 4 * t));
+                }
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + j * 16)));
+#pragma GCC unroll 8
+                for (int c = 0; c < NT; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(sub[c], sc));
+            }
+        }
+        /* min term: msum = sum_j min_j * asum_j, one vpdpwssd per pair of sub-blocks */
+        __m512i msum[TILE];
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) msum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int pair = 0; pair < 4; pair++) {
             const __m512i mins = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(xb->mins + pair * 32)));
 #pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) {
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(lo[c], sc_lo),
-                                                                     _mm512_mullo_epi32(hi[c], sc_hi)));
-                msum[c] = _mm512_dpwssd_epi32(msum[c], mins, _mm512_set1_epi32(aux[c][b * 4 + pair]));
-            }
+            for (int c = 0; c < NT; c++) msum[c] = _mm512_dpwssd_epi32(msum[c], mins, _mm512_set1_epi32(ab[c].pre[pair]));
         }
         const __m512 d = load_f16x16(xb->d), dmin = load_f16x16(xb->dmin);
+        const int first_block = first && b == 0;
 #pragma GCC unroll 8
         for (int c = 0; c < NT; c++) {
-            const __m512 da = _mm512_set1_ps(ys[c][b].d);
-            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[c]), acc[c]);
-            acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum[c]), acc[c]);
+            float *so = s + (size_t)c * s_stride;
+            const __m512 da = _mm512_set1_ps(ab[c].d);
+            __m512 acc = first_block ? _mm512_setzero_ps() : _mm512_loadu_ps(so);
+            acc = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[c]), acc);
+            acc = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(msum[c]), acc);
+            _mm512_storeu_ps(so, acc);
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) _mm512_storeu_ps(s_out[c], acc[c]);
 }
 
-void ts_gemm_rp_q4_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
-    const int nb = n / QK_K;
-    int32_t aux[TOKEN_CHUNK][BLOCK_CHUNK * 4];
-    for (int c0 = 0; c0 < n_cols; c0 += TOKEN_CHUNK) {
-        const int nt = n_cols - c0 < TOKEN_CHUNK ? n_cols - c0 : TOKEN_CHUNK;
-        for (int b0 = 0; b0 < nb; b0 += BLOCK_CHUNK) {
-            const int nbc = nb - b0 < BLOCK_CHUNK ? nb - b0 : BLOCK_CHUNK;
-            const block_q8_K *ys[TOKEN_CHUNK];
-            const int32_t *auxp[TOKEN_CHUNK];
-            for (int c = 0; c < nt; c++) {
-                ys[c] = (const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0;
-                q4_K_act_sums(ys[c], nbc, aux[c]);
-                auxp[c] = aux[c];
-            }
-            for (int g = 0; g < n_groups; g++) {
-                const block_q4_Kx16 *xg = (const block_q4_Kx16 *)x + (size_t)g * nb + b0;
-                float *so[TOKEN_CHUNK];
-                for (int c = 0; c < nt; c++) so[c] = s + (size_t)(c0 + c) * s_stride + (size_t)g * TS_REPACK_ROWS;
-                int c = 0;
-                for (; c + 4 <= nt; c += 4) q4_K_tile(4, nbc, xg, ys + c, auxp + c, so + c, b0 == 0);
-                switch (nt - c) {
-                case 3: q4_K_tile(3, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                case 2: q4_K_tile(2, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                case 1: q4_K_tile(1, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                default: break;
-                }
-            }
-        }
+/* q4_K_tile with a run-time token count 1..TILE, each a specialised copy. */
+static void q4_K_tile_n(int nt, int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
+                        size_t s_stride, int first, const void *pf_tail) {
+    switch (nt) {
+    case 1: q4_K_tile(1, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 2: q4_K_tile(2, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 3: q4_K_tile(3, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 4: q4_K_tile(4, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 5: q4_K_tile(5, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 6: q4_K_tile(6, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 7: q4_K_tile(7, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    default: q4_K_tile(8, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
     }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Q6_K                                                                                              */
 
-/* aux[b * 16 + j] = -32 * bsums[j] of block b: the start of sub-block j's accumulator. */
-static void q6_K_act_offsets(const block_q8_K *y, int nbc, int32_t *aux) {
-    for (int b = 0; b < nbc; b++)
-        for (int j = 0; j < 16; j++) aux[b * 16 + j] = -32 * (int32_t)y[b].bsums[j];
+static void q6_K_fill_acts(const block_q8_K *y, int nbc, int c, int nt, act_block *act) {
+    for (int b = 0; b < nbc; b++) {
+        act_block *ab = &act[b * nt + c];
+        memcpy(ab->qs, y[b].qs, QK_K);
+        ab->d = y[b].d;
+        for (int j = 0; j < 16; j++) ab->pre[j] = -32 * (int32_t)y[b].bsums[j]; /* sub-block j's start */
+    }
 }
 
-#ifndef Q6_PREFETCH_BYTES
-#define Q6_PREFETCH_BYTES 3072
-#endif
+#define Q6_HEADER_BYTES 288
 
-static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *const *ys,
-                                    const int32_t *const *aux, float *const *s_out, int first) {
+static ALWAYS_INLINE void q6_K_tile(const int NT, int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride,
+                                    float *s, size_t s_stride, int first, const void *pf_tail) {
     const __m512i m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    __m512 acc[TOKEN_CHUNK];
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(s_out[c]);
-    for (int b = 0; b < nbc; b++) {
+    for (int b = 0; b < nbl; b++) {
         const block_q6_Kx16 *xb = &x[b];
-        __m512i isum[TOKEN_CHUNK];
+        const act_block *ab = &act[(size_t)b * act_stride];
+        const char *pf = b + 1 < nbl ? (const char *)&x[b + 1] : (const char *)pf_tail;
+        __m512i isum[TILE];
 #pragma GCC unroll 8
         for (int c = 0; c < NT; c++) isum[c] = _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
-            /* Software prefetch Q6_PREFETCH_BYTES ahead, one step (3 lines) per step: the hardware
-             * prefetcher alone left this loop well below memory speed. */
+            /* the next block's step j (3 lines) and, in the first steps, its header */
+            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192, _MM_HINT_T0);
+            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192 + 64, _MM_HINT_T0);
+            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192 + 128, _MM_HINT_T0);
+            if (j < 5) _mm_prefetch(pf + j * 64, _MM_HINT_T0);
             const uint8_t *q6 = xb->qs + j * 192;
-            _mm_prefetch((const char *)q6 + Q6_PREFETCH_BYTES, _MM_HINT_T0);
-            _mm_prefetch((const char *)q6 + Q6_PREFETCH_BYTES + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)q6 + Q6_PREFETCH_BYTES + 128, _MM_HINT_T0);
             const __m512i ql_a = _mm512_loadu_si512(q6);
             const __m512i ql_b = _mm512_loadu_si512(q6 + 64);
             const __m512i qh = _mm512_loadu_si512(q6 + 128);
@@ -203,56 +246,112 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *
             const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xb->scales + j * 16)));
 #pragma GCC unroll 8
             for (int c = 0; c < NT; c++) {
-                const int8_t *a = ys[c][b].qs + 16 * j;
-                __m512i sub = _mm512_set1_epi32(aux[c][b * 16 + j]);
-                sub = _mm512_dpbusd_epi32(sub, v0, bcast4(a));
-                sub = _mm512_dpbusd_epi32(sub, v1, bcast4(a + 4));
-                sub = _mm512_dpbusd_epi32(sub, v2, bcast4(a + 8));
-                sub = _mm512_dpbusd_epi32(sub, v3, bcast4(a + 12));
+                const int8_t *a = ab[c].qs + 16 * j;
+                __m512i sub = _mm512_set1_epi32(ab[c].pre[j]);
+                if (NT > 4) {
+                    /* Half of the four broadcasts from one 16-byte load and in-register shuffles:
+                     * with 8 tokens the broadcast loads, not the arithmetic, were the limit. */
+                    const __m512i a16 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)a));
+                    sub = _mm512_dpbusd_epi32(sub, v0, bcast4(a));
+                    sub = _mm512_dpbusd_epi32(sub, v1, _mm512_shuffle_epi32(a16, _MM_PERM_BBBB));
+                    sub = _mm512_dpbusd_epi32(sub, v2, bcast4(a + 8));
+                    sub = _mm512_dpbusd_epi32(sub, v3, _mm512_shuffle_epi32(a16, _MM_PERM_DDDD));
+                } else {
+                    sub = _mm512_dpbusd_epi32(sub, v0, bcast4(a));
+                    sub = _mm512_dpbusd_epi32(sub, v1, bcast4(a + 4));
+                    sub = _mm512_dpbusd_epi32(sub, v2, bcast4(a + 8));
+                    sub = _mm512_dpbusd_epi32(sub, v3, bcast4(a + 12));
+                }
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(sub, sc));
             }
         }
         const __m512 d = load_f16x16(xb->d);
+        const int first_block = first && b == 0;
 #pragma GCC unroll 8
         for (int c = 0; c < NT; c++) {
-            const __m512 da = _mm512_set1_ps(ys[c][b].d);
-            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[c]), acc[c]);
+            float *so = s + (size_t)c * s_stride;
+            const __m512 acc = first_block ? _mm512_setzero_ps() : _mm512_loadu_ps(so);
+            const __m512 dw = _mm512_mul_ps(d, _mm512_set1_ps(ab[c].d));
+            _mm512_storeu_ps(so, _mm512_fmadd_ps(dw, _mm512_cvtepi32_ps(isum[c]), acc));
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) _mm512_storeu_ps(s_out[c], acc[c]);
 }
 
-void ts_gemm_rp_q6_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
+static void q6_K_tile_n(int nt, int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
+                        size_t s_stride, int first, const void *pf_tail) {
+    switch (nt) {
+    case 1: q6_K_tile(1, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 2: q6_K_tile(2, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 3: q6_K_tile(3, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 4: q6_K_tile(4, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 5: q6_K_tile(5, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 6: q6_K_tile(6, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    case 7: q6_K_tile(7, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    default: q6_K_tile(8, nbl, x, act, act_stride, s, s_stride, first, pf_tail); break;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The loop over token chunks, block chunks and groups, shared by both types (the tile functions
+ * take the group's blocks as bytes). Up to TILE tokens: one tile goes over the group's blocks of
+ * the chunk. More: every block is used by both tiles before the next one, so the weights still
+ * stream from memory once, at an even pace the prefetch keeps up with (two passes over a group
+ * left the memory bus idle during the second). */
+typedef void (*fill_acts_fn)(const block_q8_K *y, int nbc, int c, int nt, act_block *act);
+typedef void (*tile_fn)(int nt, int nbl, const void *x, const act_block *act, int act_stride, float *s, size_t s_stride,
+                        int first, const void *pf_tail);
+
+static void q4_K_tile_any(int nt, int nbl, const void *x, const act_block *act, int act_stride, float *s, size_t s_stride,
+                          int first, const void *pf_tail) {
+    q4_K_tile_n(nt, nbl, x, act, act_stride, s, s_stride, first, pf_tail);
+}
+static void q6_K_tile_any(int nt, int nbl, const void *x, const act_block *act, int act_stride, float *s, size_t s_stride,
+                          int first, const void *pf_tail) {
+    q6_K_tile_n(nt, nbl, x, act, act_stride, s, s_stride, first, pf_tail);
+}
+
+static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, int n, int n_groups, int n_cols, float *restrict s,
+                    size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
     const int nb = n / QK_K;
-    int32_t aux[TOKEN_CHUNK][BLOCK_CHUNK * 16];
+    if (nb <= 0) return;
+    _Alignas(64) act_block act[ACT_SLOTS];
+    const size_t group_bytes = block_bytes * (size_t)nb;
     for (int c0 = 0; c0 < n_cols; c0 += TOKEN_CHUNK) {
         const int nt = n_cols - c0 < TOKEN_CHUNK ? n_cols - c0 : TOKEN_CHUNK;
-        for (int b0 = 0; b0 < nb; b0 += BLOCK_CHUNK) {
-            const int nbc = nb - b0 < BLOCK_CHUNK ? nb - b0 : BLOCK_CHUNK;
-            const block_q8_K *ys[TOKEN_CHUNK];
-            const int32_t *auxp[TOKEN_CHUNK];
-            for (int c = 0; c < nt; c++) {
-                ys[c] = (const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0;
-                q6_K_act_offsets(ys[c], nbc, aux[c]);
-                auxp[c] = aux[c];
-            }
+        const int max_blocks = ACT_SLOTS / nt, n_bchunks = (nb + max_blocks - 1) / max_blocks;
+        for (int bc = 0; bc < n_bchunks; bc++) {
+            const int b0 = chunk_start(nb, n_bchunks, bc), nbc = chunk_start(nb, n_bchunks, bc + 1) - b0;
+            for (int c = 0; c < nt; c++)
+                fill((const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0, nbc, c, nt, act);
             for (int g = 0; g < n_groups; g++) {
-                const block_q6_Kx16 *xg = (const block_q6_Kx16 *)x + (size_t)g * nb + b0;
-                float *so[TOKEN_CHUNK];
-                for (int c = 0; c < nt; c++) so[c] = s + (size_t)(c0 + c) * s_stride + (size_t)g * TS_REPACK_ROWS;
-                int c = 0;
-                for (; c + 4 <= nt; c += 4) q6_K_tile(4, nbc, xg, ys + c, auxp + c, so + c, b0 == 0);
-                switch (nt - c) {
-                case 3: q6_K_tile(3, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                case 2: q6_K_tile(2, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                case 1: q6_K_tile(1, nbc, xg, ys + c, auxp + c, so + c, b0 == 0); break;
-                default: break;
+                const char *xg = (const char *)x + (size_t)g * group_bytes + (size_t)b0 * block_bytes;
+                /* prefetched after the chunk's last block: the next group's first, else this one's */
+                const char *after = g + 1 < n_groups ? xg + group_bytes : xg;
+                float *sg = s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS;
+                if (nt <= TILE) {
+                    tile(nt, nbc, xg, act, nt, sg, s_stride, b0 == 0, after);
+                    continue;
+                }
+                for (int b = 0; b < nbc; b++) {
+                    const char *xb = xg + (size_t)b * block_bytes;
+                    const char *next = b + 1 < nbc ? xb + block_bytes : after;
+                    const act_block *ab = act + (size_t)b * nt;
+                    tile(TILE, 1, xb, ab, nt, sg, s_stride, b0 + b == 0, next);
+                    tile(nt - TILE, 1, xb, ab + TILE, nt, sg + (size_t)TILE * s_stride, s_stride, b0 + b == 0, next);
                 }
             }
         }
     }
+}
+
+void ts_gemm_rp_q4_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                            const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+void ts_gemm_rp_q6_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                            const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #endif

@@ -385,12 +385,14 @@ int main(void) {
         /* sizes: one block, a few, the model widths (1536, 2048, 8960), and past the kernels'
          * 64-block chunk (18432 = 72 blocks) */
         const int ns[] = {256, 768, 1536, 2048, 8960, 18432};
-        const int cols[] = {1, 2, 3, 4, 5, 8, 17};
+        /* token counts: the AVX-512 kernel's tiles of 1..8 tokens, two tiles per block for 9..16,
+         * and more than one 16-token chunk (17, 33) */
+        const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 33};
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
                 const int nc = cols[ci];
-                if (n >= 8960 && nc != 1 && nc != 5 && nc != 17) continue; /* keep the run short */
+                if (n >= 8960 && nc != 1 && nc != 5 && nc != 9 && nc != 16 && nc != 17) continue; /* keep the run short */
                 const int groups = (ci % 2) ? 3 : 1;
                 check_problem(type, n, groups, nc, WEIGHTS_QUANTIZED, ACT_QUANTIZED, seed++);
             }

@@ -25,7 +25,7 @@ fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.log; do echo "--- $f" >&2; tail 
 start_server() {
     local log="$TMP/server$1.log"
     shift
-    "$TS" serve -m "$TMP/m.gguf" --port 0 -t 1 --alias tiny "$@" >"$log" 2>&1 &
+    "$TS" serve -m "${SERVE_MODEL:-$TMP/m.gguf}" --port 0 -t 1 --alias tiny "$@" >"$log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
     local port=""
@@ -357,4 +357,15 @@ set +e; wait "$PID"; rc=$?; set -e
 [[ $rc == 130 ]] || fail "exit status after two SIGINTs: $rc"
 wait "$CURL" 2>/dev/null || true
 echo "ok: a second SIGINT exits at once with status 130"
+
+# ---- --repack: the server repacks the weights at start, says what it cost, and serves ----
+"$TS" synth tiny-qwen2 --type q4_K -o "$TMP/mq.gguf" >/dev/null 2>&1 || fail "synth q4_K"
+SERVE_MODEL="$TMP/mq.gguf" start_server D --api-key "$KEY" -np 2 -c 256 --repack
+grep -q 'repacked [0-9]* weight matrices' "$TMP/serverD.log" || fail "--repack: no report in the log"
+r=$(post /v1/completions '{"prompt":"Once upon","max_tokens":5,"temperature":0}'); expect_status 200 "$r" "completion from a repacked model"
+[[ $(json "${r#* }" 'd["usage"]["completion_tokens"]') == 5 ]] || fail "repacked completion: ${r:0:300}"
+kill -TERM "$PID"
+set +e; wait "$PID"; rc=$?; set -e
+[[ $rc == 0 ]] || fail "repacked server exit status $rc"
+echo "ok: --repack"
 echo "PASS"
