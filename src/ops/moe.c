@@ -129,7 +129,7 @@ int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp
     s->fused_up = malloc(R * (size_t)n_ff_exp * sizeof(float));
     s->fused_down = malloc(R * E * sizeof(float));
     s->fused_mats = malloc(3 * R * sizeof *s->fused_mats);
-    s->fused_items = malloc(2 * R * sizeof *s->fused_items);
+    s->fused_items = malloc((2 * R + 2) * sizeof *s->fused_items); /* + the shared experts' gate and up */
     if (!s->xact || !s->logits || !s->route_tmp || !s->idx || !s->weights || !s->count || !s->slot_of || !s->rows ||
         !s->gate_out || !s->up_out || !s->down_out || !s->act || !s->fused_in || !s->fused_hidden || !s->fused_gate ||
         !s->fused_up || !s->fused_down || !s->fused_mats || !s->fused_items) {
@@ -169,13 +169,14 @@ static void matmul_converted(ts_threadpool *pool, const ts_type_traits *table, c
     ts_matmul(pool, table, w, &a, out, (int)w->n_out);
 }
 
-/* The routed experts of a small batch (n <= TS_MOE_FUSED_TOKENS, inputs converted once into
- * s->xact): every chosen expert's gate and up products in one ts_matmul_many, SwiGLU, every down
- * product in a second one, then each token's weighted sum in ascending expert order. Each product
- * row is the same kernel result as in the expert-by-expert path, and the sums run in the same
- * order, so both paths give identical numbers. */
+/* The experts of a small batch (n <= TS_MOE_FUSED_TOKENS, inputs converted once into s->xact):
+ * every chosen expert's gate and up products (and the shared experts', with_shared) in one
+ * ts_matmul_many, SwiGLU, every down product in a second one, then each token's weighted sum in
+ * ascending expert order and the shared experts' output. Each product row is the same kernel
+ * result as in the expert-by-expert path, and the sums run in the same order, so both paths give
+ * identical numbers. */
 static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_weights *w, ts_moe_scratch *s,
-                          int n, int vdt, float *out) {
+                          int n, int vdt, bool with_shared, float *out) {
     const int K = s->n_used, E = s->n_embd, X = s->n_expert, F = (int)w->gate.first.n_out;
     const size_t arb = s->act_row_bytes;
     const int rows = n * K;
@@ -195,8 +196,15 @@ static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, cons
                                                      .out = s->fused_up + (size_t)begin * F, .out_stride = F};
         begin = end;
     }
+    const int Fs = with_shared ? (int)w->gate_shexp.n_out : 0;
+    if (with_shared) {
+        const ts_act in = {.data = s->xact, .type = vdt, .row_bytes = arb, .n_rows = n};
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &w->gate_shexp, .act = in, .out = s->gate_out, .out_stride = Fs};
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &w->up_shexp, .act = in, .out = s->up_out, .out_stride = Fs};
+    }
     ts_matmul_many(pool, table, s->fused_items, n_items);
     ts_swiglu_rows(pool, s->fused_gate, s->fused_up, rows, F);
+    if (with_shared) ts_swiglu_rows(pool, s->gate_out, s->up_out, n, Fs);
 
     const int dvdt = table[w->down.first.type].vec_dot_type;
     if (dvdt != TS_TYPE_F32) ts_convert_rows(pool, table, dvdt, s->fused_gate, F, F, rows, s->fused_hidden, arb);
@@ -216,6 +224,15 @@ static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, cons
                                                      .out = s->fused_down + (size_t)begin * E, .out_stride = E};
         begin = end;
     }
+    if (with_shared) {
+        const int sdvdt = table[w->down_shexp.type].vec_dot_type;
+        ts_act hidden = {.data = s->gate_out, .type = TS_TYPE_F32, .row_bytes = (size_t)Fs * sizeof(float), .n_rows = n};
+        if (sdvdt != TS_TYPE_F32) {
+            ts_convert_rows(pool, table, sdvdt, s->gate_out, Fs, Fs, n, s->act, arb);
+            hidden = (ts_act){.data = s->act, .type = sdvdt, .row_bytes = arb, .n_rows = n};
+        }
+        s->fused_items[n_items++] = (ts_matmul_item){.w = &w->down_shexp, .act = hidden, .out = s->down_out, .out_stride = E};
+    }
     ts_matmul_many(pool, table, s->fused_items, n_items);
     for (int j = 0; j < rows; j++) {
         const int pair = s->slot_of[j];
@@ -224,6 +241,8 @@ static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, cons
         const float *v = s->fused_down + (size_t)j * E;
         for (int t = 0; t < E; t++) y[t] += wk * v[t];
     }
+    if (with_shared)
+        for (int i = 0; i < n; i++) ts_add(out + (size_t)i * E, s->down_out + (size_t)i * E, E);
 }
 
 void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
@@ -261,8 +280,11 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     /* count[e] is now the end of expert e's range; its start is the previous expert's end. */
     memset(out, 0, (size_t)n * (size_t)E * sizeof *out);
     int begin = 0;
-    if (convert_once && n * K <= s->fused_rows) {
-        experts_fused(pool, table, w, s, n, vdt, out);
+    const bool shared_converted =
+        w->gate_shexp.data && takes_converted(table, &w->gate_shexp, vdt) && takes_converted(table, &w->up_shexp, vdt);
+    const bool fused = convert_once && n * K <= s->fused_rows;
+    if (fused) {
+        experts_fused(pool, table, w, s, n, vdt, shared_converted, out);
         begin = s->count[X - 1]; /* every expert done: skip the loop below */
     }
     for (int e = 0; e < X && begin < n * K; e++) {
@@ -301,9 +323,9 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
         begin = end;
     }
 
-    /* Then the shared experts, unweighted. */
-    if (w->gate_shexp.data) {
-        if (convert_once && takes_converted(table, &w->gate_shexp, vdt) && takes_converted(table, &w->up_shexp, vdt)) {
+    /* Then the shared experts, unweighted (done above in the fused passes when they could be). */
+    if (w->gate_shexp.data && !(fused && shared_converted)) {
+        if (convert_once && shared_converted) {
             const int F = (int)w->gate_shexp.n_out;
             matmul_converted(pool, table, s, &w->gate_shexp, s->xact, vdt, n, s->gate_out);
             matmul_converted(pool, table, s, &w->up_shexp, s->xact, vdt, n, s->up_out);
