@@ -60,6 +60,33 @@ void ts_flash_values_scalar(const ts_flash_args *a, int t0, int t1, const float 
     }
 }
 
+/* Cephes' expf: n = round(x log2 e), r = x - n ln 2 (ln 2 in two parts), exp(r) by a degree-7
+ * polynomial. The constants are shared with the SIMD versions (attn_flash_avx2.c / _avx512.c). */
+float ts_flash_exp(float x) {
+    if (!(x >= TS_FLASH_EXP_MIN)) return 0.0f; /* also -inf; NaN never reaches here (scores are finite) */
+    if (x > TS_FLASH_EXP_MAX) x = TS_FLASH_EXP_MAX;
+    const float n = nearbyintf(x * TS_FLASH_LOG2E);
+    float r = fmaf(n, -TS_FLASH_LN2_HI, x);
+    r = fmaf(n, -TS_FLASH_LN2_LO, r);
+    float p = TS_FLASH_EXP_P0;
+    p = fmaf(p, r, TS_FLASH_EXP_P1);
+    p = fmaf(p, r, TS_FLASH_EXP_P2);
+    p = fmaf(p, r, TS_FLASH_EXP_P3);
+    p = fmaf(p, r, TS_FLASH_EXP_P4);
+    p = fmaf(p, r, TS_FLASH_EXP_P5);
+    const float y = fmaf(p, r * r, r) + 1.0f;
+    return ldexpf(y, (int)n);
+}
+
+double ts_flash_exp_row_scalar(float *s, int n, float mx) {
+    double total = 0.0;
+    for (int t = 0; t < n; t++) {
+        s[t] = ts_flash_exp(s[t] - mx);
+        total += s[t];
+    }
+    return total;
+}
+
 /* BF16 and Q8_0 keys are dotted in their own format against q converted to the vec_dot_type, as
  * ggml multiplies such a K cache (and as ts_kv_scores does). */
 static void scores_quantized(const ts_flash_args *a, int t0, int t1, float *scores, char *qconv) {
@@ -107,11 +134,16 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
         float *s = scores + (size_t)h * TS_FLASH_CHUNK;
         float mx = -INFINITY;
         for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
-        double total = 0.0;
-        for (int t = 0; t < n; t++) {
-            s[t] = expf(s[t] - mx);
-            total += s[t];
-        }
+        double total;
+#if defined(TS_HAVE_AVX512_KERNELS)
+        if (wide) total = ts_flash_exp_row_avx512(s, n, mx);
+        else
+#endif
+#if defined(TS_HAVE_AVX2_KERNELS)
+        if (simd) total = ts_flash_exp_row_avx2(s, n, mx);
+        else
+#endif
+            total = ts_flash_exp_row_scalar(s, n, mx);
         m[h] = mx;
         sum[h] = (float)total;
     }

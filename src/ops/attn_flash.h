@@ -64,6 +64,27 @@ void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *par
 
 static inline int ts_flash_n_chunks(int n_kv) { return (n_kv + TS_FLASH_CHUNK - 1) / TS_FLASH_CHUNK; }
 
+/* exp(x) for the softmax numerators (x <= 88.7): Cephes' expf polynomial, every step an fmaf in a
+ * fixed order, scaled by 2^n with ldexpf; 0 below -87.34 (where expf is subnormal). Within 2 ulp of
+ * expf. The SIMD versions compute the same operations lane by lane, bit for bit, so every ISA
+ * gets the same numerators; and they take 16 or 8 exps per instruction sequence instead of one
+ * libm call each — at depth 8192 a V2-Lite token needs 3.5 million of them. */
+#define TS_FLASH_EXP_MIN (-87.336544f) /* below: 0 */
+#define TS_FLASH_EXP_MAX 88.722839f
+#define TS_FLASH_LOG2E 1.44269504088896341f
+#define TS_FLASH_LN2_HI 0.693359375f
+#define TS_FLASH_LN2_LO (-2.12194440e-4f)
+#define TS_FLASH_EXP_P0 1.9875691500e-4f
+#define TS_FLASH_EXP_P1 1.3981999507e-3f
+#define TS_FLASH_EXP_P2 8.3334519073e-3f
+#define TS_FLASH_EXP_P3 4.1665795894e-2f
+#define TS_FLASH_EXP_P4 1.6666665459e-1f
+#define TS_FLASH_EXP_P5 5.0000001201e-1f
+float ts_flash_exp(float x);
+/* s[t] = ts_flash_exp(s[t] - mx) for t < n; returns the sum of the new s[t] in double (the order
+ * of that sum is the ISA's own). */
+double ts_flash_exp_row_scalar(float *s, int n, float mx);
+
 /* The kernels behind ts_flash_chunk for F32/F16 rows, exposed for the tests: scores of rows
  * [t0, t1) for every head (scores[h * TS_FLASH_CHUNK + t - t0], scaled), and the weighted value sums
  * out[h * v_width ..] = Σ_t p[h * TS_FLASH_CHUNK + t - t0] v_t. rows: 4 * max(k_width, v_width) floats. */
@@ -72,10 +93,12 @@ void ts_flash_values_scalar(const ts_flash_args *a, int t0, int t1, const float 
 #if defined(TS_HAVE_AVX2_KERNELS)
 void ts_flash_scores_avx2(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
 void ts_flash_values_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
+double ts_flash_exp_row_avx2(float *s, int n, float mx);
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
 void ts_flash_scores_avx512(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
 void ts_flash_values_avx512(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
+double ts_flash_exp_row_avx512(float *s, int n, float mx);
 #endif
 
 #endif

@@ -171,6 +171,63 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
 #endif
 }
 
+/* ts_flash_exp: within 2 ulp of expf where that is normal, 0 below the cut, exact at 0; the SIMD
+ * rows bit-identical to it lane by lane (also in the tails), their sums equal to the scalar one to
+ * double rounding. */
+static void exp_checks(void) {
+    enum { N = 4099 };
+    static float x[N], e[N], v[N];
+    for (int i = 0; i < N; i++) x[i] = i < 64 ? -(float)i * 1.37f : (i < 128 ? -87.5f + (float)(i - 64) * 0.01f : -100.0f * (urand() * 0.5f + 0.5f));
+    x[N - 1] = 0.0f;
+    x[N - 2] = -INFINITY;
+    x[N - 3] = TS_FLASH_EXP_MIN;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        e[i] = ts_flash_exp(x[i]);
+        const float want = expf(x[i]);
+        if (x[i] < TS_FLASH_EXP_MIN) {
+            if (e[i] != 0.0f) bad++;
+        } else if (want >= 0x1p-126f) {
+            if (fabsf(e[i] - want) > 2.5e-7f * want) bad++;
+        } else if (fabsf(e[i] - want) > 0x1p-148f) {
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "ts_flash_exp: %d values off expf", bad);
+    CHECK(ts_flash_exp(0.0f) == 1.0f, "exp(0) = %a", (double)ts_flash_exp(0.0f));
+    const double want_total = ts_flash_exp_row_scalar(memcpy(v, x, sizeof x), N, 0.0f);
+    CHECK(memcmp(v, e, sizeof e) == 0, "scalar row differs from ts_flash_exp");
+    (void)want_total;
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (ts_isa_supported(TS_ISA_AVX2))
+        for (int n = N; n >= N - 9; n--) {
+            memcpy(v, x, sizeof x);
+            const double total = ts_flash_exp_row_avx2(v, n, 0.0f);
+            double ref = 0.0;
+            for (int i = 0; i < n; i++) ref += e[i];
+            CHECK(memcmp(v, e, (size_t)n * sizeof *v) == 0, "AVX2 exp row (n=%d) differs from the scalar", n);
+            CHECK(fabs(total - ref) <= 1e-12 * ref, "AVX2 exp row sum %.17g vs %.17g", total, ref);
+        }
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+    if (ts_isa_supported(TS_ISA_AVX512))
+        for (int n = N; n >= N - 17; n--) {
+            memcpy(v, x, sizeof x);
+            const double total = ts_flash_exp_row_avx512(v, n, 0.0f);
+            double ref = 0.0;
+            for (int i = 0; i < n; i++) ref += e[i];
+            CHECK(memcmp(v, e, (size_t)n * sizeof *v) == 0, "AVX-512 exp row (n=%d) differs from the scalar", n);
+            CHECK(fabs(total - ref) <= 1e-12 * ref, "AVX-512 exp row sum %.17g vs %.17g", total, ref);
+        }
+#endif
+    /* With a max subtracted: the row is exp(x - mx). */
+    for (int i = 0; i < 40; i++) v[i] = x[i] + 3.25f;
+    ts_flash_exp_row_scalar(v, 40, 3.25f);
+    bool same = true;
+    for (int i = 0; i < 40; i++) same &= v[i] == ts_flash_exp((x[i] + 3.25f) - 3.25f);
+    CHECK(same, "exp row with a max");
+}
+
 int main(void) {
     const int types[] = {TS_TYPE_F32, TS_TYPE_F16, TS_TYPE_BF16, TS_TYPE_Q8_0};
     const int lengths[] = {1, 3, 255, 256, 257, 700};
@@ -183,6 +240,7 @@ int main(void) {
     kernels_match(TS_TYPE_F16, 3, 96, 7);
     kernels_match(TS_TYPE_F32, 4, 64, 256);
     kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
+    exp_checks();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
