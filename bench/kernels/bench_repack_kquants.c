@@ -1,5 +1,6 @@
 /* Single-thread throughput of the repacked Q4_K / Q6_K kernels (repack_kquants*.c) against the
- * file-layout AVX-512 tile kernels, on the matrix shapes of Qwen2.5-1.5B and DeepSeek-V2-Lite
+ * file-layout tile kernels of the same ISA (AVX-512 by default; `avx2` as the second argument
+ * measures the AVX2 kernels, which is what an AVX2-only CPU of the same core would run), on the matrix shapes of Qwen2.5-1.5B and DeepSeek-V2-Lite
  * Q4_K_M, for 1, 4, 8 and 16 tokens (a server step's batch). Reports GB/s of weight bytes streamed per call (file-layout bytes
  * for both, so the numbers compare time directly) and the ratio.
  *
@@ -7,7 +8,7 @@
  *   gcc -std=c17 -O2 -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -Isrc -Iinclude \
  *       bench/kernels/bench_repack_kquants.c build-rpkquants/libtiefsee.a -lm -lpthread \
  *       $(pkg-config --libs jansson libpcre2-8 libutf8proc) -o /tmp/bench_repack_kquants
- *   /tmp/bench_repack_kquants [seconds per measurement, default 0.3]
+ *   /tmp/bench_repack_kquants [seconds per measurement, default 0.3] [avx512|avx2]
  * Each matrix is replicated until the copies exceed 256 MiB and calls rotate among them, so the
  * weights come from memory, not from the last-level cache. */
 #define _POSIX_C_SOURCE 199309L
@@ -61,7 +62,7 @@ typedef struct {
     int type, n, rows;
 } shape;
 
-static void bench_shape(const shape *sh, double seconds) {
+static void bench_shape(const shape *sh, double seconds, enum ts_isa isa) {
     const int n = sh->n, rows = sh->rows, n_groups = rows / TS_REPACK_ROWS;
     const size_t row_bytes = ts_row_size(sh->type, n);
     const size_t mat_bytes = row_bytes * (size_t)rows;
@@ -71,8 +72,8 @@ static void bench_shape(const shape *sh, double seconds) {
     uint8_t *file = malloc(mat_bytes * (size_t)copies);
     uint8_t *packed = malloc(group_bytes * (size_t)n_groups * (size_t)copies);
     fill_weights(sh->type, file, mat_bytes * (size_t)copies);
-    const ts_repack_traits *rt = ts_repack_traits_for(TS_ISA_AVX512, sh->type);
-    const ts_type_traits *tt = &ts_type_table(TS_ISA_AVX512)[sh->type];
+    const ts_repack_traits *rt = ts_repack_traits_for(isa, sh->type);
+    const ts_type_traits *tt = &ts_type_table(isa)[sh->type];
     for (int k = 0; k < copies; k++)
         for (int g = 0; g < n_groups; g++)
             rt->repack(n, file + (size_t)k * mat_bytes + (size_t)g * TS_REPACK_ROWS * row_bytes, row_bytes,
@@ -123,8 +124,9 @@ static void bench_shape(const shape *sh, double seconds) {
 
 int main(int argc, char **argv) {
     const double seconds = argc > 1 ? atof(argv[1]) : 0.3;
-    if (!ts_isa_supported(TS_ISA_AVX512) || !ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q4_K)) {
-        printf("AVX-512 kernels not available on this CPU/build\n");
+    const enum ts_isa isa = argc > 2 && strcmp(argv[2], "avx2") == 0 ? TS_ISA_AVX2 : TS_ISA_AVX512;
+    if (!ts_isa_supported(isa) || !ts_repack_traits_for(isa, TS_TYPE_Q4_K) || !ts_repack_traits_for(isa, TS_TYPE_Q6_K)) {
+        printf("%s repacked K-quant kernels not available on this CPU/build\n", ts_isa_name(isa));
         return 0;
     }
     const shape shapes[] = {
@@ -138,6 +140,6 @@ int main(int argc, char **argv) {
         {"qwen1.5b ffn_down 8960x1536", TS_TYPE_Q6_K, 8960, 1536},
         {"v2-lite ffn 2048x10944", TS_TYPE_Q6_K, 2048, 10944},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&shapes[i], seconds);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&shapes[i], seconds, isa);
     return 0;
 }

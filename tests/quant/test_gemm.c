@@ -15,6 +15,7 @@
 
 #include "quant/blocks.h"
 #include "quant/types.h"
+#include "test_rng.h"
 
 typedef struct {
     int checks, failures;
@@ -28,24 +29,7 @@ static void expect(test_stats *st, int ok, const char *what, const char *isa, co
     }
 }
 
-typedef struct { uint64_t s; } rng;
-static uint64_t rng_next(rng *r) {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 2685821657736338717ull;
-}
-static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 
-/* Random floats with structure: some rows scaled up, zeros and outliers sprinkled in. */
-static void fill_values(rng *r, float *x, int n, float scale) {
-    for (int i = 0; i < n; i++) {
-        const uint64_t k = rng_next(r) % 64;
-        if (k == 0) x[i] = 0.0f;
-        else if (k == 1) x[i] = 40.0f * scale * rng_uniform(r);
-        else x[i] = scale * rng_uniform(r);
-    }
-}
 
 /* Pushes some quants to their extreme codes after quantization (what a file may hold even if our
  * quantizer never writes it). */

@@ -22,6 +22,7 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "quant/types.h"
+#include "test_rng.h"
 
 typedef struct {
     int checks;
@@ -36,20 +37,6 @@ static void expect(test_stats *st, int ok, const char *what, const char *type, i
     }
 }
 
-/* xorshift64*: deterministic, local state */
-typedef struct { uint64_t s; } rng;
-static uint64_t rng_next(rng *r) {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); } /* [0,1) */
-static float rng_gauss(rng *r) {
-    float u1 = rng_uniform(r), u2 = rng_uniform(r);
-    if (u1 < 1e-12f) u1 = 1e-12f;
-    return sqrtf(-2.f * logf(u1)) * cosf(6.2831853f * u2);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* per-type descriptions                                                                        */
@@ -96,13 +83,13 @@ static void put_f16(uint8_t *block, size_t off, ts_f16 v) { memcpy(block + off, 
 /* f16 super-block scale patterns: normal, tiny subnormal, largest subnormal, zero, large, negative */
 static ts_f16 pick_f16(rng *r, int mode) {
     switch (mode) {
-    case 0: return ts_f32_to_f16(0.001f + 0.1f * rng_uniform(r));
+    case 0: return ts_f32_to_f16(0.001f + 0.1f * rng_unit(r));
     case 1: return (ts_f16)(1 + rng_next(r) % 0x3FF); /* subnormal */
     case 2: return (ts_f16)0x03FF;
     case 3: return (ts_f16)0;
-    case 4: return ts_f32_to_f16(1000.f + 1000.f * rng_uniform(r));
+    case 4: return ts_f32_to_f16(1000.f + 1000.f * rng_unit(r));
     case 5: return (ts_f16)0x7BFF; /* 65504, the largest finite half */
-    default: return ts_f32_to_f16(-0.05f * rng_uniform(r));
+    default: return ts_f32_to_f16(-0.05f * rng_unit(r));
     }
 }
 
@@ -398,7 +385,7 @@ static void test_quantizers(test_stats *st) {
                 case 1: x[k] = 0.75f; break;
                 case 2: x[k] = k == 77 ? 1e4f : 0.01f * rng_gauss(&r); break;
                 case 3: x[k] = 1e-6f * rng_gauss(&r); break;
-                default: x[k] = -3.f - rng_uniform(&r); break; /* all negative */
+                default: x[k] = -3.f - rng_unit(&r); break; /* all negative */
                 }
             }
             kt->quant_ref(x, q, QK_K);

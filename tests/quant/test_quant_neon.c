@@ -30,6 +30,7 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "quant/types.h"
+#include "test_rng.h"
 
 #if !(defined(__aarch64__) && defined(TS_HAVE_NEON_KERNELS))
 
@@ -52,20 +53,6 @@ static void expect(test_stats *st, int ok, const char *what, const char *type, l
     }
 }
 
-/* xorshift64*: deterministic, local state */
-typedef struct { uint64_t s; } rng;
-static uint64_t rng_next(rng *r) {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); } /* [0,1) */
-static float rng_gauss(rng *r) {
-    float u1 = rng_uniform(r), u2 = rng_uniform(r);
-    if (u1 < 1e-12f) u1 = 1e-12f;
-    return sqrtf(-2.f * logf(u1)) * cosf(6.2831853f * u2);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* quantized weight types                                                                       */
@@ -116,15 +103,15 @@ static void put_f16(uint8_t *block, size_t off, ts_f16 v) { memcpy(block + off, 
  * largest finite half (both signs), negative */
 static ts_f16 pick_f16(rng *r, int mode) {
     switch (mode % 9) {
-    case 0: return ts_f32_to_f16(0.001f + 0.1f * rng_uniform(r));
+    case 0: return ts_f32_to_f16(0.001f + 0.1f * rng_unit(r));
     case 1: return (ts_f16)(1 + rng_next(r) % 0x3FF);
     case 2: return (ts_f16)0x03FF;
     case 3: return (ts_f16)0x0001;
     case 4: return (ts_f16)0;
-    case 5: return ts_f32_to_f16(1000.f + 1000.f * rng_uniform(r));
+    case 5: return ts_f32_to_f16(1000.f + 1000.f * rng_unit(r));
     case 6: return (ts_f16)0x7BFF;
     case 7: return (ts_f16)0xFBFF;
-    default: return ts_f32_to_f16(-0.05f * rng_uniform(r));
+    default: return ts_f32_to_f16(-0.05f * rng_unit(r));
     }
 }
 
@@ -321,7 +308,7 @@ static void fill_activation(float *x, int n, rng *r, int mode) {
         case 0: x[i] = rng_gauss(r); break;
         case 1: x[i] = 0.f; break;
         case 2: x[i] = 1e-38f * rng_gauss(r); break;          /* subnormal / overflowing inverse scale */
-        case 3: x[i] = 3e38f * (rng_uniform(r) - 0.5f); break; /* extreme */
+        case 3: x[i] = 3e38f * (rng_unit(r) - 0.5f); break; /* extreme */
         case 4: x[i] = (float)((int)(rng_next(r) % 255) - 127) * 0.5f; break; /* many exact ties */
         default: x[i] = (i % 7 == 0) ? ((i & 8) ? 4.f : -4.f) : rng_gauss(r); break; /* +-amax repeated */
         }

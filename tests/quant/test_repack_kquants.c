@@ -18,20 +18,8 @@
 #include "quant/repack_kquants.h"
 #include "quant/types.h"
 #include "util/fp16.h"
+#include "test_rng.h"
 
-typedef struct { uint64_t s; } rng;
-static uint64_t rng_next(rng *r) {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)); }
-static float rng_gauss(rng *r) {
-    float u1 = rng_uniform(r), u2 = rng_uniform(r);
-    if (u1 < 1e-12f) u1 = 1e-12f;
-    return sqrtf(-2.f * logf(u1)) * cosf(6.2831853f * u2);
-}
 
 enum weight_kind { WEIGHTS_QUANTIZED, WEIGHTS_RANDOM_BYTES, WEIGHTS_EXTREME };
 enum act_kind { ACT_QUANTIZED, ACT_EXTREME };
@@ -45,7 +33,7 @@ static void make_weights(int type, int n, int n_rows, enum weight_kind kind, rng
     if (kind == WEIGHTS_QUANTIZED) {
         float *f = malloc(sizeof(float) * (size_t)n);
         for (int row = 0; row < n_rows; row++) {
-            const float mag = 0.01f + 2.0f * rng_uniform(r);
+            const float mag = 0.01f + 2.0f * rng_unit(r);
             for (int i = 0; i < n; i++) f[i] = mag * rng_gauss(r) + (row % 3 == 0 ? 0.3f * mag : 0.0f);
             tt->quantize(f, out + (size_t)row * row_bytes, n);
         }
@@ -58,8 +46,8 @@ static void make_weights(int type, int n, int n_rows, enum weight_kind kind, rng
     for (int row = 0; row < n_rows; row++) {
         for (int b = 0; b < nb; b++) {
             uint8_t *blk = out + (size_t)row * row_bytes + (size_t)b * tt->type_size;
-            const ts_f16 d = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 1.0f : 0.001f + 0.01f * rng_uniform(r));
-            const ts_f16 dmin = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 0.5f : 0.01f * rng_uniform(r));
+            const ts_f16 d = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 1.0f : 0.001f + 0.01f * rng_unit(r));
+            const ts_f16 dmin = ts_f32_to_f16(kind == WEIGHTS_EXTREME ? 0.5f : 0.01f * rng_unit(r));
             if (type == TS_TYPE_Q4_K) {
                 block_q4_K *x = (block_q4_K *)blk;
                 x->d = d;

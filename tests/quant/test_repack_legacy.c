@@ -23,24 +23,9 @@
 #include "quant/repack_legacy.h"
 #include "quant/types.h"
 #include "util/fp16.h"
+#include "test_rng.h"
 
-typedef struct { uint64_t s; } rng;
-static uint64_t rng_next(rng *r) {
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 2685821657736338717ull;
-}
-static float rng_uniform(rng *r) { return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
 
-static void fill_values(rng *r, float *x, int n, float scale) {
-    for (int i = 0; i < n; i++) {
-        const uint64_t k = rng_next(r) % 64;
-        if (k == 0) x[i] = 0.0f;
-        else if (k == 1) x[i] = 40.0f * scale * rng_uniform(r);
-        else x[i] = scale * rng_uniform(r);
-    }
-}
 
 /* Overwrites some quantized weight blocks with extreme codes and scales the quantizer would not
  * produce from these floats but a file may hold. */
