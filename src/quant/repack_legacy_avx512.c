@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "quant/repack_legacy.h"
+#include "quant/repack_legacy_act.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -40,35 +41,11 @@
 #define PREFETCH_BYTES 4096
 #define PREFETCH_MIN_TILE 3
 
-typedef struct {
-    int32_t corr; /* -offset * sum of the block's activation quants */
-    float d;      /* the block's activation scale */
-} act_const;
-
 /* Four activation bytes as one int32 for a broadcast operand (unaligned: blocks are 34 bytes). */
 static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return _mm512_set1_epi32(v);
-}
-
-static ALWAYS_INLINE int32_t block_sum(const block_q8_0 *a) {
-    /* (q ^ 0x80) = q + 128 as unsigned; vpsadbw against 0 sums them in four 64-bit lanes. */
-    const __m256i biased = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)a->qs), _mm256_set1_epi8((char)0x80));
-    const __m256i sad = _mm256_sad_epu8(biased, _mm256_setzero_si256());
-    const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-    const int64_t total = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1);
-    return (int32_t)(total - 128 * QK8_0);
-}
-
-static void fill_act_table(act_const *table, int offset, int n_tok, int b0, int nbc, const uint8_t *y, size_t y_stride) {
-    for (int c = 0; c < n_tok; c++) {
-        const block_q8_0 *a = (const block_q8_0 *)(y + (size_t)c * y_stride) + b0;
-        for (int b = 0; b < nbc; b++) {
-            table[c * nbc + b].corr = -offset * block_sum(&a[b]);
-            table[c * nbc + b].d = _cvtsh_ss(a[b].d);
-        }
-    }
 }
 
 /* One group x C tokens over blocks [0, nbc) of this pass. w: the group's first block of the pass;
