@@ -1,7 +1,8 @@
 /* What the AVX2 and AVX-512 kernels of the repacked Q4_0/Q8_0 layouts (repack_legacy_avx2.c,
- * repack_legacy_avx512.c) both compute per (token, activation block) before the weights: the
- * offset correction -offset * sum(q) and the block's scale. AVX2 code: included only by files
- * compiled with at least -mavx2 -mf16c. */
+ * repack_legacy_avx512.c) share: the per-(token, activation block) constants computed before the
+ * weights (the offset correction -offset * sum(q) and the block's scale), and the loop that walks
+ * groups, block passes and token tiles and hands each tile to the ISA's kernel. AVX2 code:
+ * included only by files compiled with at least -mavx2 -mf16c. */
 #ifndef TS_QUANT_REPACK_LEGACY_ACT_H
 #define TS_QUANT_REPACK_LEGACY_ACT_H
 
@@ -33,6 +34,52 @@ static inline void fill_act_table(act_const *table, int offset, int n_tok, int b
         for (int b = 0; b < nbc; b++) {
             table[c * nbc + b].corr = -offset * block_sum(&a[b]);
             table[c * nbc + b].d = _cvtsh_ss(a[b].d);
+        }
+    }
+}
+
+/* Entries of the constants table: 4096 x 8 bytes = 32 KiB, on the stack of the kernel call. */
+#define ACT_TABLE_ENTRIES 4096
+/* The widest token tile any ISA's kernel takes. */
+#define LEGACY_MAX_TILE 8
+
+/* One group x C tokens over blocks [0, nbc) of a pass: w is the group's first block of the pass,
+ * a[c] token c's first block of the pass, k the table row of token 0 (rows nbc apart). */
+typedef void (*legacy_tile_fn)(int nbc, const void *restrict w, const block_q8_0 *const *a, const act_const *k,
+                               float *restrict s, size_t s_stride, int first_pass);
+
+/* The whole product of ts_gemm_repacked_fn for Q4_0 (is_q4) or Q8_0 with an ISA's tile kernels:
+ * tiles[C - 1] takes C tokens, C <= max_tile <= LEGACY_MAX_TILE. Blocks go in passes of at most
+ * ACT_TABLE_ENTRIES / tokens so that the constants table fits; every (row, token) result is the
+ * same whatever the tiling (the kernels' contract). */
+static inline void legacy_rp_gemm(int is_q4, const legacy_tile_fn *tiles, int max_tile, int n, int n_groups,
+                                  int n_cols, float *restrict s, size_t s_stride, const void *restrict x,
+                                  const void *restrict y, size_t y_stride) {
+    const int nb = n / QK8_0;
+    const size_t block_bytes = is_q4 ? sizeof(block_q4_0x16) : sizeof(block_q8_0x16);
+    const uint8_t *ybytes = y;
+    act_const table[ACT_TABLE_ENTRIES];
+    if (nb <= 0) { /* empty dot products are 0, as in the reference */
+        for (int c = 0; c < n_cols; c++)
+            for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + i] = 0.0f;
+        return;
+    }
+    for (int b0 = 0; b0 < nb; b0 += ACT_TABLE_ENTRIES) {
+        const int nbc = nb - b0 < ACT_TABLE_ENTRIES ? nb - b0 : ACT_TABLE_ENTRIES;
+        const int tokens_per_pass = ACT_TABLE_ENTRIES / nbc;
+        for (int c0 = 0; c0 < n_cols; c0 += tokens_per_pass) {
+            const int n_tok = n_cols - c0 < tokens_per_pass ? n_cols - c0 : tokens_per_pass;
+            fill_act_table(table, is_q4 ? 8 : 128, n_tok, b0, nbc, ybytes + (size_t)c0 * y_stride, y_stride);
+            for (int g = 0; g < n_groups; g++) {
+                const uint8_t *w = (const uint8_t *)x + ((size_t)g * nb + b0) * block_bytes;
+                float *sg = s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS;
+                for (int c = 0; c < n_tok; c += max_tile) {
+                    const block_q8_0 *a[LEGACY_MAX_TILE];
+                    const int C = n_tok - c < max_tile ? n_tok - c : max_tile;
+                    for (int i = 0; i < C; i++) a[i] = (const block_q8_0 *)(ybytes + (size_t)(c0 + c + i) * y_stride) + b0;
+                    tiles[C - 1](nbc, w, a, table + (size_t)c * nbc, sg + (size_t)c * s_stride, s_stride, b0 == 0);
+                }
+            }
         }
     }
 }

@@ -26,8 +26,6 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* Per-(token, block) activation constants, as in the AVX-512 kernels: 4096 entries = 32 KiB. */
-#define ACT_TABLE_ENTRIES 4096
 #define MAX_TILE 4 /* tokens per unpacked weight step (16 ymm registers) */
 
 static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
@@ -106,51 +104,18 @@ DEFINE_TILE(tile_q8_0_2, 0, 2)
 DEFINE_TILE(tile_q8_0_3, 0, 3)
 DEFINE_TILE(tile_q8_0_4, 0, 4)
 
-typedef void (*tile_fn)(int nbc, const void *restrict w, const block_q8_0 *const *a, const act_const *k,
-                        float *restrict s, size_t s_stride, int first_pass);
-
-static ALWAYS_INLINE void gemm(int is_q4, int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                               const void *restrict x, const void *restrict y, size_t y_stride) {
-    const int nb = n / QK8_0;
-    const size_t block_bytes = is_q4 ? sizeof(block_q4_0x16) : sizeof(block_q8_0x16);
-    const uint8_t *ybytes = y;
-    act_const table[ACT_TABLE_ENTRIES];
-    static const tile_fn tiles_q4[MAX_TILE] = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4};
-    static const tile_fn tiles_q8[MAX_TILE] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4};
-    const tile_fn *tiles = is_q4 ? tiles_q4 : tiles_q8;
-    if (nb <= 0) { /* empty dot products are 0, as in the reference */
-        for (int c = 0; c < n_cols; c++)
-            for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + i] = 0.0f;
-        return;
-    }
-    for (int b0 = 0; b0 < nb; b0 += ACT_TABLE_ENTRIES) {
-        const int nbc = nb - b0 < ACT_TABLE_ENTRIES ? nb - b0 : ACT_TABLE_ENTRIES;
-        const int tokens_per_pass = ACT_TABLE_ENTRIES / nbc;
-        for (int c0 = 0; c0 < n_cols; c0 += tokens_per_pass) {
-            const int n_tok = n_cols - c0 < tokens_per_pass ? n_cols - c0 : tokens_per_pass;
-            fill_act_table(table, is_q4 ? 8 : 128, n_tok, b0, nbc, ybytes + (size_t)c0 * y_stride, y_stride);
-            for (int g = 0; g < n_groups; g++) {
-                const uint8_t *w = (const uint8_t *)x + ((size_t)g * nb + b0) * block_bytes;
-                float *sg = s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS;
-                for (int c = 0; c < n_tok; c += MAX_TILE) {
-                    const block_q8_0 *a[MAX_TILE];
-                    const int C = n_tok - c < MAX_TILE ? n_tok - c : MAX_TILE;
-                    for (int i = 0; i < C; i++) a[i] = (const block_q8_0 *)(ybytes + (size_t)(c0 + c + i) * y_stride) + b0;
-                    tiles[C - 1](nbc, w, a, table + (size_t)c * nbc, sg + (size_t)c * s_stride, s_stride, b0 == 0);
-                }
-            }
-        }
-    }
-}
+static const legacy_tile_fn tiles_q4[MAX_TILE] = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4};
+static const legacy_tile_fn tiles_q8[MAX_TILE] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4};
+_Static_assert(MAX_TILE <= LEGACY_MAX_TILE, "tile wider than the shared driver's");
 
 void ts_gemm_rp_q4_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm(1, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    legacy_rp_gemm(1, tiles_q4, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q8_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm(0, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    legacy_rp_gemm(0, tiles_q8, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #endif

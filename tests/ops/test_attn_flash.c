@@ -171,6 +171,22 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
 #endif
 }
 
+/* A SIMD exp row (mx = 0) over x[0..n) for n = n_max down to n_max - tails: every value the
+ * scalar's e[] bit for bit (tails included), the sum equal to the scalar sum to double rounding. */
+static void exp_row_matches(double (*row)(float *, int, float), const char *isa, const float *x, const float *e,
+                            int n_max, int tails) {
+    float *v = malloc((size_t)n_max * sizeof *v);
+    for (int n = n_max; n >= n_max - tails; n--) {
+        memcpy(v, x, (size_t)n_max * sizeof *v);
+        const double total = row(v, n, 0.0f);
+        double ref = 0.0;
+        for (int i = 0; i < n; i++) ref += e[i];
+        CHECK(memcmp(v, e, (size_t)n * sizeof *v) == 0, "%s exp row (n=%d) differs from the scalar", isa, n);
+        CHECK(fabs(total - ref) <= 1e-12 * ref, "%s exp row sum %.17g vs %.17g", isa, total, ref);
+    }
+    free(v);
+}
+
 /* ts_flash_exp: within 2 ulp of expf where that is normal, 0 below the cut, exact at 0; the SIMD
  * rows bit-identical to it lane by lane (also in the tails), their sums equal to the scalar one to
  * double rounding. */
@@ -199,26 +215,10 @@ static void exp_checks(void) {
     CHECK(memcmp(v, e, sizeof e) == 0, "scalar row differs from ts_flash_exp");
     (void)want_total;
 #if defined(TS_HAVE_AVX2_KERNELS)
-    if (ts_isa_supported(TS_ISA_AVX2))
-        for (int n = N; n >= N - 9; n--) {
-            memcpy(v, x, sizeof x);
-            const double total = ts_flash_exp_row_avx2(v, n, 0.0f);
-            double ref = 0.0;
-            for (int i = 0; i < n; i++) ref += e[i];
-            CHECK(memcmp(v, e, (size_t)n * sizeof *v) == 0, "AVX2 exp row (n=%d) differs from the scalar", n);
-            CHECK(fabs(total - ref) <= 1e-12 * ref, "AVX2 exp row sum %.17g vs %.17g", total, ref);
-        }
+    if (ts_isa_supported(TS_ISA_AVX2)) exp_row_matches(ts_flash_exp_row_avx2, "AVX2", x, e, N, 9);
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
-    if (ts_isa_supported(TS_ISA_AVX512))
-        for (int n = N; n >= N - 17; n--) {
-            memcpy(v, x, sizeof x);
-            const double total = ts_flash_exp_row_avx512(v, n, 0.0f);
-            double ref = 0.0;
-            for (int i = 0; i < n; i++) ref += e[i];
-            CHECK(memcmp(v, e, (size_t)n * sizeof *v) == 0, "AVX-512 exp row (n=%d) differs from the scalar", n);
-            CHECK(fabs(total - ref) <= 1e-12 * ref, "AVX-512 exp row sum %.17g vs %.17g", total, ref);
-        }
+    if (ts_isa_supported(TS_ISA_AVX512)) exp_row_matches(ts_flash_exp_row_avx512, "AVX-512", x, e, N, 17);
 #endif
     /* With a max subtracted: the row is exp(x - mx). */
     for (int i = 0; i < 40; i++) v[i] = x[i] + 3.25f;
