@@ -264,7 +264,7 @@ void ts_arch_swiglu(ts_context *c, ts_arch_act *a, const ts_matrix *w_gate, cons
     const ts_matrix *gate_up[] = {w_gate, w_up};
     float *const gate_up_out[] = {gate, up};
     ts_arch_project_many(c, a, gate_up, gate_up_out, 2, xn, n);
-    ts_swiglu_rows(c->pool, gate, up, n, F);
+    ts_swiglu_rows(c->pool, c->model->isa, gate, up, n, F);
     ts_arch_project(c, a, w_down, gate, n, out);
 }
 

@@ -157,7 +157,7 @@ static int dsm_context_init(ts_context *c, ts_err *err) {
         row = ts_arch_widest_act(m, all, sizeof all / sizeof all[0], row);
     }
     if (ts_dense_state_init(c, &s->dense, row, false, err) ||
-        ts_moe_scratch_init(&s->moe, c->params.n_batch, hp->n_embd, d->moe.n_ff_exp, d->moe.n_ff_exp * d->moe.n_shared,
+        ts_moe_scratch_init(&s->moe, m->isa, c->params.n_batch, hp->n_embd, d->moe.n_ff_exp, d->moe.n_ff_exp * d->moe.n_shared,
                             d->moe.router.n_expert, d->moe.router.n_used, row, err)) {
         dsm_context_free(c);
         return -1;

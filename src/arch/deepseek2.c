@@ -387,7 +387,7 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
         ds2_context_free(c);
         return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
     }
-    if (ts_moe_scratch_init(&s->moe, (int)B, hp->n_embd, d->moe.n_ff_exp, d->moe.n_ff_exp * d->moe.n_shared,
+    if (ts_moe_scratch_init(&s->moe, m->isa, (int)B, hp->n_embd, d->moe.n_ff_exp, d->moe.n_ff_exp * d->moe.n_shared,
                             d->moe.router.n_expert, d->moe.router.n_used, row, err)) {
         ds2_context_free(c);
         return -1;

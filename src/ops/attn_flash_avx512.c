@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "ops/attn_flash.h"
+#include "ops/vexp_avx512.h"
 
 /* Rows t .. t+n-1 as f32: pointers into the cache (F32) or widened into `rows`. */
 static void widen_rows(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int n, int width, float *rows,
@@ -138,30 +139,12 @@ void ts_flash_values_avx512(const ts_flash_args *a, int t0, int t1, const float 
     }
 }
 
-/* ts_flash_exp on 16 lanes: the same operations (roundscale to nearest = nearbyintf, scalef =
- * ldexpf for these exponents), so each lane equals the scalar result bit for bit. */
-static inline __m512 exp16(__m512 x) {
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(TS_FLASH_EXP_MIN), _CMP_GE_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(TS_FLASH_EXP_MAX));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(TS_FLASH_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-TS_FLASH_LN2_HI), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-TS_FLASH_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(TS_FLASH_EXP_P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TS_FLASH_EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TS_FLASH_EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TS_FLASH_EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TS_FLASH_EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TS_FLASH_EXP_P5));
-    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
-}
-
 double ts_flash_exp_row_avx512(float *s, int n, float mx) {
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     const __m512 m = _mm512_set1_ps(mx);
     int t = 0;
     for (; t + 16 <= n; t += 16) {
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + t), m));
+        const __m512 e = ts_exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + t), m));
         _mm512_storeu_ps(s + t, e);
         lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));

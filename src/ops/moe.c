@@ -100,9 +100,10 @@ void ts_project_rows(ts_threadpool *pool, const ts_type_traits *table, const ts_
     ts_matmul(pool, table, w, &a, out, out_stride);
 }
 
-int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp, int n_ff_shexp, int n_expert,
-                        int n_used, size_t act_row_bytes, ts_err *err) {
+int ts_moe_scratch_init(ts_moe_scratch *s, enum ts_isa isa, int n_batch, int n_embd, int n_ff_exp, int n_ff_shexp,
+                        int n_expert, int n_used, size_t act_row_bytes, ts_err *err) {
     memset(s, 0, sizeof *s);
+    s->isa = isa;
     if (n_expert < 1 || n_expert > TS_MOE_MAX_EXPERTS || n_used < 1 || n_used > n_expert)
         return ts_fail(err, "MoE with %d of %d experts is not supported", n_used, n_expert);
     s->n_batch = n_batch, s->n_embd = n_embd, s->n_ff_exp = n_ff_exp, s->n_ff_shexp = n_ff_shexp;
@@ -153,7 +154,7 @@ static void swiglu_ffn(ts_threadpool *pool, const ts_type_traits *table, ts_moe_
     const int E = s->n_embd, F = (int)gate->n_out;
     ts_project_rows(pool, table, gate, x, E, n, s->act, s->act_row_bytes, s->gate_out, F);
     ts_project_rows(pool, table, up, x, E, n, s->act, s->act_row_bytes, s->up_out, F);
-    ts_swiglu_rows(pool, s->gate_out, s->up_out, n, F);
+    ts_swiglu_rows(pool, s->isa, s->gate_out, s->up_out, n, F);
     ts_project_rows(pool, table, down, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
 }
 
@@ -203,8 +204,8 @@ static void experts_fused(ts_threadpool *pool, const ts_type_traits *table, cons
         s->fused_items[n_items++] = (ts_matmul_item){.w = &w->up_shexp, .act = in, .out = s->up_out, .out_stride = Fs};
     }
     ts_matmul_many(pool, table, s->fused_items, n_items);
-    ts_swiglu_rows(pool, s->fused_gate, s->fused_up, rows, F);
-    if (with_shared) ts_swiglu_rows(pool, s->gate_out, s->up_out, n, Fs);
+    ts_swiglu_rows(pool, s->isa, s->fused_gate, s->fused_up, rows, F);
+    if (with_shared) ts_swiglu_rows(pool, s->isa, s->gate_out, s->up_out, n, Fs);
 
     const int dvdt = table[w->down.first.type].vec_dot_type;
     if (dvdt != TS_TYPE_F32) ts_convert_rows(pool, table, dvdt, s->fused_gate, F, F, rows, s->fused_hidden, arb);
@@ -306,7 +307,7 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
             const int F = (int)g.n_out;
             matmul_converted(pool, table, s, &g, act, vdt, rows, s->gate_out);
             matmul_converted(pool, table, s, &u, act, vdt, rows, s->up_out);
-            ts_swiglu_rows(pool, s->gate_out, s->up_out, rows, F);
+            ts_swiglu_rows(pool, s->isa, s->gate_out, s->up_out, rows, F);
             ts_project_rows(pool, table, &d, s->gate_out, F, rows, s->act, s->act_row_bytes, s->down_out, E);
         } else {
             for (int j = begin; j < end; j++)
@@ -329,7 +330,7 @@ void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_m
             const int F = (int)w->gate_shexp.n_out;
             matmul_converted(pool, table, s, &w->gate_shexp, s->xact, vdt, n, s->gate_out);
             matmul_converted(pool, table, s, &w->up_shexp, s->xact, vdt, n, s->up_out);
-            ts_swiglu_rows(pool, s->gate_out, s->up_out, n, F);
+            ts_swiglu_rows(pool, s->isa, s->gate_out, s->up_out, n, F);
             ts_project_rows(pool, table, &w->down_shexp, s->gate_out, F, n, s->act, s->act_row_bytes, s->down_out, E);
         } else {
             swiglu_ffn(pool, table, s, &w->gate_shexp, &w->up_shexp, &w->down_shexp, xn, n);

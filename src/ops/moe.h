@@ -70,6 +70,7 @@ static inline void ts_moe_each_matrix(ts_moe_weights *w, int n_expert,
 
 /* Scratch for ts_moe_forward, sized for batches of up to n_batch tokens. */
 typedef struct ts_moe_scratch {
+    enum ts_isa isa; /* the model's: which SwiGLU kernel runs */
     int n_batch, n_embd, n_ff_exp, n_ff_shexp, n_expert, n_used;
     float *logits;    /* [n_batch][n_expert] */
     float *route_tmp; /* [2*n_expert] */
@@ -98,10 +99,10 @@ typedef struct ts_moe_scratch {
  * batches (prefill) give each expert enough rows to run as its own products. */
 #define TS_MOE_FUSED_TOKENS 16
 
-/* Allocates scratch for the given shapes; act_row_bytes must cover every matrix the FFN multiplies
+/* Allocates scratch for the given shapes (isa: the model's, for the elementwise kernels); act_row_bytes must cover every matrix the FFN multiplies
  * (ts_act_row_bytes of each). Returns 0 or -1 with err. */
-int ts_moe_scratch_init(ts_moe_scratch *s, int n_batch, int n_embd, int n_ff_exp, int n_ff_shexp, int n_expert,
-                        int n_used, size_t act_row_bytes, ts_err *err);
+int ts_moe_scratch_init(ts_moe_scratch *s, enum ts_isa isa, int n_batch, int n_embd, int n_ff_exp, int n_ff_shexp,
+                        int n_expert, int n_used, size_t act_row_bytes, ts_err *err);
 void ts_moe_scratch_free(ts_moe_scratch *s);
 
 /* Bytes one activation row needs in w's vec_dot_type. */

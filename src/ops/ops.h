@@ -16,11 +16,19 @@
 void ts_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* In place: x = softmax(x * scale) over n values. Max-subtracted, sum in double, as ggml. */
 void ts_softmax(float *x, int n, float scale);
-/* gate = silu(gate) * up, silu(z) = z / (1 + exp(-z)). */
+/* gate = silu(gate) * up, silu(z) = z / (1 + exp(-z)), exp by ts_flash_exp (ops/attn_flash.h). */
 void ts_swiglu(float *gate, const float *up, int n);
-/* ts_swiglu over n_rows contiguous rows of n (gate and up rows n apart), split across the pool when
- * there is enough of it; every element is computed the same way either way. */
-void ts_swiglu_rows(ts_threadpool *pool, float *gate, const float *up, int n_rows, int n);
+/* ts_swiglu by the widest kernel `isa` allows; bit-identical to ts_swiglu on every ISA. */
+void ts_swiglu_isa(enum ts_isa isa, float *gate, const float *up, int n);
+#if defined(TS_HAVE_AVX2_KERNELS)
+void ts_swiglu_avx2(float *gate, const float *up, int n);
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+void ts_swiglu_avx512(float *gate, const float *up, int n);
+#endif
+/* ts_swiglu_isa over n_rows contiguous rows of n (gate and up rows n apart), split across the pool
+ * when there is enough of it; every element is computed the same way either way. */
+void ts_swiglu_rows(ts_threadpool *pool, enum ts_isa isa, float *gate, const float *up, int n_rows, int n);
 void ts_add(float *y, const float *x, int n); /* y += x */
 
 /* ---- RoPE (ops/rope.c) ------------------------------------------------------------------------ */

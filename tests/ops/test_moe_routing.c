@@ -71,7 +71,7 @@ static void check_moe_forward(void) {
     ts_threadpool *pool;
     ts_err err;
     ts_moe_scratch s;
-    if (ts_threadpool_new(2, &pool, &err) || ts_moe_scratch_init(&s, N, E, F, FS, X, K, rE, &err)) {
+    if (ts_threadpool_new(2, &pool, &err) || ts_moe_scratch_init(&s, ts_isa_best(), N, E, F, FS, X, K, rE, &err)) {
         CHECK(0, "setup: %s", err.msg);
         return;
     }
