@@ -27,7 +27,7 @@ int ts_model_load(const char *path, ts_model **out, char err[TS_ERR_LEN]);
 void ts_model_free(ts_model *m);
 
 /* Repacks the weight matrices whose type has an interleaved layout with faster kernels on this CPU
- * (Q4_0, Q8_0, Q4_K, Q6_K with AVX-512 VNNI; `--repack` in the CLI): each is copied into memory the
+ * (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K with AVX-512 VNNI; `--repack` in the CLI): each is copied into memory the
  * model owns, 16 rows interleaved, and its pages of the mapped file are released. Costs load time
  * (about one pass over those weights, on n_threads threads) and makes the weights anonymous memory
  * instead of page cache; makes one-token decoding faster. Results stay within float rounding of

@@ -8,6 +8,7 @@
 
 static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
     RP(TS_TYPE_Q4_0, q4_0, ref),
+    RP(TS_TYPE_Q5_0, q5_0, ref),
     RP(TS_TYPE_Q8_0, q8_0, ref),
     RP(TS_TYPE_Q4_K, q4_K, ref),
     RP(TS_TYPE_Q6_K, q6_K, ref),
@@ -19,6 +20,7 @@ static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
  * the file layout's at one token, so Q8_0 stays in the file layout here. */
 static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
     RP(TS_TYPE_Q4_0, q4_0, avx2),
+    RP(TS_TYPE_Q5_0, q5_0, avx2),
     RP(TS_TYPE_Q4_K, q4_K, avx2),
     RP(TS_TYPE_Q6_K, q6_K, avx2),
 };
@@ -27,6 +29,7 @@ static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
 #if defined(TS_HAVE_AVX512_KERNELS)
 static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
     RP(TS_TYPE_Q4_0, q4_0, avx512),
+    RP(TS_TYPE_Q5_0, q5_0, avx512),
     RP(TS_TYPE_Q8_0, q8_0, avx512),
     RP(TS_TYPE_Q4_K, q4_K, avx512),
     RP(TS_TYPE_Q6_K, q6_K, avx512),

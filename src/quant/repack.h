@@ -60,6 +60,7 @@ size_t ts_repack_group_bytes(int type, int64_t n);
     void ts_gemm_rp_##t##_##isa(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,     \
                                 const void *restrict x, const void *restrict y, size_t y_stride);
 TS_DECL_REPACK(q4_0) TS_DECL_GEMM_RP(q4_0, ref) TS_DECL_GEMM_RP(q4_0, avx512) TS_DECL_GEMM_RP(q4_0, avx2)
+TS_DECL_REPACK(q5_0) TS_DECL_GEMM_RP(q5_0, ref) TS_DECL_GEMM_RP(q5_0, avx512) TS_DECL_GEMM_RP(q5_0, avx2)
 TS_DECL_REPACK(q8_0) TS_DECL_GEMM_RP(q8_0, ref) TS_DECL_GEMM_RP(q8_0, avx512) TS_DECL_GEMM_RP(q8_0, avx2)
 TS_DECL_REPACK(q4_K) TS_DECL_GEMM_RP(q4_K, ref) TS_DECL_GEMM_RP(q4_K, avx512) TS_DECL_GEMM_RP(q4_K, avx2)
 TS_DECL_REPACK(q6_K) TS_DECL_GEMM_RP(q6_K, ref) TS_DECL_GEMM_RP(q6_K, avx512) TS_DECL_GEMM_RP(q6_K, avx2)

@@ -1,4 +1,4 @@
-/* Repacking of Q4_0 / Q8_0 matrices into 16-row interleaved blocks (layouts in repack_legacy.h)
+/* Repacking of Q4_0 / Q5_0 / Q8_0 matrices into 16-row interleaved blocks (layouts in repack_legacy.h)
  * and the scalar reference kernels of those layouts.
  *
  * The reference kernels define the numerics every SIMD kernel of these layouts must reproduce bit
@@ -23,6 +23,26 @@ void ts_repack_q4_0(int n, const void *restrict src, size_t src_row_bytes, void 
             out[b].d[r] = in->d;
             for (int t = 0; t < QK4_0 / 8; t++)
                 for (int k = 0; k < 4; k++) out[b].qs[t * 64 + r * 4 + k] = in->qs[4 * t + k];
+        }
+    }
+}
+
+void ts_repack_q5_0(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst) {
+    const int nb = n / QK5_0;
+    const uint8_t *rows = src;
+    block_q5_0x16 *out = dst;
+    for (int b = 0; b < nb; b++) {
+        for (int r = 0; r < TS_REPACK_ROWS; r++) {
+            const block_q5_0 *in = (const block_q5_0 *)(rows + (size_t)r * src_row_bytes) + b;
+            const uint32_t qh = (uint32_t)in->qh[0] | (uint32_t)in->qh[1] << 8 | (uint32_t)in->qh[2] << 16 | (uint32_t)in->qh[3] << 24;
+            out[b].d[r] = in->d;
+            for (int t = 0; t < QK5_0 / 8; t++)
+                for (int k = 0; k < 4; k++) out[b].qs[t * 64 + r * 4 + k] = in->qs[4 * t + k];
+            for (int k = 0; k < 4; k++) {
+                uint8_t planes = 0;
+                for (int s = 0; s < 8; s++) planes |= (uint8_t)(((qh >> (4 * s + k)) & 1u) << s);
+                out[b].qh[r * 4 + k] = planes;
+            }
         }
     }
 }
@@ -65,6 +85,31 @@ void ts_gemm_rp_q4_0_ref(int n, int n_groups, int n_cols, float *restrict s, siz
                             const int byte = w[b].qs[t * 64 + r * 4 + k];
                             isum += (byte & 0x0F) * a[b].qs[4 * t + k];
                             isum += (byte >> 4) * a[b].qs[16 + 4 * t + k];
+                        }
+                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
+                }
+                s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
+            }
+        }
+    }
+}
+
+void ts_gemm_rp_q5_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                         const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK5_0;
+    for (int g = 0; g < n_groups; g++) {
+        const block_q5_0x16 *w = (const block_q5_0x16 *)x + (size_t)g * nb;
+        for (int c = 0; c < n_cols; c++) {
+            const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
+            for (int r = 0; r < TS_REPACK_ROWS; r++) {
+                float acc = 0.0f;
+                for (int b = 0; b < nb; b++) {
+                    int isum = -16 * act_block_sum(&a[b]);
+                    for (int t = 0; t < QK5_0 / 8; t++)
+                        for (int k = 0; k < 4; k++) {
+                            const int byte = w[b].qs[t * 64 + r * 4 + k], planes = w[b].qh[r * 4 + k];
+                            isum += ((byte & 0x0F) | ((planes >> t) & 1) << 4) * a[b].qs[4 * t + k];
+                            isum += ((byte >> 4) | ((planes >> (t + 4)) & 1) << 4) * a[b].qs[16 + 4 * t + k];
                         }
                     acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
                 }

@@ -1,4 +1,4 @@
-/* What the AVX2 and AVX-512 kernels of the repacked Q4_0/Q8_0 layouts (repack_legacy_avx2.c,
+/* What the AVX2 and AVX-512 kernels of the repacked Q4_0/Q5_0/Q8_0 layouts (repack_legacy_avx2.c,
  * repack_legacy_avx512.c) share: the per-(token, activation block) constants computed before the
  * weights (the offset correction -offset * sum(q) and the block's scale), and the loop that walks
  * groups, block passes and token tiles and hands each tile to the ISA's kernel. AVX2 code:
@@ -48,15 +48,15 @@ static inline void fill_act_table(act_const *table, int offset, int n_tok, int b
 typedef void (*legacy_tile_fn)(int nbc, const void *restrict w, const block_q8_0 *const *a, const act_const *k,
                                float *restrict s, size_t s_stride, int first_pass);
 
-/* The whole product of ts_gemm_repacked_fn for Q4_0 (is_q4) or Q8_0 with an ISA's tile kernels:
+/* The whole product of ts_gemm_repacked_fn for a legacy kind with an ISA's tile kernels:
  * tiles[C - 1] takes C tokens, C <= max_tile <= LEGACY_MAX_TILE. Blocks go in passes of at most
  * ACT_TABLE_ENTRIES / tokens so that the constants table fits; every (row, token) result is the
  * same whatever the tiling (the kernels' contract). */
-static inline void legacy_rp_gemm(int is_q4, const legacy_tile_fn *tiles, int max_tile, int n, int n_groups,
+static inline void legacy_rp_gemm(enum legacy_kind kind, const legacy_tile_fn *tiles, int max_tile, int n, int n_groups,
                                   int n_cols, float *restrict s, size_t s_stride, const void *restrict x,
                                   const void *restrict y, size_t y_stride) {
     const int nb = n / QK8_0;
-    const size_t block_bytes = is_q4 ? sizeof(block_q4_0x16) : sizeof(block_q8_0x16);
+    const size_t block_bytes = legacy_block_bytes(kind);
     const uint8_t *ybytes = y;
     act_const table[ACT_TABLE_ENTRIES];
     if (nb <= 0) { /* empty dot products are 0, as in the reference */
@@ -69,7 +69,7 @@ static inline void legacy_rp_gemm(int is_q4, const legacy_tile_fn *tiles, int ma
         const int tokens_per_pass = ACT_TABLE_ENTRIES / nbc;
         for (int c0 = 0; c0 < n_cols; c0 += tokens_per_pass) {
             const int n_tok = n_cols - c0 < tokens_per_pass ? n_cols - c0 : tokens_per_pass;
-            fill_act_table(table, is_q4 ? 8 : 128, n_tok, b0, nbc, ybytes + (size_t)c0 * y_stride, y_stride);
+            fill_act_table(table, legacy_offset(kind), n_tok, b0, nbc, ybytes + (size_t)c0 * y_stride, y_stride);
             for (int g = 0; g < n_groups; g++) {
                 const uint8_t *w = (const uint8_t *)x + ((size_t)g * nb + b0) * block_bytes;
                 float *sg = s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS;

@@ -1,4 +1,4 @@
-/* AVX2 kernels of the repacked Q4_0x16 / Q8_0x16 layouts (repack_legacy.h), for CPUs without
+/* AVX2 kernels of the repacked Q4_0x16 / Q5_0x16 / Q8_0x16 layouts (repack_legacy.h), for CPUs without
  * AVX-512 VNNI. Compiled with -mavx2 -mfma -mf16c. Scalar reference: repack_legacy.c; results are
  * bit-identical to it (and to the AVX-512 kernels).
  *
@@ -8,10 +8,13 @@
  *   Q4_0: nibble <= 15, |a| <= 128: a pair sum is at most 2*15*128 = 3840, and the 8 pair sums of
  *         a block's 8 steps add up to at most 30720 < 32767, so they are accumulated in int16 and
  *         widened once per block.
+ *   Q5_0: values <= 31: a pair sum is at most 2*31*128 = 7936, so the low-nibble steps (values
+ *         0..15) and the high-nibble steps (16..31) go to separate int16 sums of 4 steps each
+ *         (<= 31744).
  *   Q8_0: the stored u = q + 128 reaches 255 and 2*255*128 would saturate, so u is split into its
  *         nibbles, u = 16 h + l, and each nibble is treated like a Q4_0 value (same bounds):
  *         sum(u a) = 16 sum(h a) + sum(l a).
- * The offset (8 or 128 times the activation block sum) and the float epilogue are the reference's:
+ * The offset (8, 16 or 128 times the activation block sum) and the float epilogue are the reference's:
  * isum = sum(u a) - offset sum(a), acc = fma(d_w * d_a, (float)isum, acc), accumulators starting at
  * 0 and carried through s (exactly) across passes when n is wider than one block chunk. */
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -35,16 +38,22 @@ static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
 }
 
 /* Half `half` (rows 8*half .. 8*half+7) of one group x C tokens over the pass's nbc blocks. */
-static ALWAYS_INLINE void tile(int is_q4, int C, int half, int nbc, const void *restrict w, const block_q8_0 *const *a,
+static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int half, int nbc, const void *restrict w, const block_q8_0 *const *a,
                                const act_const *k, float *restrict s, size_t s_stride, int first_pass) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const int is_q4 = kind == LEGACY_Q4_0, is_q5 = kind == LEGACY_Q5_0;
     __m256 acc[MAX_TILE];
 #pragma GCC unroll 4
     for (int c = 0; c < C; c++) acc[c] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + (size_t)c * s_stride);
     for (int b = 0; b < nbc; b++) {
         const ts_f16 *dw16;
         const uint8_t *qs;
-        if (is_q4) {
+        __m256i qh = _mm256_setzero_si256();
+        if (is_q5) {
+            dw16 = ((const block_q5_0x16 *)w + b)->d;
+            qs = ((const block_q5_0x16 *)w + b)->qs;
+            qh = _mm256_loadu_si256((const __m256i *)(((const block_q5_0x16 *)w + b)->qh + 32 * half));
+        } else if (is_q4) {
             dw16 = ((const block_q4_0x16 *)w + b)->d;
             qs = ((const block_q4_0x16 *)w + b)->qs;
         } else {
@@ -54,16 +63,23 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int half, int nbc, const void *
         __m256i lo_sum[MAX_TILE], hi_sum[MAX_TILE]; /* int16 pair sums, exact (see the top comment) */
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) lo_sum[c] = hi_sum[c] = _mm256_setzero_si256();
-        const int steps = is_q4 ? QK4_0 / 8 : QK8_0 / 4; /* 4 bytes of each of the 8 rows per step */
+        const int steps = is_q4 || is_q5 ? QK4_0 / 8 : QK8_0 / 4; /* 4 bytes of each of the 8 rows per step */
 #pragma GCC unroll 8
         for (int t = 0; t < steps; t++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 64 * t + 32 * half));
-            const __m256i lo = _mm256_and_si256(v, low4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            __m256i lo = _mm256_and_si256(v, low4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            if (is_q5) { /* bit 4 of values 4t+k (plane t) and 16+4t+k (plane t+4) */
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4 - t), bit4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(qh, t), bit4));
+            }
 #pragma GCC unroll 4
             for (int c = 0; c < C; c++) {
                 const int8_t *q = a[c][b].qs;
-                if (is_q4) {
+                if (is_q5) {
+                    lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(lo, bcast4(q + 4 * t)));
+                    hi_sum[c] = _mm256_add_epi16(hi_sum[c], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * t)));
+                } else if (is_q4) {
                     /* low nibbles: values 4t..4t+3; high nibbles: values 16+4t..16+4t+3 */
                     lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(lo, bcast4(q + 4 * t)));
                     lo_sum[c] = _mm256_add_epi16(lo_sum[c], _mm256_maddubs_epi16(hi, bcast4(q + 16 + 4 * t)));
@@ -79,7 +95,8 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int half, int nbc, const void *
         for (int c = 0; c < C; c++) {
             const act_const kc = k[c * nbc + b];
             __m256i isum = _mm256_add_epi32(_mm256_set1_epi32(kc.corr), _mm256_madd_epi16(lo_sum[c], ones));
-            if (!is_q4) isum = _mm256_add_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(hi_sum[c], ones), 4));
+            if (is_q5) isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi_sum[c], ones));
+            if (kind == LEGACY_Q8_0) isum = _mm256_add_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(hi_sum[c], ones), 4));
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(kc.d)), _mm256_cvtepi32_ps(isum), acc[c]);
         }
     }
@@ -88,34 +105,24 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int half, int nbc, const void *
 }
 
 /* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
-#define DEFINE_TILE(name, is_q4, C)                                                                      \
+#define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
                                                const act_const *k, float *restrict s, size_t s_stride,  \
                                                int first_pass) {                                         \
-        tile(is_q4, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                       \
-        tile(is_q4, C, 1, nbc, w, a, k, s + 8, s_stride, first_pass);                                   \
+        tile(kind, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                        \
+        tile(kind, C, 1, nbc, w, a, k, s + 8, s_stride, first_pass);                                    \
     }
-DEFINE_TILE(tile_q4_0_1, 1, 1)
-DEFINE_TILE(tile_q4_0_2, 1, 2)
-DEFINE_TILE(tile_q4_0_3, 1, 3)
-DEFINE_TILE(tile_q4_0_4, 1, 4)
-DEFINE_TILE(tile_q8_0_1, 0, 1)
-DEFINE_TILE(tile_q8_0_2, 0, 2)
-DEFINE_TILE(tile_q8_0_3, 0, 3)
-DEFINE_TILE(tile_q8_0_4, 0, 4)
-
-static const legacy_tile_fn tiles_q4[MAX_TILE] = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4};
-static const legacy_tile_fn tiles_q8[MAX_TILE] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4};
-_Static_assert(MAX_TILE <= LEGACY_MAX_TILE, "tile wider than the shared driver's");
-
-void ts_gemm_rp_q4_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    legacy_rp_gemm(1, tiles_q4, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
-
-void ts_gemm_rp_q8_0_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    legacy_rp_gemm(0, tiles_q8, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
+#define DEFINE_TILES(t, kind)                                                                            \
+    DEFINE_TILE(tile_##t##_1, kind, 1) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
+    DEFINE_TILE(tile_##t##_4, kind, 4)                                                                    \
+    static const legacy_tile_fn tiles_##t[MAX_TILE] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4}; \
+    void ts_gemm_rp_##t##_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,        \
+                               const void *restrict x, const void *restrict y, size_t y_stride) {          \
+        legacy_rp_gemm(kind, tiles_##t, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);       \
+    }
+_Static_assert(MAX_TILE == 4 && MAX_TILE <= LEGACY_MAX_TILE, "DEFINE_TILES lists 4 widths");
+DEFINE_TILES(q4_0, LEGACY_Q4_0)
+DEFINE_TILES(q5_0, LEGACY_Q5_0)
+DEFINE_TILES(q8_0, LEGACY_Q8_0)
 
 #endif

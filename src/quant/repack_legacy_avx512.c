@@ -1,14 +1,14 @@
-/* AVX-512 VNNI kernels of the repacked Q4_0x16 / Q8_0x16 layouts (repack_legacy.h). Compiled with
+/* AVX-512 VNNI kernels of the repacked Q4_0x16 / Q5_0x16 / Q8_0x16 layouts (repack_legacy.h). Compiled with
  * -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c and reached only through the
  * AVX512 repack table after a CPU check. Scalar reference: repack_legacy.c; results are
  * bit-identical to it.
  *
  * The 16 int32 lanes of a zmm are the 16 rows of a group. For each 4-value step of a block, one
- * vpdpbusd multiplies the unsigned stored weights (nibble, or q+128) of 16 rows by the token's 4
+ * vpdpbusd multiplies the unsigned stored weights (nibble, 5-bit value, or q+128) of 16 rows by the token's 4
  * activation bytes broadcast to all lanes, accumulating exactly into int32 (GCC emits a separate
  * vpbroadcastd load rather than an embedded broadcast; forcing the latter with asm measured no
  * faster: with weights in cache the kernel runs at the vpdpbusd throughput).
- * The offset (8 or 128 times the activation block sum) is removed by starting the accumulator at
+ * The offset (8, 16 or 128 times the activation block sum) is removed by starting the accumulator at
  * -offset * sum(a); those sums and the activation scales are computed once per call (per chunk of
  * tokens and blocks) into a small stack table, so a one-token product pays for them once, not
  * once per group. Each block's weights are unpacked once and used for a tile of up to 8 tokens.
@@ -47,7 +47,7 @@ static ALWAYS_INLINE __m512i bcast4(const int8_t *p) {
 
 /* One group x C tokens over blocks [0, nbc) of this pass. w: the group's first block of the pass;
  * a[c]: token c's first block of the pass; k: the table row of token 0 (rows nbc apart). */
-static ALWAYS_INLINE void tile(int is_q4, int C, int nbc, const void *restrict w, const block_q8_0 *const *a,
+static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int nbc, const void *restrict w, const block_q8_0 *const *a,
                                const act_const *k, float *restrict s, size_t s_stride, int first_pass) {
     __m512 acc[MAX_TILE];
 #pragma GCC unroll 8
@@ -56,11 +56,26 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int nbc, const void *restrict w
         __m512i wq[8];
         __m512 dw;
         if (C >= PREFETCH_MIN_TILE) {
-            const size_t bb = is_q4 ? sizeof(block_q4_0x16) : sizeof(block_q8_0x16);
+            const size_t bb = legacy_block_bytes(kind);
             const uintptr_t ahead = (uintptr_t)w + (size_t)b * bb + PREFETCH_BYTES;
             for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
         }
-        if (is_q4) {
+        if (kind == LEGACY_Q5_0) {
+            /* the Q4_0 nibbles with bit 4 of each value from its bit plane (repack_legacy.h):
+             * ternarylogic 0xD8 = bits 0-3 from the nibble source, the rest from the masked plane */
+            const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
+            const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+            const __m512i qh = _mm512_loadu_si512(blk->qh);
+            dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk->d));
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                const __m512i v = _mm512_loadu_si512(blk->qs + 64 * t);
+                const __m512i h_lo = _mm512_and_si512(_mm512_slli_epi16(qh, 4 - t), bit4); /* plane t */
+                const __m512i h_hi = _mm512_and_si512(_mm512_srli_epi16(qh, t), bit4);     /* plane t + 4 */
+                wq[t] = _mm512_ternarylogic_epi32(h_lo, v, low4, 0xD8);
+                wq[4 + t] = _mm512_ternarylogic_epi32(h_hi, _mm512_srli_epi16(v, 4), low4, 0xD8);
+            }
+        } else if (kind == LEGACY_Q4_0) {
             const block_q4_0x16 *blk = (const block_q4_0x16 *)w + b;
             const __m512i low4 = _mm512_set1_epi8(0x0F);
             dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk->d));
@@ -84,9 +99,9 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int nbc, const void *restrict w
             __m512i even = _mm512_set1_epi32(kc.corr), odd = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int t = 0; t < 8; t += 2) {
-                /* Register t holds values 4t..4t+3 of the block in both types (Q4_0: t < 4 the low
-                 * nibbles, t >= 4 the high nibbles = values 16 + 4(t-4)), so its activation bytes
-                 * start at 4t. */
+                /* Register t holds values 4t..4t+3 of the block in every kind (Q4_0/Q5_0: t < 4 the
+                 * low nibbles, t >= 4 the high nibbles = values 16 + 4(t-4)), so its activation
+                 * bytes start at 4t. */
                 even = _mm512_dpbusd_epi32(even, wq[t], bcast4(q + 4 * t));
                 odd = _mm512_dpbusd_epi32(odd, wq[t + 1], bcast4(q + 4 * (t + 1)));
             }
@@ -101,43 +116,25 @@ static ALWAYS_INLINE void tile(int is_q4, int C, int nbc, const void *restrict w
 /* One out-of-line function per (type, tile width): each gets its own fully unrolled code with the
  * accumulators in registers (a shared inlined body lets the compiler merge the cases into one loop
  * over a variable width). */
-#define DEFINE_TILE(name, is_q4, C)                                                                      \
+#define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
                                                const act_const *k, float *restrict s, size_t s_stride,  \
                                                int first_pass) {                                         \
-        tile(is_q4, C, nbc, w, a, k, s, s_stride, first_pass);                                          \
+        tile(kind, C, nbc, w, a, k, s, s_stride, first_pass);                                           \
     }
-DEFINE_TILE(tile_q4_0_1, 1, 1)
-DEFINE_TILE(tile_q4_0_2, 1, 2)
-DEFINE_TILE(tile_q4_0_3, 1, 3)
-DEFINE_TILE(tile_q4_0_4, 1, 4)
-DEFINE_TILE(tile_q4_0_5, 1, 5)
-DEFINE_TILE(tile_q4_0_6, 1, 6)
-DEFINE_TILE(tile_q4_0_7, 1, 7)
-DEFINE_TILE(tile_q4_0_8, 1, 8)
-DEFINE_TILE(tile_q8_0_1, 0, 1)
-DEFINE_TILE(tile_q8_0_2, 0, 2)
-DEFINE_TILE(tile_q8_0_3, 0, 3)
-DEFINE_TILE(tile_q8_0_4, 0, 4)
-DEFINE_TILE(tile_q8_0_5, 0, 5)
-DEFINE_TILE(tile_q8_0_6, 0, 6)
-DEFINE_TILE(tile_q8_0_7, 0, 7)
-DEFINE_TILE(tile_q8_0_8, 0, 8)
-
-static const legacy_tile_fn tiles_q4[MAX_TILE] = {tile_q4_0_1, tile_q4_0_2, tile_q4_0_3, tile_q4_0_4,
-                                                  tile_q4_0_5, tile_q4_0_6, tile_q4_0_7, tile_q4_0_8};
-static const legacy_tile_fn tiles_q8[MAX_TILE] = {tile_q8_0_1, tile_q8_0_2, tile_q8_0_3, tile_q8_0_4,
-                                                  tile_q8_0_5, tile_q8_0_6, tile_q8_0_7, tile_q8_0_8};
-_Static_assert(MAX_TILE <= LEGACY_MAX_TILE, "tile wider than the shared driver's");
-
-void ts_gemm_rp_q4_0_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
-    legacy_rp_gemm(1, tiles_q4, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
-
-void ts_gemm_rp_q8_0_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
-    legacy_rp_gemm(0, tiles_q8, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
+#define DEFINE_TILES(t, kind)                                                                            \
+    DEFINE_TILE(tile_##t##_1, kind, 1) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
+    DEFINE_TILE(tile_##t##_4, kind, 4) DEFINE_TILE(tile_##t##_5, kind, 5) DEFINE_TILE(tile_##t##_6, kind, 6) \
+    DEFINE_TILE(tile_##t##_7, kind, 7) DEFINE_TILE(tile_##t##_8, kind, 8)                                  \
+    static const legacy_tile_fn tiles_##t[MAX_TILE] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4, \
+                                                      tile_##t##_5, tile_##t##_6, tile_##t##_7, tile_##t##_8}; \
+    void ts_gemm_rp_##t##_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,      \
+                                 const void *restrict x, const void *restrict y, size_t y_stride) {        \
+        legacy_rp_gemm(kind, tiles_##t, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);       \
+    }
+_Static_assert(MAX_TILE == 8 && MAX_TILE <= LEGACY_MAX_TILE, "DEFINE_TILES lists 8 widths");
+DEFINE_TILES(q4_0, LEGACY_Q4_0)
+DEFINE_TILES(q5_0, LEGACY_Q5_0)
+DEFINE_TILES(q8_0, LEGACY_Q8_0)
 
 #endif

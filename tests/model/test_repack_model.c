@@ -171,7 +171,7 @@ int main(void) {
     }
     const char *presets[] = {"tiny-qwen2", "tiny-qwen2-tied", "tiny-llama-gqa", "tiny-deepseek-moe",
                              "tiny-deepseek2-lite", "tiny-deepseek3"};
-    const char *types[] = {"q4_0", "q8_0", "q4_K", "q6_K"};
+    const char *types[] = {"q4_0", "q5_0", "q8_0", "q4_K", "q6_K"};
     /* The scalar reference kernels always; every SIMD table this CPU runs that has repacked kernels. */
     const enum ts_isa candidates[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVX512, TS_ISA_NEON};
     for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)

@@ -1,4 +1,4 @@
-/* Repacked Q4_0 / Q8_0 kernels (repack_legacy*.c):
+/* Repacked Q4_0 / Q5_0 / Q8_0 kernels (repack_legacy*.c):
  *   1. repacking is lossless: unpacking the 16-row blocks (an independent decoder written here from
  *      the layout comment) gives exactly the file's dequantized values, and the reference gemm on
  *      one-hot activations returns every single weight;
@@ -10,7 +10,8 @@
  *      every shape, and have properties 1 and 3 themselves.
  * Shapes: one block, odd block counts, the model widths (1408, 1536, 2048, 8960, 10944) and one
  * wider than the kernels' block chunk; 1 and several groups; n_cols 1..8 and 17 (every tile width, ragged passes).
- * Data: random weights through the scalar quantizer plus extreme codes (Q4_0 nibbles 0/15, Q8_0
+ * Data: random weights through the scalar quantizer plus extreme codes (Q4_0 nibbles 0/15, Q5_0
+ * values 0/31 and alternating high bits, Q8_0
  * -128/127), zero and huge scales, activations with -128/127 quants, zero and large scales. */
 #include <math.h>
 #include <stdint.h>
@@ -38,6 +39,13 @@ static void add_extreme_weights(rng *r, int type, uint8_t *row, int nb) {
             else if (k == 1) memset(blk->qs, 0xFF, sizeof blk->qs);  /* all values 7 */
             else if (k == 2) blk->d = 0;                             /* scale 0 */
             else if (k == 3) blk->d = ts_f32_to_f16(-60000.0f);      /* huge scale */
+        } else if (type == TS_TYPE_Q5_0) {
+            block_q5_0 *blk = (block_q5_0 *)row + b;
+            if (k == 0) memset(blk->qs, 0x00, sizeof blk->qs), memset(blk->qh, 0x00, sizeof blk->qh); /* all -16 */
+            else if (k == 1) memset(blk->qs, 0xFF, sizeof blk->qs), memset(blk->qh, 0xFF, sizeof blk->qh); /* all 15 */
+            else if (k == 2) blk->d = 0;
+            else if (k == 3) blk->d = ts_f32_to_f16(-60000.0f);
+            else if (k == 4) memset(blk->qh, 0xA5, sizeof blk->qh); /* high bits in a pattern */
         } else {
             block_q8_0 *blk = (block_q8_0 *)row + b;
             if (k == 0) memset(blk->qs, 0x80, sizeof blk->qs);       /* all -128 */
@@ -67,6 +75,13 @@ static float unpack_value(int type, const void *group, int r, int i) {
         const int byte = blk->qs[((j % 16) / 4) * 64 + r * 4 + j % 4];
         const int nib = j < 16 ? (byte & 0x0F) : (byte >> 4);
         return (float)(nib - 8) * ts_f16_to_f32(blk->d[r]);
+    }
+    if (type == TS_TYPE_Q5_0) {
+        const block_q5_0x16 *blk = (const block_q5_0x16 *)group + b;
+        const int byte = blk->qs[((j % 16) / 4) * 64 + r * 4 + j % 4];
+        const int nib = j < 16 ? (byte & 0x0F) : (byte >> 4);
+        const int high = (blk->qh[r * 4 + j % 4] >> (j / 4)) & 1; /* plane j / 4 holds bit 4 of value j */
+        return (float)((nib | high << 4) - 16) * ts_f16_to_f32(blk->d[r]);
     }
     const block_q8_0x16 *blk = (const block_q8_0x16 *)group + b;
     return (float)(blk->qs[(j / 4) * 64 + r * 4 + j % 4] - 128) * ts_f16_to_f32(blk->d[r]);
@@ -158,7 +173,8 @@ static void check_kernel(const problem *p, const char *isa, ts_gemm_repacked_fn 
  * has none or the CPU lacks AVX2. */
 static ts_gemm_repacked_fn avx2_kernel(int type) {
 #if defined(TS_HAVE_AVX2_KERNELS)
-    if (ts_isa_supported(TS_ISA_AVX2)) return type == TS_TYPE_Q4_0 ? ts_gemm_rp_q4_0_avx2 : ts_gemm_rp_q8_0_avx2;
+    if (ts_isa_supported(TS_ISA_AVX2))
+        return type == TS_TYPE_Q4_0 ? ts_gemm_rp_q4_0_avx2 : type == TS_TYPE_Q5_0 ? ts_gemm_rp_q5_0_avx2 : ts_gemm_rp_q8_0_avx2;
 #endif
     (void)type;
     return NULL;
@@ -231,14 +247,14 @@ static void check_lossless(rng *r, int type, int n, int have_avx512) {
 
 int main(void) {
     const int have_avx512 = ts_isa_supported(TS_ISA_AVX512) && ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q4_0) &&
-                            ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q8_0);
+                            ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q5_0) && ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q8_0);
     if (!have_avx512) printf("no AVX-512 VNNI: its kernels are not checked\n");
     if (!avx2_kernel(TS_TYPE_Q4_0)) printf("no AVX2: its kernels are not checked\n");
-    const int types[] = {TS_TYPE_Q4_0, TS_TYPE_Q8_0};
+    const int types[] = {TS_TYPE_Q4_0, TS_TYPE_Q5_0, TS_TYPE_Q8_0};
     const int widths[] = {32, 96, 1408, 1536, 2048, 8960, 10944};
     const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 17};
     rng r = {0x9E3779B97F4A7C15ull};
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         /* Empty rows (n = 0): every kernel writes 0 to its slots, like the reference. */
         const ts_gemm_repacked_fn kernels[3] = {ts_repack_traits_for(TS_ISA_SCALAR, types[t])->gemm,
                                                 have_avx512 ? ts_repack_traits_for(TS_ISA_AVX512, types[t])->gemm : NULL,
