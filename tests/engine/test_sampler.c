@@ -1,6 +1,7 @@
 /* Sampler tests: greedy, determinism, top-k/top-p/min-p truncation, temperature and the repeat
  * penalty, checked through empirical frequencies over many seeded draws. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,37 @@ static void test_greedy(void) {
         ts_sampler_accept(g, 3);
         CHECK(ts_sampler_sample(g, logits) == 4, "greedy with the two best penalized picks the third");
         ts_sampler_free(g);
+    }
+
+    /* Long rows (the fast path's 16-lane passes and tails): against a plain first-maximum scan,
+     * with NaNs, ties in different lanes, the maximum first, last and in the tail, all -inf. */
+    {
+        enum { LONG = 1000 };
+        static float row[LONG + 17];
+        uint32_t x = 12345;
+        for (int round = 0; round < 60; round++) {
+            const int n = LONG + round % 17;
+            for (int i = 0; i < n; i++) {
+                x = x * 1664525u + 1013904223u;
+                row[i] = (float)(x >> 8) / 16777216.0f * 10.0f - 5.0f;
+                if (x % 29 == 0) row[i] = NAN;
+                if (round % 5 == 4) row[i] = -INFINITY;
+            }
+            const int where[] = {0, n - 1, n - 3, 17 * round % n, 5};
+            if (round % 5 != 4) {
+                row[where[round % 5]] = 7.5f;
+                if (round % 3 == 0) row[(where[round % 5] + 33) % n] = 7.5f; /* a tie further on */
+            }
+            int want = 0;
+            float best = -INFINITY;
+            for (int i = 0; i < n; i++)
+                if (row[i] > best) best = row[i], want = i;
+            ts_sampler_params q = plain_params(0.0f, 1);
+            ts_sampler *g = ts_sampler_new(&q, n);
+            const int got = ts_sampler_sample(g, row);
+            CHECK(got == want, "greedy on a row of %d (round %d): %d, want %d", n, round, got, want);
+            ts_sampler_free(g);
+        }
     }
 
     /* top-k = 1 at any temperature is greedy too. */
