@@ -1,0 +1,106 @@
+/* MLA attention over prompts longer than several flash chunks (TS_FLASH_CHUNK positions): the
+ * logits of
+ *   - one token per call (decode: flash-decoding splits a token's chunks across the threads),
+ *   - the whole prompt in batches of 512, and in batches of odd sizes (batches starting at
+ *     positions that are not chunk boundaries),
+ *   - two sequences interleaved token by token in one batch,
+ * are bit-identical, for an F32 and an F16 cache and on 1 and 2 threads, on the tiny V2-Lite and V3
+ * shapes: the chunk boundaries and merge order depend only on positions (attn_flash.h). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "tiefsee.h"
+
+#define N_PROMPT 700 /* > 2 chunks of 256 */
+
+/* Logits of every token of toks (n_seq copies of the prompt, the copies interleaved token by
+ * token when n_seq > 1), fed in calls of `chunk` tokens. */
+static float *run(ts_model *m, enum ts_cache_type cache, int n_threads, int chunk, int n_seq, const ts_token *toks,
+                  int n_vocab) {
+    ts_context_params p = ts_context_default_params();
+    p.n_ctx = 1024;
+    p.n_seq_max = n_seq;
+    p.n_batch = 512;
+    p.n_threads = n_threads;
+    p.cache_type = cache;
+    ts_context *c;
+    char err[TS_ERR_LEN];
+    if (ts_context_new(m, &p, &c, err) != 0) {
+        printf("FAIL context: %s\n", err);
+        return NULL;
+    }
+    const int total = N_PROMPT * n_seq;
+    ts_token *t = malloc(sizeof *t * (size_t)total);
+    int32_t *pos = malloc(sizeof *pos * (size_t)total), *seq = malloc(sizeof *seq * (size_t)total);
+    bool *want = malloc(sizeof *want * (size_t)total);
+    float *logits = malloc(sizeof *logits * (size_t)total * (size_t)n_vocab);
+    for (int i = 0; i < total; i++) {
+        t[i] = toks[i / n_seq], pos[i] = i / n_seq, seq[i] = i % n_seq, want[i] = true;
+    }
+    for (int i = 0; i < total && logits; i += chunk) {
+        const int n = total - i < chunk ? total - i : chunk;
+        ts_batch b = {.n_tokens = n, .tokens = t + i, .pos = pos + i, .seq = seq + i, .want_logits = want + i};
+        if (ts_decode(c, &b, logits + (size_t)i * (size_t)n_vocab, err) != 0) {
+            printf("FAIL decode: %s\n", err);
+            free(logits);
+            logits = NULL;
+        }
+    }
+    free(t), free(pos), free(seq), free(want);
+    ts_context_free(c);
+    return logits;
+}
+
+int main(void) {
+    char dir[] = "/tmp/ts_mla_long_XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3"};
+    for (int pi = 0; pi < 2; pi++) {
+        char path[300], err[TS_ERR_LEN];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, presets[pi]);
+        ts_synth_params sp = {.preset = presets[pi], .type = "f32", .seed = 5, .out_path = path, .overwrite = true,
+                              .n_threads = 2};
+        CHECK(ts_synth(&sp, err) == 0, "synth %s: %s", presets[pi], err);
+        ts_model *m = NULL;
+        CHECK(ts_model_load(path, &m, err) == 0, "load %s: %s", presets[pi], err);
+        if (!m) continue;
+        ts_model_info info;
+        ts_model_get_info(m, &info);
+        const int V = info.n_vocab;
+        ts_token toks[N_PROMPT];
+        for (int i = 0; i < N_PROMPT; i++) toks[i] = (ts_token)((i * 7919 + 13) % V);
+        const size_t one = (size_t)N_PROMPT * (size_t)V * sizeof(float);
+        const enum ts_cache_type caches[] = {TS_CACHE_F32, TS_CACHE_F16};
+        for (int ci = 0; ci < 2; ci++) {
+            float *step = run(m, caches[ci], 2, 1, 1, toks, V);
+            const int chunks[] = {512, 301, 97};
+            for (int k = 0; k < 3 && step; k++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    float *batch = run(m, caches[ci], threads, chunks[k], 1, toks, V);
+                    CHECK(batch && memcmp(batch, step, one) == 0,
+                          "%s cache %d: batches of %d on %d thread(s) differ from one token per call", presets[pi], ci,
+                          chunks[k], threads);
+                    free(batch);
+                }
+            /* Two sequences interleaved: each one's logits equal the single sequence's. */
+            float *two = run(m, caches[ci], 2, 512, 2, toks, V);
+            int bad = 0;
+            for (int i = 0; two && step && i < 2 * N_PROMPT; i++)
+                bad += memcmp(two + (size_t)i * V, step + (size_t)(i / 2) * V, (size_t)V * sizeof(float)) != 0;
+            CHECK(two && bad == 0, "%s cache %d: %d rows of two interleaved sequences differ", presets[pi], ci, bad);
+            free(two);
+            free(step);
+        }
+        printf("%-22s long prompts: batch == step\n", presets[pi]);
+        ts_model_free(m);
+        remove(path);
+    }
+    rmdir(dir);
+    if (failures) printf("%d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}
