@@ -51,9 +51,36 @@ void ts_flash_scores_avx512(const ts_flash_args *a, int t0, int t1, float *score
         widen_rows(a, a->k, a->k_row_bytes, t, n, W, rows, k);
         for (int r = n; r < 4; r++) k[r] = k[0]; /* padding rows: computed, never stored */
         int h = 0;
+        const float *k0 = k[0], *k1 = k[1], *k2 = k[2], *k3 = k[3];
+        /* Four heads against four rows: sixteen independent 16-lane FMA chains, eight loads per
+         * sixteen FMAs (two heads at a time reloaded each row for each head: ten loads per eight
+         * FMAs, and the loads were the limit). Each (head, row) is still one FMA chain over the
+         * row and one horizontal sum, so the grouping of heads changes no result. */
+        for (; h + 3 < H; h += 4) {
+            const float *q0 = a->q + (size_t)h * a->q_stride, *q1 = q0 + a->q_stride, *q2 = q1 + a->q_stride,
+                        *q3 = q2 + a->q_stride;
+            __m512 acc[4][4];
+            for (int x = 0; x < 4; x++)
+                for (int r = 0; r < 4; r++) acc[x][r] = _mm512_setzero_ps();
+            for (int i = 0; i < W; i += 16) {
+                const __m512 v0 = _mm512_loadu_ps(k0 + i), v1 = _mm512_loadu_ps(k1 + i);
+                const __m512 v2 = _mm512_loadu_ps(k2 + i), v3 = _mm512_loadu_ps(k3 + i);
+                const __m512 qs[4] = {_mm512_loadu_ps(q0 + i), _mm512_loadu_ps(q1 + i), _mm512_loadu_ps(q2 + i),
+                                      _mm512_loadu_ps(q3 + i)};
+#pragma GCC unroll 4
+                for (int x = 0; x < 4; x++) {
+                    acc[x][0] = _mm512_fmadd_ps(qs[x], v0, acc[x][0]);
+                    acc[x][1] = _mm512_fmadd_ps(qs[x], v1, acc[x][1]);
+                    acc[x][2] = _mm512_fmadd_ps(qs[x], v2, acc[x][2]);
+                    acc[x][3] = _mm512_fmadd_ps(qs[x], v3, acc[x][3]);
+                }
+            }
+            for (int x = 0; x < 4; x++)
+                for (int r = 0; r < n; r++)
+                    scores[(size_t)(h + x) * TS_FLASH_CHUNK + (size_t)(t - t0 + r)] = a->scale * hsum16(acc[x][r]);
+        }
         /* Two heads against four rows: eight independent 16-lane FMA chains, six loads per eight FMAs;
          * named registers rather than arrays so that nothing spills to the stack. */
-        const float *k0 = k[0], *k1 = k[1], *k2 = k[2], *k3 = k[3];
         for (; h + 1 < H; h += 2) {
             const float *qa_row = a->q + (size_t)h * a->q_stride, *qb_row = qa_row + a->q_stride;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
@@ -97,8 +124,32 @@ void ts_flash_values_avx512(const ts_flash_args *a, int t0, int t1, const float 
         widen_rows(a, a->v, a->v_row_bytes, t, n, W, rows, v);
         int h = 0;
         if (n == 4) {
-            /* Two heads per pass share the row loads: six loads and two stores per eight FMAs. */
             const float *v0 = v[0], *v1 = v[1], *v2 = v[2], *v3 = v[3];
+            /* Four heads per pass share the row loads: eight loads and four stores per sixteen
+             * FMAs. Each head's sum still adds the rows in position order. */
+            for (; h + 3 < H; h += 4) {
+                __m512 pw[4][4];
+                for (int x = 0; x < 4; x++) {
+                    const float *px = p + (size_t)(h + x) * TS_FLASH_CHUNK + (size_t)(t - t0);
+                    for (int r = 0; r < 4; r++) pw[x][r] = _mm512_set1_ps(px[r]);
+                }
+                float *o0 = out + (size_t)h * (size_t)W;
+                for (int i = 0; i < W; i += 16) {
+                    const __m512 x0 = _mm512_loadu_ps(v0 + i), x1 = _mm512_loadu_ps(v1 + i);
+                    const __m512 x2 = _mm512_loadu_ps(v2 + i), x3 = _mm512_loadu_ps(v3 + i);
+#pragma GCC unroll 4
+                    for (int x = 0; x < 4; x++) {
+                        float *o = o0 + (size_t)x * (size_t)W + i;
+                        __m512 y = _mm512_loadu_ps(o);
+                        y = _mm512_fmadd_ps(pw[x][0], x0, y);
+                        y = _mm512_fmadd_ps(pw[x][1], x1, y);
+                        y = _mm512_fmadd_ps(pw[x][2], x2, y);
+                        y = _mm512_fmadd_ps(pw[x][3], x3, y);
+                        _mm512_storeu_ps(o, y);
+                    }
+                }
+            }
+            /* Two heads per pass share the row loads: six loads and two stores per eight FMAs. */
             for (; h + 1 < H; h += 2) {
                 const float *pa = p + (size_t)h * TS_FLASH_CHUNK + (size_t)(t - t0), *pb = pa + TS_FLASH_CHUNK;
                 const __m512 pa0 = _mm512_set1_ps(pa[0]), pa1 = _mm512_set1_ps(pa[1]), pa2 = _mm512_set1_ps(pa[2]),

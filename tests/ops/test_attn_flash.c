@@ -137,15 +137,16 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
     float *s1 = malloc((size_t)n_head * TS_FLASH_CHUNK * sizeof(float)), *s2 = malloc((size_t)n_head * TS_FLASH_CHUNK * sizeof(float));
     float *o1 = calloc((size_t)n_head * width, sizeof(float)), *o2 = calloc((size_t)n_head * width, sizeof(float));
     float *buf = malloc(4 * (size_t)width * sizeof(float));
+    float *chunk_rows = malloc(4 * (size_t)width * sizeof(float)); /* the SIMD kernels' own rows */
     ts_flash_scores_scalar(&a, 0, n, s1, buf);
 #if defined(TS_HAVE_AVX512_KERNELS)
     const bool wide = ts_flash_simd_level(isa) >= 2 && width % 16 == 0;
 #else
     const bool wide = false;
 #endif
-    if (!wide) ts_flash_scores_avx2(&a, 0, n, s2, buf);
+    if (!wide) ts_flash_scores_avx2(&a, 0, n, s2, chunk_rows);
 #if defined(TS_HAVE_AVX512_KERNELS)
-    else ts_flash_scores_avx512(&a, 0, n, s2, buf);
+    else ts_flash_scores_avx512(&a, 0, n, s2, chunk_rows);
 #endif
     double e = 0.0;
     for (int h = 0; h < n_head; h++)
@@ -155,9 +156,9 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
         }
     CHECK(e < 1e-4, "scores simd vs scalar (%s, %d heads, width %d, %d rows): %g", ts_type_name(kv_type), n_head, width, n, e);
     ts_flash_values_scalar(&a, 0, n, s1, o1, buf);
-    if (!wide) ts_flash_values_avx2(&a, 0, n, s1, o2, buf);
+    if (!wide) ts_flash_values_avx2(&a, 0, n, s1, o2, chunk_rows);
 #if defined(TS_HAVE_AVX512_KERNELS)
-    else ts_flash_values_avx512(&a, 0, n, s1, o2, buf);
+    else ts_flash_values_avx512(&a, 0, n, s1, o2, chunk_rows);
 #endif
     e = 0.0;
     for (int i = 0; i < n_head * width; i++) {
@@ -165,7 +166,7 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
         if (!(d <= e)) e = d;
     }
     CHECK(e < 1e-4, "values simd vs scalar (%s, %d heads, width %d, %d rows): %g", ts_type_name(kv_type), n_head, width, n, e);
-    free(rows); free(tmp); free(q); free(s1); free(s2); free(o1); free(o2); free(buf);
+    free(rows); free(tmp); free(q); free(s1); free(s2); free(o1); free(o2); free(buf); free(chunk_rows);
 #else
     (void)kv_type, (void)n_head, (void)width, (void)n;
 #endif
@@ -240,6 +241,9 @@ int main(void) {
     kernels_match(TS_TYPE_F16, 3, 96, 7);
     kernels_match(TS_TYPE_F32, 4, 64, 256);
     kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
+    kernels_match(TS_TYPE_F16, 16, 576, 256); /* V2-Lite's heads over a full chunk: head quads only */
+    kernels_match(TS_TYPE_F16, 7, 128, 31);   /* a quad, a pair and a single head; a ragged row group */
+    kernels_match(TS_TYPE_F32, 6, 128, 9);
     exp_checks();
     if (failures) {
         printf("%d failures\n", failures);
