@@ -6,6 +6,7 @@
  * with the unsigned stored weight u (that is how vpdpbusd sees it; integer addition is exact, so the
  * grouping does not matter), then one fmaf per block into a float accumulator that starts at 0.
  * The float work is the same whatever n_cols or n_groups are, so batch and step give equal results. */
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -69,73 +70,76 @@ static int act_block_sum(const block_q8_0 *a) {
     return sum;
 }
 
-void ts_gemm_rp_q4_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                         const void *restrict x, const void *restrict y, size_t y_stride) {
-    const int nb = n / QK4_0;
+/* isum of row r of one repacked block against one activation block: sum(u * a) - offset * sum(a). */
+typedef int (*block_isum_fn)(const void *block, int r, const block_q8_0 *a);
+
+static int isum_q4_0(const void *block, int r, const block_q8_0 *a) {
+    const block_q4_0x16 *w = block;
+    int isum = -8 * act_block_sum(a);
+    for (int t = 0; t < QK4_0 / 8; t++)
+        for (int k = 0; k < 4; k++) {
+            const int byte = w->qs[t * 64 + r * 4 + k];
+            isum += (byte & 0x0F) * a->qs[4 * t + k];
+            isum += (byte >> 4) * a->qs[16 + 4 * t + k];
+        }
+    return isum;
+}
+
+static int isum_q5_0(const void *block, int r, const block_q8_0 *a) {
+    const block_q5_0x16 *w = block;
+    int isum = -16 * act_block_sum(a);
+    for (int t = 0; t < QK5_0 / 8; t++)
+        for (int k = 0; k < 4; k++) {
+            const int byte = w->qs[t * 64 + r * 4 + k], planes = w->qh[r * 4 + k];
+            isum += ((byte & 0x0F) | ((planes >> t) & 1) << 4) * a->qs[4 * t + k];
+            isum += ((byte >> 4) | ((planes >> (t + 4)) & 1) << 4) * a->qs[16 + 4 * t + k];
+        }
+    return isum;
+}
+
+static int isum_q8_0(const void *block, int r, const block_q8_0 *a) {
+    const block_q8_0x16 *w = block;
+    int isum = -128 * act_block_sum(a);
+    for (int t = 0; t < QK8_0 / 4; t++)
+        for (int k = 0; k < 4; k++) isum += w->qs[t * 64 + r * 4 + k] * a->qs[4 * t + k];
+    return isum;
+}
+
+/* Every layout starts with the 16 rows' fp16 scales. */
+static_assert(offsetof(block_q4_0x16, d) == 0 && offsetof(block_q5_0x16, d) == 0 && offsetof(block_q8_0x16, d) == 0,
+              "scales first");
+
+static void ref_gemm(size_t block_bytes, block_isum_fn isum, int n, int n_groups, int n_cols, float *restrict s,
+                     size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
+    const int nb = n / QK8_0;
     for (int g = 0; g < n_groups; g++) {
-        const block_q4_0x16 *w = (const block_q4_0x16 *)x + (size_t)g * nb;
+        const uint8_t *group = (const uint8_t *)x + (size_t)g * nb * block_bytes;
         for (int c = 0; c < n_cols; c++) {
             const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
             for (int r = 0; r < TS_REPACK_ROWS; r++) {
                 float acc = 0.0f;
                 for (int b = 0; b < nb; b++) {
-                    int isum = -8 * act_block_sum(&a[b]);
-                    for (int t = 0; t < QK4_0 / 8; t++)
-                        for (int k = 0; k < 4; k++) {
-                            const int byte = w[b].qs[t * 64 + r * 4 + k];
-                            isum += (byte & 0x0F) * a[b].qs[4 * t + k];
-                            isum += (byte >> 4) * a[b].qs[16 + 4 * t + k];
-                        }
-                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
+                    const uint8_t *block = group + (size_t)b * block_bytes;
+                    const ts_f16 *d = (const ts_f16 *)(const void *)block;
+                    acc = fmaf(ts_f16_to_f32(d[r]) * ts_f16_to_f32(a[b].d), (float)isum(block, r, &a[b]), acc);
                 }
                 s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
             }
         }
     }
+}
+
+void ts_gemm_rp_q4_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                         const void *restrict x, const void *restrict y, size_t y_stride) {
+    ref_gemm(sizeof(block_q4_0x16), isum_q4_0, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q5_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    const int nb = n / QK5_0;
-    for (int g = 0; g < n_groups; g++) {
-        const block_q5_0x16 *w = (const block_q5_0x16 *)x + (size_t)g * nb;
-        for (int c = 0; c < n_cols; c++) {
-            const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
-            for (int r = 0; r < TS_REPACK_ROWS; r++) {
-                float acc = 0.0f;
-                for (int b = 0; b < nb; b++) {
-                    int isum = -16 * act_block_sum(&a[b]);
-                    for (int t = 0; t < QK5_0 / 8; t++)
-                        for (int k = 0; k < 4; k++) {
-                            const int byte = w[b].qs[t * 64 + r * 4 + k], planes = w[b].qh[r * 4 + k];
-                            isum += ((byte & 0x0F) | ((planes >> t) & 1) << 4) * a[b].qs[4 * t + k];
-                            isum += ((byte >> 4) | ((planes >> (t + 4)) & 1) << 4) * a[b].qs[16 + 4 * t + k];
-                        }
-                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
-                }
-                s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
-            }
-        }
-    }
+    ref_gemm(sizeof(block_q5_0x16), isum_q5_0, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q8_0_ref(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    const int nb = n / QK8_0;
-    for (int g = 0; g < n_groups; g++) {
-        const block_q8_0x16 *w = (const block_q8_0x16 *)x + (size_t)g * nb;
-        for (int c = 0; c < n_cols; c++) {
-            const block_q8_0 *a = (const block_q8_0 *)((const uint8_t *)y + (size_t)c * y_stride);
-            for (int r = 0; r < TS_REPACK_ROWS; r++) {
-                float acc = 0.0f;
-                for (int b = 0; b < nb; b++) {
-                    int isum = -128 * act_block_sum(&a[b]);
-                    for (int t = 0; t < QK8_0 / 4; t++)
-                        for (int k = 0; k < 4; k++) isum += w[b].qs[t * 64 + r * 4 + k] * a[b].qs[4 * t + k];
-                    acc = fmaf(ts_f16_to_f32(w[b].d[r]) * ts_f16_to_f32(a[b].d), (float)isum, acc);
-                }
-                s[(size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS + r] = acc;
-            }
-        }
-    }
+    ref_gemm(sizeof(block_q8_0x16), isum_q8_0, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
