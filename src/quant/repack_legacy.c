@@ -14,18 +14,23 @@
 #include "quant/repack_legacy.h"
 #include "util/fp16.h"
 
+/* Row r's 16 nibble bytes of a 32-value block into the interleaved qs of Q4_0x16 / Q5_0x16:
+ * byte 4t+k goes to step t, row r, position k. */
+static void interleave_nibbles(uint8_t *restrict qs16, int r, const uint8_t *restrict qs) {
+    for (int t = 0; t < QK4_0 / 8; t++)
+        for (int k = 0; k < 4; k++) qs16[t * 64 + r * 4 + k] = qs[4 * t + k];
+}
+
 void ts_repack_q4_0(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst) {
     const int nb = n / QK4_0;
     const uint8_t *rows = src;
     block_q4_0x16 *out = dst;
-    for (int b = 0; b < nb; b++) {
+    for (int b = 0; b < nb; b++)
         for (int r = 0; r < TS_REPACK_ROWS; r++) {
             const block_q4_0 *in = (const block_q4_0 *)(rows + (size_t)r * src_row_bytes) + b;
             out[b].d[r] = in->d;
-            for (int t = 0; t < QK4_0 / 8; t++)
-                for (int k = 0; k < 4; k++) out[b].qs[t * 64 + r * 4 + k] = in->qs[4 * t + k];
+            interleave_nibbles(out[b].qs, r, in->qs);
         }
-    }
 }
 
 void ts_repack_q5_0(int n, const void *restrict src, size_t src_row_bytes, void *restrict dst) {
@@ -37,8 +42,7 @@ void ts_repack_q5_0(int n, const void *restrict src, size_t src_row_bytes, void 
             const block_q5_0 *in = (const block_q5_0 *)(rows + (size_t)r * src_row_bytes) + b;
             const uint32_t qh = (uint32_t)in->qh[0] | (uint32_t)in->qh[1] << 8 | (uint32_t)in->qh[2] << 16 | (uint32_t)in->qh[3] << 24;
             out[b].d[r] = in->d;
-            for (int t = 0; t < QK5_0 / 8; t++)
-                for (int k = 0; k < 4; k++) out[b].qs[t * 64 + r * 4 + k] = in->qs[4 * t + k];
+            interleave_nibbles(out[b].qs, r, in->qs);
             for (int k = 0; k < 4; k++) {
                 uint8_t planes = 0;
                 for (int s = 0; s < 8; s++) planes |= (uint8_t)(((qh >> (4 * s + k)) & 1u) << s);
