@@ -27,8 +27,8 @@ int ts_model_load(const char *path, ts_model **out, char err[TS_ERR_LEN]);
 void ts_model_free(ts_model *m);
 
 /* Repacks the weight matrices whose type has an interleaved layout with faster kernels on this CPU
- * (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K with AVX-512 VNNI; `--repack` in the CLI): each is copied into memory the
- * model owns, 16 rows interleaved, and its pages of the mapped file are released. Costs load time
+ * (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K with AVX-512 VNNI; the CLI does it by default when they fit,
+ * `--repack` / `--no-repack` choose): each is copied into memory the model owns, 16 rows interleaved, and its pages of the mapped file are released. Costs load time
  * (about one pass over those weights, on n_threads threads) and makes the weights anonymous memory
  * instead of page cache; makes one-token decoding faster. Results stay within float rounding of
  * the file layout's (same integer sums, another order of float additions). Call before creating
@@ -39,6 +39,10 @@ typedef struct ts_repack_stats {
     double seconds; /* wall time the repacking took */
 } ts_repack_stats;
 int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err[TS_ERR_LEN]);
+/* Bytes of weights ts_model_repack would move into memory the model owns on this CPU (0: none has
+ * a repacked layout here, or the model is repacked already). Front ends weigh it against the
+ * machine's memory before repacking by default. */
+uint64_t ts_model_repack_bytes(const ts_model *m);
 
 typedef struct ts_model_info {
     const char *arch;      /* "llama", "qwen2", ... */

@@ -54,7 +54,7 @@ typedef struct bench_opts {
     enum ts_cache_type cache[4];
     int n_cache;
     int n_batch, reps, probe_mb;
-    bool json, probe_force, no_warmup, progress, repack;
+    bool json, probe_force, no_warmup, progress, repack, no_repack;
 } bench_opts;
 
 /* ---- option parsing --------------------------------------------------------------------------- */
@@ -119,7 +119,8 @@ void bench_model_print_options(FILE *out) {
         {"--probe", "re-measure memory bandwidth and FMA peak instead of using the cached figures"},
         {"--probe-mb N", "bandwidth probe buffer in MiB (default 1024)"},
         {"--no-warmup", "skip the untimed warm-up run of each test"},
-        {"--repack", "repack the weights at load (load time then includes it; see 'tiefsee run --help')"},
+        {"--repack", "repack the weights at load even when they are large (see 'tiefsee run --help')"},
+        {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
         {"--progress", "report each step on stderr"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) fprintf(out, "  %-28s %s\n", lines[i][0], lines[i][1]);
@@ -143,6 +144,10 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         }
         if (strcmp(a, "--progress") == 0) {
             o->progress = true;
+            continue;
+        }
+        if (strcmp(a, "--no-repack") == 0) {
+            o->no_repack = true;
             continue;
         }
         if (strcmp(a, "--repack") == 0) {
@@ -187,6 +192,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         if (!ok) return usage_error("bench", "bad value '%s' for %s", v, a);
     }
     if (o->n_models == 0) return usage_error("bench", "no model given (-m MODEL)");
+    if (o->repack && o->no_repack) return usage_error("bench", "--repack and --no-repack exclude each other");
     if (o->prompt.n == 0) o->prompt = (int_list){{512}, 1};
     if (o->gen.n == 0) o->gen = (int_list){{128}, 1};
     if (o->depth.n == 0) o->depth = (int_list){{0}, 1};
@@ -813,13 +819,12 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
         fprintf(stderr, "tiefsee: %s\n", err);
         return -1;
     }
-    if (o->repack) {
-        ts_repack_stats st;
-        if (ts_model_repack(m, max_of(&o->threads), &st, err) != 0) {
-            fprintf(stderr, "tiefsee: %s\n", err);
-            ts_model_free(m);
-            return -1;
-        }
+    ts_repack_stats st;
+    if (cli_prepare_weights(m, o->repack, o->no_repack, max_of(&o->threads), "tiefsee", false, &st) != 0) {
+        ts_model_free(m);
+        return -1;
+    }
+    if (st.bytes > 0) {
         ms->repacked = true;
         ms->repack_s = st.seconds;
         ms->repack_bytes = st.bytes;

@@ -1,6 +1,7 @@
-/* `tiefsee info` and `tiefsee synth`. */
+/* `tiefsee info`, `tiefsee synth` and the weight layout step the model commands share. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -15,6 +16,48 @@ int cli_repack_model(ts_model *m, int n_threads, const char *who) {
     }
     fprintf(stderr, "%s: repacked %d weight matrices (%.2f GB) in %.2f s\n", who, st.matrices, (double)st.bytes / 1e9,
             st.seconds);
+    return 0;
+}
+
+bool cli_repack_by_default(uint64_t repack_bytes, uint64_t physical_bytes) {
+    return repack_bytes > 0 && physical_bytes > 0 && repack_bytes <= physical_bytes / 10 * 7;
+}
+
+static uint64_t physical_memory_bytes(void) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    return (uint64_t)pages * (uint64_t)page;
+}
+
+int cli_prepare_weights(ts_model *m, bool force_on, bool force_off, int n_threads, const char *who, bool report,
+                        ts_repack_stats *stats) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (force_on && force_off) {
+        fprintf(stderr, "%s: --repack and --no-repack contradict each other\n", who);
+        return EXIT_USAGE;
+    }
+    if (force_off) return 0;
+    if (!force_on) {
+        const uint64_t bytes = ts_model_repack_bytes(m), mem = physical_memory_bytes();
+        if (bytes == 0) return 0;
+        if (!cli_repack_by_default(bytes, mem)) {
+            fprintf(stderr,
+                    "%s: weights kept in the file layout: repacking them for faster decoding would take %.2f GB, "
+                    "more than 70 %% of this machine's %.2f GB (--repack does it anyway)\n",
+                    who, (double)bytes / 1e9, (double)mem / 1e9);
+            return 0;
+        }
+    }
+    char err[TS_ERR_LEN] = "";
+    ts_repack_stats st;
+    if (ts_model_repack(m, n_threads, &st, err) != 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return 1;
+    }
+    if (stats) *stats = st;
+    if (force_on || report || st.seconds >= 1.0)
+        fprintf(stderr, "%s: repacked %d weight matrices (%.2f GB) for faster decoding in %.2f s%s\n", who, st.matrices,
+                (double)st.bytes / 1e9, st.seconds, force_on ? "" : " (--no-repack skips it)");
     return 0;
 }
 

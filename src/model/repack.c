@@ -143,6 +143,22 @@ static int repack_one(ts_model *m, ts_threadpool *pool, const repack_item *it, u
     return 0;
 }
 
+uint64_t ts_model_repack_bytes(const ts_model *m) {
+    if (!m->arch->each_matrix) return 0;
+    repack_list list = {.m = m};
+    /* the visitor hands out writable views; nothing is written here */
+    m->arch->each_matrix((ts_model *)m, collect, &list);
+    collect(&list, (ts_matrix *)&m->output, 1, NULL);
+    uint64_t bytes = 0;
+    for (int i = 0; !list.out_of_memory && i < list.n; i++) {
+        const ts_matrix *w = list.items[i].w;
+        const uint64_t per_expert = (uint64_t)ts_repack_group_bytes(w->type, w->n_in) * (uint64_t)(w->n_out / TS_REPACK_ROWS);
+        bytes += per_expert * (uint64_t)list.items[i].n_experts;
+    }
+    free(list.items);
+    return list.out_of_memory ? 0 : bytes;
+}
+
 int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err_out[TS_ERR_LEN]) {
     ts_err err = {{0}};
     struct timespec t0, t1;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "server/request.h"
 #include "server/server.h"
 
@@ -978,15 +979,8 @@ int server_run(const server_config *cfg) {
         return 1;
     }
     ts_model_get_info(sv.model, &sv.info);
-    if (cfg->repack) {
-        ts_repack_stats st;
-        if (ts_model_repack(sv.model, cfg->n_threads, &st, err) != 0) {
-            fprintf(stderr, "tiefsee serve: %s\n", err);
-            goto done;
-        }
-        fprintf(stderr, "tiefsee serve: repacked %d weight matrices (%.2f GB) in %.2f s\n", st.matrices,
-                (double)st.bytes / 1e9, st.seconds);
-    }
+    if (cli_prepare_weights(sv.model, cfg->repack, cfg->no_repack, cfg->n_threads, "tiefsee serve", true, NULL) != 0)
+        goto done;
     size_t tlen;
     const char *tmpl = ts_chat_model_template(sv.model, &tlen);
     char *tmpl_copy = tmpl ? strndup(tmpl, tlen) : NULL;

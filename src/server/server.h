@@ -25,7 +25,7 @@ typedef struct server_config {
     const char *chat_template; /* format name overriding the model's template, or NULL */
     int port; /* 0 = any free port (printed at start) */
     int n_slots, n_ctx, n_threads, queue_max;
-    bool repack; /* --repack: ts_model_repack after loading */
+    bool repack, no_repack; /* --repack / --no-repack (neither: cli_prepare_weights's default) */
 } server_config;
 
 /* Runs until SIGTERM/SIGINT; returns the process exit status. */

@@ -368,4 +368,16 @@ kill -TERM "$PID"
 set +e; wait "$PID"; rc=$?; set -e
 [[ $rc == 0 ]] || fail "repacked server exit status $rc"
 echo "ok: --repack"
+
+# ---- the default repacks a model this small too (and says so); --no-repack keeps the file layout ----
+SERVE_MODEL="$TMP/mq.gguf" start_server E -np 1 -c 128
+if ! grep -q 'repacked 0 weight matrices' "$TMP/serverD.log"; then # (a CPU with repacked kernels)
+    grep -q 'repacked [0-9]* weight matrices' "$TMP/serverE.log" || fail "default layout: no repack report in the log"
+fi
+kill -TERM "$PID"; set +e; wait "$PID"; set -e
+SERVE_MODEL="$TMP/mq.gguf" start_server F -np 1 -c 128 --no-repack
+! grep -q 'repacked' "$TMP/serverF.log" || fail "--no-repack: the log says it repacked"
+r=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/health"); [[ $r == 200 ]] || fail "--no-repack server health: $r"
+kill -TERM "$PID"; set +e; wait "$PID"; set -e
+echo "ok: default layout and --no-repack"
 echo "PASS"
