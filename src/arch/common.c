@@ -11,6 +11,7 @@
 #include "ops/attn_flash.h"
 #include "ops/moe.h"
 #include "ops/ops.h"
+#include "util/alloc.h"
 
 /* ---- Loading --------------------------------------------------------------------------------- */
 
@@ -155,9 +156,6 @@ void ts_dense_state_free(ts_dense_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-static void *alloc_floats(size_t rows, size_t cols) {
-    return malloc(rows * cols * sizeof(float));
-}
 
 int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, bool reuse, ts_err *err) {
     const ts_hparams *hp = &c->model->hp;
@@ -165,22 +163,22 @@ int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, 
     const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     s->n_batch = (int)B;
     s->act = (ts_arch_act){.row_bytes = act_row_bytes, .reuse = reuse};
-    s->x = alloc_floats(B, E);
-    s->xn = alloc_floats(B, E);
-    s->q = alloc_floats(B, q_dim);
-    s->k = alloc_floats(B, kv_dim);
-    s->v = alloc_floats(B, kv_dim);
-    s->attn = alloc_floats(B, q_dim);
-    s->gate = alloc_floats(B, F);
-    s->up = alloc_floats(B, F);
-    s->tmp = alloc_floats(B, E);
-    s->rope_cs = alloc_floats(B, (size_t)hp->n_rot);
+    s->x = ts_alloc_floats(B, E);
+    s->xn = ts_alloc_floats(B, E);
+    s->q = ts_alloc_floats(B, q_dim);
+    s->k = ts_alloc_floats(B, kv_dim);
+    s->v = ts_alloc_floats(B, kv_dim);
+    s->attn = ts_alloc_floats(B, q_dim);
+    s->gate = ts_alloc_floats(B, F);
+    s->up = ts_alloc_floats(B, F);
+    s->tmp = ts_alloc_floats(B, E);
+    s->rope_cs = ts_alloc_floats(B, (size_t)hp->n_rot);
     s->act.buf = malloc(B * act_row_bytes);
     const int group = hp->n_head / hp->n_head_kv;
     /* Per thread: the flash work buffer, then the running and the next chunk's partial state. */
-    s->scratch_len = ts_flash_work_floats(group, hp->head_dim, hp->head_dim) +
-                     2 * ts_flash_partial_floats(group, hp->head_dim);
-    s->scratch = alloc_floats((size_t)c->params.n_threads, s->scratch_len);
+    s->scratch_len = ts_flash_round16(ts_flash_work_floats(group, hp->head_dim, hp->head_dim) +
+                                      2 * ts_flash_partial_floats(group, hp->head_dim)); /* each thread's part aligned */
+    s->scratch = ts_alloc_floats((size_t)c->params.n_threads, s->scratch_len);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
         !s->act.buf || !s->scratch) {
         ts_dense_state_free(s);

@@ -2,13 +2,41 @@
  * pass. */
 #include "engine/context.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "arch/arch.h"
 #include "util/fp16.h"
+
+/* A layer's K or V cache of `bytes`, zeroed. Large ones are anonymous mappings: pages are committed
+ * only as positions fill, and on Linux they are marked for transparent huge pages — attention at
+ * depth streams the whole cache every token, and with 4 KB pages a V2-Lite step at depth 8192 walks
+ * the page tables every third row (7 % of the attention time in bench/kernels/bench_flash.c). */
+enum { KV_MAP_MIN = 2 << 20 };
+
+static void *kv_alloc(size_t n, size_t size) {
+    if (size != 0 && n > SIZE_MAX / size) return NULL;
+    const size_t bytes = n * size;
+    if (bytes < KV_MAP_MIN) return calloc(bytes ? bytes : 1, 1);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#if defined(MADV_HUGEPAGE)
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without it the cache still works */
+#endif
+    return p;
+}
+
+static void kv_free(void *p, size_t bytes) {
+    if (!p) return;
+    if (bytes < KV_MAP_MIN)
+        free(p);
+    else
+        munmap(p, bytes);
+}
 
 const char *ts_cache_type_name(enum ts_cache_type t) {
     switch (t) {
@@ -110,8 +138,8 @@ void ts_context_free(ts_context *c) {
     if (c->model && c->model->arch->context_free) c->model->arch->context_free(c);
     if (c->kv) {
         for (int l = 0; l < c->model->hp.n_layer; l++) {
-            free(c->kv[l].k);
-            free(c->kv[l].v);
+            kv_free(c->kv[l].k, c->kv[l].k_bytes);
+            kv_free(c->kv[l].v, c->kv[l].v_bytes);
         }
     }
     free(c->kv);
@@ -172,10 +200,15 @@ int ts_context_new(ts_model *m, const ts_context_params *p_in, ts_context **out,
     for (int l = 0; l < m->hp.n_layer; l++) {
         ts_kv_layer *kv = &c->kv[l];
         m->arch->kv_widths(m, l, &kv->k_width, &kv->v_width);
-        /* calloc of a large block maps pages lazily: memory is committed only as positions fill. */
         const size_t rows = (size_t)p.n_seq_max * (size_t)p.n_ctx;
-        if (kv->k_width > 0) kv->k = calloc(rows, ts_row_size(kv_type, kv->k_width));
-        if (kv->v_width > 0) kv->v = calloc(rows, ts_row_size(kv_type, kv->v_width));
+        if (kv->k_width > 0) {
+            kv->k = kv_alloc(rows, ts_row_size(kv_type, kv->k_width));
+            kv->k_bytes = rows * ts_row_size(kv_type, kv->k_width);
+        }
+        if (kv->v_width > 0) {
+            kv->v = kv_alloc(rows, ts_row_size(kv_type, kv->v_width));
+            kv->v_bytes = rows * ts_row_size(kv_type, kv->v_width);
+        }
         if ((kv->k_width > 0 && !kv->k) || (kv->v_width > 0 && !kv->v)) {
             ts_fail(&err, "out of memory allocating the KV cache (n_ctx %d x %d sequences)", p.n_ctx, p.n_seq_max);
             goto fail;

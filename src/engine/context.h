@@ -15,6 +15,7 @@
  * ts_row_size(kv_type, width) (widths are multiples of the type's block size). */
 typedef struct ts_kv_layer {
     void *k, *v;
+    size_t k_bytes, v_bytes; /* as allocated (ts_kv_alloc) */
     int k_width, v_width;
 } ts_kv_layer;
 

@@ -5,10 +5,30 @@
 
 #include "util/fp16.h"
 
-size_t ts_flash_work_floats(int n_head, int k_width, int v_width) {
+/* The work buffer's parts, each starting on a 64-byte boundary of an aligned buffer:
+ * scores | 4 widened rows | the queries converted to the K type's vec_dot_type (<= 4 bytes a value)
+ * | the value sums of the position-major kernels. */
+typedef struct flash_work {
+    float *scores, *rows, *values;
+    char *qconv;
+} flash_work;
+
+static size_t work_parts(int n_head, int k_width, int v_width, float *base, flash_work *w) {
     const size_t widest = (size_t)(k_width > v_width ? k_width : v_width);
-    /* scores | 4 widened rows | the queries converted to the K type's vec_dot_type (<= 4 bytes a value) */
-    return (size_t)n_head * TS_FLASH_CHUNK + 4 * widest + (size_t)n_head * (size_t)k_width;
+    const size_t sizes[4] = {ts_flash_round16((size_t)n_head * TS_FLASH_CHUNK), ts_flash_round16(4 * widest),
+                             ts_flash_round16((size_t)n_head * (size_t)k_width),
+                             ts_flash_round16((size_t)n_head * (size_t)v_width)};
+    if (w) {
+        w->scores = base;
+        w->rows = base + sizes[0];
+        w->qconv = (char *)(w->rows + sizes[1]);
+        w->values = w->rows + sizes[1] + sizes[2];
+    }
+    return sizes[0] + sizes[1] + sizes[2] + sizes[3];
+}
+
+size_t ts_flash_work_floats(int n_head, int k_width, int v_width) {
+    return work_parts(n_head, k_width, v_width, NULL, NULL);
 }
 
 int ts_flash_simd_level(enum ts_isa isa) {
@@ -106,14 +126,24 @@ static void scores_quantized(const ts_flash_args *a, int t0, int t1, float *scor
 
 void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, float *work) {
     const int H = a->n_head, W = a->v_width, n = t1 - t0;
-    const size_t widest = (size_t)(a->k_width > a->v_width ? a->k_width : a->v_width);
-    float *scores = work;
-    float *rows = work + (size_t)H * TS_FLASH_CHUNK;
-    char *qconv = (char *)(rows + 4 * widest);
+    flash_work w;
+    work_parts(H, a->k_width, W, work, &w);
+    float *scores = w.scores, *rows = w.rows;
+    char *qconv = w.qconv;
     const bool plain = a->kv_type == TS_TYPE_F32 || a->kv_type == TS_TYPE_F16;
     const bool simd = plain && a->simd >= 1 && a->k_width % 8 == 0 && a->v_width % 8 == 0;
 #if defined(TS_HAVE_AVX512_KERNELS)
     const bool wide = simd && a->simd >= 2 && a->k_width % 16 == 0 && a->v_width % 16 == 0;
+    if (wide && H % 8 == 0 && W % 32 == 0) {
+        /* Position-major: the value sums go to the work buffer first and are copied out once — a
+         * decode step's partial states are fresh memory per chunk, and the kernel's stores to
+         * them would each wait for the line to be read first. */
+        ts_flash_scores_pm_avx512(a, t0, t1, scores);
+        ts_flash_softmax_pm_avx512(scores, n, H, partial, partial + H);
+        ts_flash_values_pm_avx512(a, t0, t1, scores, w.values);
+        memcpy(partial + 2 * H, w.values, (size_t)H * (size_t)W * sizeof(float));
+        return;
+    }
 #endif
     if (!plain)
         scores_quantized(a, t0, t1, scores, qconv);
@@ -165,7 +195,11 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
 }
 
 void ts_flash_merge(int n_head, int v_width, float *run, const float *part) {
-    for (int h = 0; h < n_head; h++) {
+    ts_flash_merge_heads(n_head, v_width, 0, n_head, run, part);
+}
+
+void ts_flash_merge_heads(int n_head, int v_width, int h0, int h1, float *run, const float *part) {
+    for (int h = h0; h < h1; h++) {
         const float m_run = run[h], m_part = part[h];
         const float m_new = m_part > m_run ? m_part : m_run;
         const float f_run = expf(m_run - m_new), f_part = expf(m_part - m_new);
@@ -178,7 +212,11 @@ void ts_flash_merge(int n_head, int v_width, float *run, const float *part) {
 }
 
 void ts_flash_finish(int n_head, int v_width, const float *run, float *out, size_t out_stride) {
-    for (int h = 0; h < n_head; h++) {
+    ts_flash_finish_heads(n_head, v_width, 0, n_head, run, out, out_stride);
+}
+
+void ts_flash_finish_heads(int n_head, int v_width, int h0, int h1, const float *run, float *out, size_t out_stride) {
+    for (int h = h0; h < h1; h++) {
         const float inv = 1.0f / run[n_head + h];
         const float *o = run + 2 * (size_t)n_head + (size_t)h * (size_t)v_width;
         float *y = out + (size_t)h * out_stride;

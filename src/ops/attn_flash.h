@@ -42,8 +42,12 @@ typedef struct ts_flash_args {
 static inline size_t ts_flash_partial_floats(int n_head, int v_width) {
     return (size_t)n_head * ((size_t)v_width + 2);
 }
-/* Floats of the work buffer ts_flash_chunk needs. */
+/* Floats of the work buffer ts_flash_chunk needs: a multiple of 16, so that per-thread buffers cut
+ * from one 64-byte aligned block stay aligned (the kernels do not require it, but the AVX-512 ones
+ * run measurably slower on rows that straddle cache lines). */
 size_t ts_flash_work_floats(int n_head, int k_width, int v_width);
+/* n rounded up to a multiple of 16 floats (64 bytes). */
+static inline size_t ts_flash_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* Which kernels F32/F16 caches use on a CPU that passed isa's check: 0 scalar, 1 AVX2, 2 AVX-512.
  * Decided from the ISA the model was loaded with, not per call: the CPU check behind ts_isa_best()
@@ -56,6 +60,9 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
 void ts_flash_merge(int n_head, int v_width, float *run, const float *part);
 /* out + h * out_stride (v_width floats) = the normalized result of head h. */
 void ts_flash_finish(int n_head, int v_width, const float *run, float *out, size_t out_stride);
+/* The same for heads [h0, h1) only: heads are independent, so threads can share a merge. */
+void ts_flash_merge_heads(int n_head, int v_width, int h0, int h1, float *run, const float *part);
+void ts_flash_finish_heads(int n_head, int v_width, int h0, int h1, const float *run, float *out, size_t out_stride);
 
 /* The whole attention over rows [0, n_kv) on this thread: chunks in order, merged as they come.
  * run and part: ts_flash_partial_floats each; work: ts_flash_work_floats. */
@@ -99,6 +106,15 @@ double ts_flash_exp_row_avx2(float *s, int n, float mx);
 void ts_flash_scores_avx512(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
 void ts_flash_values_avx512(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
 double ts_flash_exp_row_avx512(float *s, int n, float mx);
+/* Position-major kernels for F32/F16 caches when n_head is a multiple of 8, k_width of 16 and
+ * v_width of 32 (ts_flash_chunk's choice for MLA's head counts): scores[(t - t0) * n_head + h];
+ * softmax numerators of such scores in place, with each head's max m[h] and sum sum[h]; and
+ * out[h * v_width ..] = Σ_t p[(t - t0) * n_head + h] v_t (written, not added). Scores, numerators and
+ * value sums equal the head-major kernels' bit for bit; the sums of the numerators equal theirs to
+ * double rounding. */
+void ts_flash_scores_pm_avx512(const ts_flash_args *a, int t0, int t1, float *scores);
+void ts_flash_softmax_pm_avx512(float *s, int n, int n_head, float *m, float *sum);
+void ts_flash_values_pm_avx512(const ts_flash_args *a, int t0, int t1, const float *p, float *out);
 #endif
 
 #endif

@@ -11,6 +11,9 @@
 #include "ops/attn_flash.h"
 #include "ops/vexp_avx512.h"
 
+#include <math.h>
+#include <stdint.h>
+
 /* Rows t .. t+n-1 as f32: pointers into the cache (F32) or widened into `rows`. */
 static void widen_rows(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int n, int width, float *rows,
                        const float **out) {
@@ -215,4 +218,145 @@ double ts_flash_exp_row_avx512(float *s, int n, float mx) {
         total += s[t];
     }
     return total;
+}
+
+/* ---- Position-major kernels ----------------------------------------------------------------------
+ * For groups of a multiple of 8 heads (MLA's 16 or 128 heads share one latent cache): the scores of
+ * a chunk are kept position-major (scores[(t - t0) * H + h]) and the cache rows are converted from
+ * f16 in registers, never stored. Tiles of 8 heads x 2 rows (scores) and 8 heads x 32 values (value
+ * sums) keep 16 accumulators in registers for a whole row or 16 positions, which halves the loads
+ * per FMA of the head-major kernels above and drops their widening pass and their output
+ * read-modify-writes. Each (head, row) dot product is still one 16-lane FMA chain over the row with
+ * hsum16's pairing of lanes (reduce16), and each head's value sum still adds the rows in position
+ * order, so the scores and sums equal the head-major kernels' bit for bit. */
+
+/* Sixteen accumulators in, one vector out whose lane j is hsum16(acc[j]), summed with exactly
+ * hsum16's pairs (lanes i and i+8, then i and i+4, i and i+2, i and i+1): 30 shuffles and 15 adds
+ * for sixteen sums instead of sixteen separate reductions. */
+static inline __m512 reduce16(const __m512 *acc) {
+    __m512 v1[8], v2[4], v3[2];
+    for (int j = 0; j < 8; j++) /* lanes i + (i + 8): acc[2j] in the low 256 bits, acc[2j+1] in the high */
+        v1[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0x44),
+                              _mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0xEE));
+    for (int j = 0; j < 4; j++) /* + 4: one accumulator per 128-bit lane */
+        v2[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0x88),
+                              _mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0xDD));
+    for (int j = 0; j < 2; j++) /* + 2 */
+        v3[j] = _mm512_add_ps(_mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* + 1: lane 4k + m now holds acc[4m + k] */
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(v3[0], v3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(v3[0], v3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+/* 16 cache values at element i of a row, as f32 (f16 is converted in the register). */
+static inline __attribute__((always_inline)) __m512 load_row16(const char *row, int i, bool f16) {
+    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * (size_t)i)));
+    return _mm512_loadu_ps((const float *)(const void *)row + i);
+}
+
+static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args *a, int t0, int t1, float *scores,
+                                                            bool f16) {
+    const int H = a->n_head, W = a->k_width;
+    const size_t qs = a->q_stride, used = (size_t)W * (f16 ? 2 : 4);
+    for (int t = t0; t < t1; t += 2) {
+        const bool pair = t + 1 < t1;
+        const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
+        /* The rows eight positions ahead into L1 (see widen_rows). */
+        for (int r = 0; r < 2; r++) {
+            const uintptr_t ahead = (uintptr_t)k0 + (size_t)(8 + r) * a->k_row_bytes; /* may be past the end: integer math */
+            for (size_t off = 0; off < used; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+        }
+        for (int h0 = 0; h0 < H; h0 += 8) {
+            const float *q = a->q + (size_t)h0 * qs;
+            __m512 acc[16]; /* acc[r * 8 + h]: row t + r, head h0 + h */
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+            for (int i = 0; i < W; i += 16) {
+                const __m512 x0 = load_row16(k0, i, f16), x1 = load_row16(k1, i, f16);
+#pragma GCC unroll 8
+                for (int h = 0; h < 8; h++) {
+                    __m512 qv = _mm512_loadu_ps(q + (size_t)h * qs + i);
+                    /* One load for both rows: left to itself the compiler folds the load into both
+                     * FMAs, and the loads (18 per 16 FMAs) become the limit (8 % slower). */
+                    __asm__("" : "+v"(qv));
+                    acc[h] = _mm512_fmadd_ps(qv, x0, acc[h]);
+                    acc[8 + h] = _mm512_fmadd_ps(qv, x1, acc[8 + h]);
+                }
+            }
+            const __m512 s = _mm512_mul_ps(_mm512_set1_ps(a->scale), reduce16(acc));
+            float *row = scores + (size_t)(t - t0) * H + h0;
+            _mm256_storeu_ps(row, _mm512_castps512_ps256(s));
+            if (pair) _mm256_storeu_ps(row + H, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+        }
+    }
+}
+
+void ts_flash_scores_pm_avx512(const ts_flash_args *a, int t0, int t1, float *scores) {
+    if (a->kv_type == TS_TYPE_F16)
+        scores_pm(a, t0, t1, scores, true);
+    else
+        scores_pm(a, t0, t1, scores, false);
+}
+
+void ts_flash_softmax_pm_avx512(float *s, int n, int n_head, float *m, float *sum) {
+    for (int h0 = 0; h0 < n_head; h0 += 16) {
+        const __mmask16 live = n_head - h0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_head - h0)) - 1);
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        for (int t = 0; t < n; t++) mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(live, s + (size_t)t * n_head + h0));
+        __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd(); /* heads h0..h0+7, h0+8..h0+15 */
+        for (int t = 0; t < n; t++) {
+            float *p = s + (size_t)t * n_head + h0;
+            const __m512 e = ts_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, p), mx));
+            _mm512_mask_storeu_ps(p, live, e);
+            lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        }
+        _mm512_mask_storeu_ps(m + h0, live, mx);
+        const __m512 total = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
+                                                                 _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+        _mm512_mask_storeu_ps(sum + h0, live, total);
+    }
+}
+
+static inline __attribute__((always_inline)) void values_pm(const ts_flash_args *a, int t0, int t1, const float *p,
+                                                            float *out, bool f16) {
+    const int H = a->n_head, W = a->v_width;
+    enum { ROWS = 16 }; /* positions per pass: their value rows stay in L1 across the heads and columns */
+    for (int tb = t0; tb < t1; tb += ROWS) {
+        const int te = tb + ROWS < t1 ? tb + ROWS : t1;
+        for (int h0 = 0; h0 < H; h0 += 8)
+            for (int c = 0; c < W; c += 32) {
+                float *o = out + (size_t)h0 * W + c;
+                __m512 acc[16]; /* acc[2h + x]: head h0 + h, values c + 16x .. */
+#pragma GCC unroll 8
+                for (int h = 0; h < 8; h++) {
+                    acc[2 * h] = tb == t0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + (size_t)h * W);
+                    acc[2 * h + 1] = tb == t0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + (size_t)h * W + 16);
+                }
+                for (int t = tb; t < te; t++) {
+                    const char *row = a->v + (size_t)t * a->v_row_bytes;
+                    const __m512 x0 = load_row16(row, c, f16), x1 = load_row16(row, c + 16, f16);
+                    const float *pt = p + (size_t)(t - t0) * H + h0;
+#pragma GCC unroll 8
+                    for (int h = 0; h < 8; h++) {
+                        const __m512 w = _mm512_set1_ps(pt[h]);
+                        acc[2 * h] = _mm512_fmadd_ps(w, x0, acc[2 * h]);
+                        acc[2 * h + 1] = _mm512_fmadd_ps(w, x1, acc[2 * h + 1]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int h = 0; h < 8; h++) {
+                    _mm512_storeu_ps(o + (size_t)h * W, acc[2 * h]);
+                    _mm512_storeu_ps(o + (size_t)h * W + 16, acc[2 * h + 1]);
+                }
+            }
+    }
+}
+
+void ts_flash_values_pm_avx512(const ts_flash_args *a, int t0, int t1, const float *p, float *out) {
+    if (a->kv_type == TS_TYPE_F16)
+        values_pm(a, t0, t1, p, out, true);
+    else
+        values_pm(a, t0, t1, p, out, false);
 }

@@ -5,7 +5,8 @@
  *     positions that are not chunk boundaries),
  *   - two sequences interleaved token by token in one batch,
  * are bit-identical, for an F32 and an F16 cache and on 1 and 2 threads, on the tiny V2-Lite and V3
- * shapes: the chunk boundaries and merge order depend only on positions (attn_flash.h). */
+ * shapes and on the tiny V2-Lite with V2-Lite's 16 heads (which takes the position-major AVX-512
+ * kernels): the chunk boundaries and merge order depend only on positions (attn_flash.h). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,8 +60,8 @@ static float *run(ts_model *m, enum ts_cache_type cache, int n_threads, int chun
 int main(void) {
     char dir[] = "/tmp/ts_mla_long_XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3"};
-    for (int pi = 0; pi < 2; pi++) {
+    const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3", "tiny-deepseek2-lite-16h"};
+    for (int pi = 0; pi < (int)(sizeof presets / sizeof presets[0]); pi++) {
         char path[300], err[TS_ERR_LEN];
         snprintf(path, sizeof path, "%s/%s.gguf", dir, presets[pi]);
         ts_synth_params sp = {.preset = presets[pi], .type = "f32", .seed = 5, .out_path = path, .overwrite = true,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ops/attn_flash.h"
+#include "util/alloc.h"
 #include "util/fp16.h"
 
 #include "check.h"
@@ -172,6 +173,75 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
 #endif
 }
 
+/* The position-major AVX-512 kernels (head groups of a multiple of 8) against the head-major ones
+ * on the same chunk: scores, numerators and value sums bit for bit, each head's sum of numerators
+ * to double rounding; and ts_flash_chunk, which picks them for such groups, against the scalar
+ * chunk. v is the first v_width values of each K row, as MLA's latent cache. */
+static void position_major_matches(int kv_type, int n_head, int k_width, int v_width, int n) {
+#if defined(TS_HAVE_AVX512_KERNELS)
+    const enum ts_isa isa = ts_isa_best();
+    if (ts_flash_simd_level(isa) < 2) return;
+    const ts_type_traits *table = ts_type_table(isa);
+    const size_t bytes = ts_row_size(kv_type, k_width);
+    char *rows = malloc((size_t)n * bytes);
+    float *tmp = malloc((size_t)k_width * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < k_width; i++) tmp[i] = 2.0f * urand();
+        store_row(kv_type, tmp, rows + (size_t)t * bytes, k_width);
+    }
+    float *q = malloc((size_t)n_head * k_width * sizeof(float));
+    for (int i = 0; i < n_head * k_width; i++) q[i] = 2.0f * urand();
+    const ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)k_width,
+                             .k = rows, .k_row_bytes = bytes, .k_width = k_width, .v = rows, .v_row_bytes = bytes,
+                             .v_width = v_width, .scale = 0.125f, .simd = 2};
+    const size_t S = (size_t)n_head * TS_FLASH_CHUNK, O = (size_t)n_head * v_width;
+    float *hm = malloc(S * sizeof(float)), *pm = malloc(S * sizeof(float)), *wrows = malloc(4 * (size_t)k_width * sizeof(float));
+    float *o1 = calloc(O, sizeof(float)), *o2 = malloc(O * sizeof(float));
+    float *m = malloc((size_t)n_head * sizeof(float)), *sum = malloc((size_t)n_head * sizeof(float));
+    ts_flash_scores_avx512(&a, 0, n, hm, wrows);
+    ts_flash_scores_pm_avx512(&a, 0, n, pm);
+    int bad = 0;
+    for (int h = 0; h < n_head; h++)
+        for (int t = 0; t < n; t++) bad += memcmp(&hm[h * TS_FLASH_CHUNK + t], &pm[t * n_head + h], sizeof(float)) != 0;
+    CHECK(bad == 0, "position-major scores (%s, %d heads, k %d, %d rows): %d differ", ts_type_name(kv_type), n_head, k_width, n, bad);
+    ts_flash_softmax_pm_avx512(pm, n, n_head, m, sum);
+    int bad_p = 0, bad_m = 0, bad_sum = 0;
+    for (int h = 0; h < n_head; h++) {
+        float *row = hm + (size_t)h * TS_FLASH_CHUNK, mx = -INFINITY;
+        for (int t = 0; t < n; t++) mx = row[t] > mx ? row[t] : mx;
+        const float total = (float)ts_flash_exp_row_avx512(row, n, mx);
+        bad_m += m[h] != mx;
+        bad_sum += fabsf(sum[h] - total) > 0x1p-23f * total;
+        for (int t = 0; t < n; t++) bad_p += memcmp(&row[t], &pm[t * n_head + h], sizeof(float)) != 0;
+    }
+    CHECK(bad_p == 0 && bad_m == 0 && bad_sum == 0, "position-major softmax (%d heads, %d rows): %d numerators, %d maxima, %d sums differ",
+          n_head, n, bad_p, bad_m, bad_sum);
+    ts_flash_values_avx512(&a, 0, n, hm, o1, wrows);
+    for (size_t i = 0; i < O; i++) o2[i] = NAN; /* written, not added to */
+    ts_flash_values_pm_avx512(&a, 0, n, pm, o2);
+    CHECK(memcmp(o1, o2, O * sizeof(float)) == 0, "position-major value sums (%s, %d heads, v %d, %d rows) differ",
+          ts_type_name(kv_type), n_head, v_width, n);
+    /* The whole chunk as ts_flash_chunk computes it, against the scalar chunk. */
+    const size_t P = ts_flash_partial_floats(n_head, v_width);
+    float *work = ts_alloc_floats(1, ts_flash_work_floats(n_head, k_width, v_width));
+    float *part_simd = malloc(P * sizeof(float)), *part_scalar = malloc(P * sizeof(float));
+    ts_flash_chunk(&a, 0, n, part_simd, work);
+    ts_flash_args scalar = a;
+    scalar.simd = 0;
+    ts_flash_chunk(&scalar, 0, n, part_scalar, work);
+    double e = 0.0;
+    for (size_t i = 0; i < P; i++) {
+        const double d = fabs(part_simd[i] - part_scalar[i]) / (1.0 + fabs(part_scalar[i]));
+        if (!(d <= e)) e = d;
+    }
+    CHECK(e < 1e-4, "position-major chunk vs scalar (%s, %d heads, %d rows): %g", ts_type_name(kv_type), n_head, n, e);
+    free(rows); free(tmp); free(q); free(hm); free(pm); free(wrows); free(o1); free(o2); free(m); free(sum);
+    free(work); free(part_simd); free(part_scalar);
+#else
+    (void)kv_type, (void)n_head, (void)k_width, (void)v_width, (void)n;
+#endif
+}
+
 /* A SIMD exp row (mx = 0) over x[0..n) for n = n_max down to n_max - tails: every value the
  * scalar's e[] bit for bit (tails included), the sum equal to the scalar sum to double rounding. */
 static void exp_row_matches(double (*row)(float *, int, float), const char *isa, const float *x, const float *e,
@@ -237,7 +307,15 @@ int main(void) {
             for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
                 run_case(types[ti], 5, 96, 64, true, lengths[li], simd);   /* MLA-like, odd head count */
                 run_case(types[ti], 2, 64, 64, false, lengths[li], simd);  /* GQA group */
+                run_case(types[ti], 16, 576, 512, true, lengths[li], simd); /* V2-Lite's MLA: position-major kernels */
+                run_case(types[ti], 24, 96, 64, true, lengths[li], simd);   /* 8 heads past a multiple of 16 */
+                run_case(types[ti], 8, 64, 64, false, lengths[li], simd);   /* a GQA group of 8 */
             }
+    for (int n = 1; n <= TS_FLASH_CHUNK; n += 85) { /* 1, 86, 171, 256: odd and even row counts */
+        position_major_matches(TS_TYPE_F16, 16, 576, 512, n);
+        position_major_matches(TS_TYPE_F32, 8, 64, 64, n);
+        position_major_matches(TS_TYPE_F16, 24, 96, 64, n);
+    }
     kernels_match(TS_TYPE_F16, 3, 96, 7);
     kernels_match(TS_TYPE_F32, 4, 64, 256);
     kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
