@@ -24,6 +24,11 @@ typedef int32_t ts_token;
 /* ---- Model ---------------------------------------------------------------------------------- */
 
 int ts_model_load(const char *path, ts_model **out, char err[TS_ERR_LEN]);
+/* ts_model_load with the kernels of a given instruction set instead of the best this CPU has:
+ * "avx512", "avx2", "neon" or "scalar" (NULL or "auto": the best). For measuring what a CPU without
+ * the wider one computes and how fast (`tiefsee bench --isa avx2` on an AVX-512 machine), and to
+ * step around a kernel problem. Fails, naming the problem, if this build or CPU cannot run it. */
+int ts_model_load_isa(const char *path, const char *isa, ts_model **out, char err[TS_ERR_LEN]);
 void ts_model_free(ts_model *m);
 
 /* Repacks the weight matrices whose type has an interleaved layout with faster kernels on this CPU
@@ -56,6 +61,7 @@ typedef struct ts_model_info {
     const char *weight_type; /* most common weight type ("q4_K", "mixed" ...) */
     ts_token bos, eos;       /* -1 if none */
     bool add_bos;
+    const char *kernels; /* instruction set of the kernels in use: "avx512", "avx2", "neon", "scalar" */
 } ts_model_info;
 
 void ts_model_get_info(const ts_model *m, ts_model_info *info);

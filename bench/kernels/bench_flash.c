@@ -10,10 +10,12 @@
  *   gcc -std=c17 -O2 -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma -mf16c -Isrc -Iinclude \
  *       bench/kernels/bench_flash.c build/libtiefsee.a -lm -lpthread \
  *       $(pkg-config --libs jansson libpcre2-8 libutf8proc) -o /tmp/bench_flash
- *   /tmp/bench_flash [depth, default 8192] [rounds, default 6] [score scale, default 0.0625]
- * Needs an AVX-512 CPU. */
+ *   /tmp/bench_flash [depth, default 8192] [rounds, default 6] [score scale, default 0.0625] [avx512|avx2]
+ * The last argument picks the kernels of an ISA (both variants): AVX-512 (default; needs such a CPU)
+ * or AVX2, as ts_flash_chunk runs on a CPU without AVX-512. */
 #define _DEFAULT_SOURCE
 #define TS_HAVE_AVX512_KERNELS 1 /* the library is built with them on x86-64: declare them */
+#define TS_HAVE_AVX2_KERNELS 1
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -32,6 +34,7 @@ enum { HEADS = 16, K_WIDTH = 576, V_WIDTH = 512, LAYERS = 27, THREADS = 2 };
 
 typedef struct bench {
     int depth, variant; /* 0: head-major kernels, 1: ts_flash_chunk */
+    int level;          /* ts_flash_simd_level: 2 AVX-512, 1 AVX2 */
     float scale;
     ts_f16 *cache[LAYERS];
     float *q, *partials;
@@ -49,16 +52,17 @@ static double now_s(void) {
 /* The chunk as ts_flash_chunk computed it before the position-major kernels. */
 static void chunk_head_major(const ts_flash_args *a, int t0, int t1, float *partial, float *work) {
     const int n = t1 - t0;
+    const bool avx2 = a->simd == 1;
     float *scores = work, *rows = work + ts_flash_round16((size_t)HEADS * TS_FLASH_CHUNK);
-    ts_flash_scores_avx512(a, t0, t1, scores, rows);
+    (avx2 ? ts_flash_scores_avx2 : ts_flash_scores_avx512)(a, t0, t1, scores, rows);
     for (int h = 0; h < HEADS; h++) {
         float *s = scores + (size_t)h * TS_FLASH_CHUNK, mx = -INFINITY;
         for (int t = 0; t < n; t++) mx = s[t] > mx ? s[t] : mx;
         partial[h] = mx;
-        partial[HEADS + h] = (float)ts_flash_exp_row_avx512(s, n, mx);
+        partial[HEADS + h] = (float)(avx2 ? ts_flash_exp_row_avx2 : ts_flash_exp_row_avx512)(s, n, mx);
     }
     memset(partial + 2 * HEADS, 0, (size_t)HEADS * V_WIDTH * sizeof(float));
-    ts_flash_values_avx512(a, t0, t1, scores, partial + 2 * HEADS, rows);
+    (avx2 ? ts_flash_values_avx2 : ts_flash_values_avx512)(a, t0, t1, scores, partial + 2 * HEADS, rows);
 }
 
 static void *worker(void *arg) {
@@ -75,7 +79,7 @@ static void *worker(void *arg) {
             const ts_flash_args a = {.table = b->table, .kv_type = TS_TYPE_F16, .n_head = HEADS, .q = b->q,
                                      .q_stride = K_WIDTH, .k = (const char *)b->cache[l], .k_row_bytes = 2 * K_WIDTH,
                                      .k_width = K_WIDTH, .v = (const char *)b->cache[l], .v_row_bytes = 2 * K_WIDTH,
-                                     .v_width = V_WIDTH, .scale = b->scale, .simd = 2};
+                                     .v_width = V_WIDTH, .scale = b->scale, .simd = b->level};
             for (int c = ith * n_chunks / THREADS; c < (ith + 1) * n_chunks / THREADS; c++) {
                 const int t0 = c * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < b->depth ? t0 + TS_FLASH_CHUNK : b->depth;
                 float *p = b->partials + (size_t)c * partial;
@@ -95,15 +99,17 @@ int main(int argc, char **argv) {
     bench b = {.depth = argc > 1 ? atoi(argv[1]) : 8192};
     const int rounds = argc > 2 ? atoi(argv[2]) : 6;
     b.scale = argc > 3 ? (float)atof(argv[3]) : 0.0625f;
+    b.level = argc > 4 && strcmp(argv[4], "avx2") == 0 ? 1 : 2;
     if (b.depth < 1 || b.depth > 1 << 20 || rounds < 1) {
         fprintf(stderr, "usage: bench_flash [depth 1..1048576] [rounds >= 1]\n");
         return 2;
     }
-    if (!ts_isa_supported(TS_ISA_AVX512)) {
-        fprintf(stderr, "bench_flash: this CPU has no AVX-512\n");
+    const enum ts_isa isa = b.level == 2 ? TS_ISA_AVX512 : TS_ISA_AVX2;
+    if (!ts_isa_supported(isa)) {
+        fprintf(stderr, "bench_flash: this CPU has no %s\n", ts_isa_name(isa));
         return 1;
     }
-    b.table = ts_type_table(TS_ISA_AVX512);
+    b.table = ts_type_table(isa);
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     for (int l = 0; l < LAYERS; l++) {
         b.cache[l] = (ts_f16 *)(void *)ts_alloc_floats((size_t)b.depth, K_WIDTH / 2);
@@ -125,7 +131,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, worker, &b);
     const double flop = 2.0 * HEADS * (double)b.depth * (K_WIDTH + V_WIDTH) * LAYERS;
     double best[2] = {1e30, 1e30};
-    printf("depth %d, %d heads, %d layers, %d threads: ms per token (GFLOP/s)\n", b.depth, HEADS, LAYERS, THREADS);
+    printf("%s kernels, depth %d, %d heads, %d layers, %d threads: ms per token (GFLOP/s)\n", ts_isa_name(isa), b.depth,
+           HEADS, LAYERS, THREADS);
     for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < 2; v++) {
             b.variant = v;

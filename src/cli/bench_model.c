@@ -55,6 +55,8 @@ typedef struct bench_opts {
     int n_cache;
     int n_batch, reps, probe_mb;
     bool json, probe_force, no_warmup, progress, repack, no_repack;
+    const char *isa_name; /* --isa: kernels of this instruction set (NULL: the best the CPU has) */
+    enum ts_isa isa;      /* that one, or ts_isa_best() */
 } bench_opts;
 
 /* ---- option parsing --------------------------------------------------------------------------- */
@@ -121,6 +123,7 @@ void bench_model_print_options(FILE *out) {
         {"--no-warmup", "skip the untimed warm-up run of each test"},
         {"--repack", "repack the weights at load even when they are large (see 'tiefsee run --help')"},
         {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
+        {"--isa NAME", "use the kernels of avx2, avx512, neon or scalar instead of the best this CPU has, e.g. to measure an AVX2-only machine's code paths on an AVX-512 one (the FMA peak probe follows)"},
         {"--progress", "report each step on stderr"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) fprintf(out, "  %-28s %s\n", lines[i][0], lines[i][1]);
@@ -156,7 +159,8 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         }
         if (!IS("-m", "--model") && !IS("-p", "--n-prompt") && !IS("-n", "--n-gen") && !IS("-d", "--n-depth") &&
             !IS("-t", "--threads") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
-            !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0)
+            !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0 &&
+            strcmp(a, "--isa") != 0)
             return usage_error("bench", "unknown option '%s'", a);
         if (!has_value) return usage_error("bench", "%s needs a value", a);
         i++;
@@ -184,6 +188,15 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
             o->probe_mb = (int)n;
         } else if (IS("-ctk", "--cache-type")) {
             ok = parse_cache_list(v, o);
+        } else if (strcmp(a, "--isa") == 0) {
+            o->isa_name = v;
+            const int isa = ts_isa_from_name(v);
+            if (isa < 0 && strcmp(v, "auto") != 0)
+                return usage_error("bench", "unknown instruction set '%s' for --isa (avx512, avx2, neon, scalar, auto)", v);
+            if (isa >= 0 && !ts_isa_supported((enum ts_isa)isa))
+                return usage_error("bench", "--isa %s: this build or CPU cannot run those kernels (best here: %s)", v,
+                                   ts_isa_name(ts_isa_best()));
+            o->isa = isa >= 0 ? (enum ts_isa)isa : ts_isa_best();
         } else if (IS("-o", "--output")) {
             ok = strcmp(v, "md") == 0 || strcmp(v, "json") == 0;
             o->json = strcmp(v, "json") == 0;
@@ -192,6 +205,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         if (!ok) return usage_error("bench", "bad value '%s' for %s", v, a);
     }
     if (o->n_models == 0) return usage_error("bench", "no model given (-m MODEL)");
+    if (!o->isa_name) o->isa = ts_isa_best();
     if (o->repack && o->no_repack) return usage_error("bench", "--repack and --no-repack exclude each other");
     if (o->prompt.n == 0) o->prompt = (int_list){{512}, 1};
     if (o->gen.n == 0) o->gen = (int_list){{128}, 1};
@@ -216,7 +230,7 @@ typedef struct bandwidth {
 #define BENCH_PROBE_MAX_AGE_S (7 * 24 * 3600)
 
 /* ~/.cache/tiefsee/<kind>-<threads>.json (or $XDG_CACHE_HOME/tiefsee/...), kind "membw" for the
- * bandwidth probe, "flops" for the FMA peak probe. Returns false if there is no home to put it in.
+ * bandwidth probe, "flops" for the FMA peak probe (see peak_kind). Returns false if there is no home to put it in.
  * With mkdirs, creates the directories. */
 static bool probe_cache_path(const char *kind, int n_threads, bool mkdirs, char *path, size_t cap) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -351,11 +365,21 @@ typedef struct cpu_peak {
     char kernel[16];      /* "avx2", "avx512", "neon", "scalar" */
 } cpu_peak;
 
+/* The cache file's kind: "flops" for the best kernel this CPU has, "flops-avx2" etc. for a lesser
+ * one chosen with --isa (so that alternating runs do not re-measure each other's figure). */
+static void peak_kind(const char *kernel, char *kind, size_t cap) {
+    if (strcmp(kernel, ts_fma_probe_isa_name(ts_fma_probe_isa())) == 0)
+        snprintf(kind, cap, "flops");
+    else
+        snprintf(kind, cap, "flops-%s", kernel);
+}
+
 /* The cached peak if it matches this CPU, thread count and kernel and is recent; gflops 0 if not. */
 static cpu_peak peak_cache_read(int n_threads, const char *cpu, const char *kernel) {
     cpu_peak pk = {0, true, "", ""};
-    char path[1024];
-    if (!probe_cache_path("flops", n_threads, false, path, sizeof path)) return pk;
+    char path[1024], kind[32];
+    peak_kind(kernel, kind, sizeof kind);
+    if (!probe_cache_path(kind, n_threads, false, path, sizeof path)) return pk;
     json_t *root = json_load_file(path, 0, NULL);
     if (!root) return pk;
     json_t *c = json_object_get(root, "cpu_info"), *t = json_object_get(root, "n_threads"),
@@ -376,8 +400,9 @@ static cpu_peak peak_cache_read(int n_threads, const char *cpu, const char *kern
 }
 
 static void peak_cache_write(int n_threads, const char *cpu, const ts_flops_result *r, const char *when) {
-    char path[1024], tmp[1100];
-    if (!probe_cache_path("flops", n_threads, true, path, sizeof path)) return;
+    char path[1024], tmp[1100], kind[32];
+    peak_kind(ts_fma_probe_isa_name(r->isa), kind, sizeof kind);
+    if (!probe_cache_path(kind, n_threads, true, path, sizeof path)) return;
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     json_t *root = json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:s}", "cpu_info", cpu, "n_threads", n_threads, "kernel",
                              ts_fma_probe_isa_name(r->isa), "passes", r->passes, "peak_gflops", r->best_gflops,
@@ -391,7 +416,8 @@ static void peak_cache_write(int n_threads, const char *cpu, const ts_flops_resu
 /* Runs in this process (no buffer to keep out of the RSS), after the bandwidth probes have forked:
  * its threads are joined before any model is loaded. 5 passes of ~0.1 s after calibration. */
 static cpu_peak measure_peak(const bench_opts *o, int n_threads, const char *cpu) {
-    const char *kernel = ts_fma_probe_isa_name(ts_fma_probe_isa());
+    const enum ts_isa probe_isa = ts_fma_probe_isa_for(o->isa);
+    const char *kernel = ts_fma_probe_isa_name(probe_isa);
     if (!o->probe_force) {
         cpu_peak cached = peak_cache_read(n_threads, cpu, kernel);
         if (cached.gflops > 0) return cached;
@@ -399,7 +425,7 @@ static cpu_peak measure_peak(const bench_opts *o, int n_threads, const char *cpu
     if (o->progress) fprintf(stderr, "bench: measuring F32 FMA peak with %d threads (%s)\n", n_threads, kernel);
     ts_flops_result r;
     ts_err err = {""};
-    if (ts_flops_measure(n_threads, 0.1, 5, &r, &err) != 0) {
+    if (ts_flops_measure_isa(probe_isa, n_threads, 0.1, 5, &r, &err) != 0) {
         fprintf(stderr, "tiefsee: bench: %s; attention peak fraction left out\n", err.msg);
         return (cpu_peak){0, false, "", ""};
     }
@@ -722,6 +748,7 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_object_set_new(r, "samples_ts", sts);
     /* Ours. Per-token traffic and roofline apply to generation tests only (null for pp). */
     json_object_set_new(r, "engine", json_string("tiefsee"));
+    json_object_set_new(r, "kernels", json_string(ts_isa_name(out->o->isa)));
     json_object_set_new(r, "weight_bytes_per_token", json_integer((json_int_t)t->ms->active_bytes));
     json_object_set_new(r, "kv_bytes_per_position", json_integer((json_int_t)t->kv_bytes_per_position));
     json_object_set_new(r, "bytes_per_token", json_real_or_null(s->bytes_per_token, tg));
@@ -815,7 +842,7 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
     if (o->progress) fprintf(stderr, "bench: loading %s\n", path);
     ts_model *m = NULL;
     double t0 = now_seconds();
-    if (ts_model_load(path, &m, err) != 0) {
+    if (ts_model_load_isa(path, o->isa_name, &m, err) != 0) {
         fprintf(stderr, "tiefsee: %s\n", err);
         return -1;
     }
@@ -973,6 +1000,7 @@ int bench_model_main(int argc, char **argv) {
     }
     char rss[32];
     human_size(rss, sizeof rss, peak_rss_bytes());
-    printf("peak RSS: %s; cpu: %s; build: tiefsee %s\n", rss, out.cpu, TIEFSEE_VERSION);
+    printf("peak RSS: %s; cpu: %s; kernels: %s%s; build: tiefsee %s\n", rss, out.cpu, ts_isa_name(o.isa),
+           o.isa_name ? " (--isa)" : "", TIEFSEE_VERSION);
     return rc;
 }

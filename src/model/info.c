@@ -43,6 +43,7 @@ void ts_model_get_info(const ts_model *m, ts_model_info *info) {
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
     info->weight_type = dominant_weight_type(m);
+    info->kernels = ts_isa_name(m->isa);
     info->bos = m->vocab ? ts_vocab_bos(m->vocab) : -1;
     info->eos = m->vocab ? ts_vocab_eos(m->vocab) : -1;
     info->add_bos = m->vocab ? ts_vocab_add_bos(m->vocab) : false;

@@ -158,15 +158,35 @@ static void collect_stats(ts_model *m) {
 }
 
 int ts_model_load(const char *path, ts_model **out, char err_out[TS_ERR_LEN]) {
+    return ts_model_load_isa(path, NULL, out, err_out);
+}
+
+int ts_model_load_isa(const char *path, const char *isa_name, ts_model **out, char err_out[TS_ERR_LEN]) {
     ts_err err = {{0}};
     *out = NULL;
+    enum ts_isa isa = ts_isa_best();
+    if (isa_name && strcmp(isa_name, "auto") != 0) {
+        const int chosen = ts_isa_from_name(isa_name);
+        if (chosen < 0) {
+            if (err_out)
+                snprintf(err_out, TS_ERR_LEN, "unknown instruction set '%s' (avx512, avx2, neon, scalar or auto)", isa_name);
+            return -1;
+        }
+        if (!ts_isa_supported((enum ts_isa)chosen)) {
+            if (err_out)
+                snprintf(err_out, TS_ERR_LEN, "this %s cannot run %s kernels (best here: %s)",
+                         chosen == TS_ISA_SCALAR ? "build" : "build or CPU", isa_name, ts_isa_name(isa));
+            return -1;
+        }
+        isa = (enum ts_isa)chosen;
+    }
     ts_model *m = calloc(1, sizeof *m);
     if (!m) {
         if (err_out) snprintf(err_out, TS_ERR_LEN, "out of memory");
         return -1;
     }
     snprintf(m->path, sizeof m->path, "%s", path);
-    m->isa = ts_isa_best();
+    m->isa = isa;
     m->types = ts_type_table(m->isa);
 
     if (gguf_open(path, &m->file, &err) != 0) goto fail;

@@ -101,6 +101,12 @@ void ts_flash_values_scalar(const ts_flash_args *a, int t0, int t1, const float 
 void ts_flash_scores_avx2(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);
 void ts_flash_values_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out, float *rows);
 double ts_flash_exp_row_avx2(float *s, int n, float mx);
+/* Position-major kernels as the AVX-512 ones below, on 8 lanes: n_head a multiple of 4, k_width of
+ * 8, v_width of 16 (ts_flash_chunk's choice on AVX2 CPUs). Bit-identical to the head-major AVX2
+ * kernels in the same sense. */
+void ts_flash_scores_pm_avx2(const ts_flash_args *a, int t0, int t1, float *scores);
+void ts_flash_softmax_pm_avx2(float *s, int n, int n_head, float *m, float *sum);
+void ts_flash_values_pm_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out);
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
 void ts_flash_scores_avx512(const ts_flash_args *a, int t0, int t1, float *scores, float *rows);

@@ -4,6 +4,8 @@
  * dot product is one 8-lane FMA chain over the row followed by a fixed horizontal sum, and each
  * head's value sum adds the rows in position order: the grouping of rows changes no result. */
 #include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
 
 #include "ops/attn_flash.h"
 #include "ops/vexp_avx2.h"
@@ -162,4 +164,141 @@ double ts_flash_exp_row_avx2(float *s, int n, float mx) {
         total += s[t];
     }
     return total;
+}
+
+/* ---- Position-major kernels ----------------------------------------------------------------------
+ * The AVX2 counterparts of attn_flash_avx512.c's position-major kernels, for groups of a multiple of
+ * 4 heads (MLA's 16 or 128 heads; GQA groups of 4 or 8): scores[(t - t0) * H + h], cache rows
+ * converted from f16 in registers, never stored. With sixteen 8-lane registers the tiles are 4 heads
+ * x 2 rows (scores: 8 accumulators, 2 rows, 1 query vector) and 4 heads x 16 values (value sums: 8
+ * accumulators, 2 row vectors, the weights broadcast from memory): 6 loads per 8 FMAs and no
+ * widening pass or read-modify-write of the value sums, where the head-major kernels above load as
+ * much and also widen every row through memory and reread and rewrite every head's sums for every
+ * four positions. Each (head, row) dot product is one 8-lane FMA chain over the row with hsum8's
+ * pairing (reduce8), and each head's value sum adds the rows in position order: scores, numerators
+ * and value sums equal the head-major kernels' bit for bit. */
+
+/* Eight accumulators in, one vector out whose lane j is hsum8(acc[j]), with exactly hsum8's pairs
+ * (lanes i and i+4, then i and i+2, then i and i+1). */
+static inline __m256 reduce8(const __m256 *acc) {
+    __m256 v1[4], v2[2];
+    for (int j = 0; j < 4; j++) /* lanes i + (i + 4): acc[2j] in the low 128 bits, acc[2j+1] in the high */
+        v1[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20),
+                              _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
+    for (int j = 0; j < 2; j++) /* + 2 */
+        v2[j] = _mm256_add_ps(_mm256_shuffle_ps(v1[2 * j], v1[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm256_shuffle_ps(v1[2 * j], v1[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* + 1: lane 4k + m now holds acc[2m + k] */
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(v2[0], v2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(v2[0], v2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* 8 cache values at element i of a row, as f32 (f16 is converted in the register). */
+static inline __attribute__((always_inline)) __m256 load_row8(const char *row, int i, bool f16) {
+    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * (size_t)i)));
+    return _mm256_loadu_ps((const float *)(const void *)row + i);
+}
+
+static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args *a, int t0, int t1, float *scores,
+                                                            bool f16) {
+    const int H = a->n_head, W = a->k_width;
+    const size_t qs = a->q_stride, used = (size_t)W * (f16 ? 2 : 4);
+    for (int t = t0; t < t1; t += 2) {
+        const bool pair = t + 1 < t1;
+        const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
+        /* The rows eight positions ahead into L1 (see widen_rows). */
+        for (int r = 0; r < 2; r++) {
+            const uintptr_t ahead = (uintptr_t)k0 + (size_t)(8 + r) * a->k_row_bytes; /* may be past the end: integer math */
+            for (size_t off = 0; off < used; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+        }
+        for (int h0 = 0; h0 < H; h0 += 4) {
+            const float *q = a->q + (size_t)h0 * qs;
+            __m256 acc[8]; /* acc[r * 4 + h]: row t + r, head h0 + h */
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+            for (int i = 0; i < W; i += 8) {
+                const __m256 x0 = load_row8(k0, i, f16), x1 = load_row8(k1, i, f16);
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) {
+                    __m256 qv = _mm256_loadu_ps(q + (size_t)h * qs + i);
+                    __asm__("" : "+x"(qv)); /* one load for both rows (see attn_flash_avx512.c) */
+                    acc[h] = _mm256_fmadd_ps(qv, x0, acc[h]);
+                    acc[4 + h] = _mm256_fmadd_ps(qv, x1, acc[4 + h]);
+                }
+            }
+            const __m256 s = _mm256_mul_ps(_mm256_set1_ps(a->scale), reduce8(acc));
+            float *row = scores + (size_t)(t - t0) * H + h0;
+            _mm_storeu_ps(row, _mm256_castps256_ps128(s));
+            if (pair) _mm_storeu_ps(row + H, _mm256_extractf128_ps(s, 1));
+        }
+    }
+}
+
+void ts_flash_scores_pm_avx2(const ts_flash_args *a, int t0, int t1, float *scores) {
+    if (a->kv_type == TS_TYPE_F16)
+        scores_pm(a, t0, t1, scores, true);
+    else
+        scores_pm(a, t0, t1, scores, false);
+}
+
+void ts_flash_softmax_pm_avx2(float *s, int n, int n_head, float *m, float *sum) {
+    for (int h0 = 0; h0 < n_head; h0 += 8) {
+        /* a last group of 4 heads (n_head is a multiple of 4): the upper lanes read and keep nothing */
+        const __m256i live = n_head - h0 >= 8 ? _mm256_set1_epi32(-1) : _mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0);
+        __m256 mx = _mm256_set1_ps(-INFINITY);
+        for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_maskload_ps(s + (size_t)t * n_head + h0, live));
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd(); /* heads h0..h0+3, h0+4..h0+7 */
+        for (int t = 0; t < n; t++) {
+            float *p = s + (size_t)t * n_head + h0;
+            const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_maskload_ps(p, live), mx));
+            _mm256_maskstore_ps(p, live, e);
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        _mm256_maskstore_ps(m + h0, live, mx);
+        const __m256 total = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+        _mm256_maskstore_ps(sum + h0, live, total);
+    }
+}
+
+static inline __attribute__((always_inline)) void values_pm(const ts_flash_args *a, int t0, int t1, const float *p,
+                                                            float *out, bool f16) {
+    const int H = a->n_head, W = a->v_width;
+    enum { ROWS = 16 }; /* positions per pass: their value rows stay in L1 across the heads and columns */
+    for (int tb = t0; tb < t1; tb += ROWS) {
+        const int te = tb + ROWS < t1 ? tb + ROWS : t1;
+        for (int h0 = 0; h0 < H; h0 += 4)
+            for (int c = 0; c < W; c += 16) {
+                float *o = out + (size_t)h0 * W + c;
+                __m256 acc[8]; /* acc[2h + x]: head h0 + h, values c + 8x .. */
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) {
+                    acc[2 * h] = tb == t0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + (size_t)h * W);
+                    acc[2 * h + 1] = tb == t0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + (size_t)h * W + 8);
+                }
+                for (int t = tb; t < te; t++) {
+                    const char *row = a->v + (size_t)t * a->v_row_bytes;
+                    const __m256 x0 = load_row8(row, c, f16), x1 = load_row8(row, c + 8, f16);
+                    const float *pt = p + (size_t)(t - t0) * H + h0;
+#pragma GCC unroll 4
+                    for (int h = 0; h < 4; h++) {
+                        const __m256 w = _mm256_broadcast_ss(pt + h);
+                        acc[2 * h] = _mm256_fmadd_ps(w, x0, acc[2 * h]);
+                        acc[2 * h + 1] = _mm256_fmadd_ps(w, x1, acc[2 * h + 1]);
+                    }
+                }
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) {
+                    _mm256_storeu_ps(o + (size_t)h * W, acc[2 * h]);
+                    _mm256_storeu_ps(o + (size_t)h * W + 8, acc[2 * h + 1]);
+                }
+            }
+    }
+}
+
+void ts_flash_values_pm_avx2(const ts_flash_args *a, int t0, int t1, const float *p, float *out) {
+    if (a->kv_type == TS_TYPE_F16)
+        values_pm(a, t0, t1, p, out, true);
+    else
+        values_pm(a, t0, t1, p, out, false);
 }

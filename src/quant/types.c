@@ -229,6 +229,13 @@ const char *ts_isa_name(enum ts_isa isa) {
     }
 }
 
+int ts_isa_from_name(const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < TS_ISA_COUNT; i++)
+        if (strcmp(name, ts_isa_name((enum ts_isa)i)) == 0) return i;
+    return -1;
+}
+
 const char *ts_type_name(int type) {
     if (type < 0 || type >= TS_TYPE_COUNT) return NULL;
     return type_names[type];

@@ -77,6 +77,8 @@ enum ts_isa ts_isa_best(void);
 /* Whether this build has kernels for `isa` and this CPU can run them (AVX2 also on an AVX-512 CPU). */
 bool ts_isa_supported(enum ts_isa isa);
 const char *ts_isa_name(enum ts_isa isa);
+/* The ISA named "scalar", "avx2", "avx512" or "neon" (as ts_isa_name writes them); -1 if none. */
+int ts_isa_from_name(const char *name);
 
 /* Name of a type id, also for ids the engine does not support ("iq2_xxs"); NULL if unassigned. */
 const char *ts_type_name(int type);

@@ -103,7 +103,19 @@ static double timed_pass(ts_threadpool *pool, flops_task *task) {
     return flops_now() - t0;
 }
 
+enum ts_isa ts_fma_probe_isa_for(enum ts_isa isa) {
+    const enum ts_isa best = ts_fma_probe_isa();
+    if (isa == best || isa == TS_ISA_SCALAR) return isa;
+    if (best == TS_ISA_AVX512 && isa == TS_ISA_AVX2) return isa;
+    return best;
+}
+
 int ts_flops_measure(int n_threads, double pass_seconds, int passes, ts_flops_result *out, ts_err *err) {
+    return ts_flops_measure_isa(ts_fma_probe_isa(), n_threads, pass_seconds, passes, out, err);
+}
+
+int ts_flops_measure_isa(enum ts_isa isa, int n_threads, double pass_seconds, int passes, ts_flops_result *out,
+                         ts_err *err) {
     if (n_threads < 1 || n_threads > FLOPS_MAX_THREADS)
         return ts_fail(err, "FMA peak probe: thread count %d out of range 1..%d", n_threads, FLOPS_MAX_THREADS);
     if (passes < 1) return ts_fail(err, "FMA peak probe: at least one pass is needed");
@@ -115,7 +127,7 @@ int ts_flops_measure(int n_threads, double pass_seconds, int passes, ts_flops_re
         free(task);
         return -1;
     }
-    task->isa = ts_fma_probe_isa();
+    task->isa = ts_fma_probe_isa_for(isa);
     /* Calibrate: double the steps until a pass takes a quarter of the target (this also warms the
      * threads and lets the clock ramp up), then scale to the target length. */
     task->n_iter = 1 << 12;

@@ -46,6 +46,12 @@ double ts_fma_chains(enum ts_isa isa, long n_iter, float start, float step, floa
  * one pass takes about pass_seconds (> 0), then reports the best of `passes` (>= 1). Returns 0, or
  * -1 with err (bad arguments, thread creation). */
 int ts_flops_measure(int n_threads, double pass_seconds, int passes, ts_flops_result *out, ts_err *err);
+/* The same with the kernel of `isa` (one ts_fma_chains runs: scalar where it has none), e.g. the
+ * peak of the AVX2 kernels on an AVX-512 CPU, for a model loaded with them. */
+int ts_flops_measure_isa(enum ts_isa isa, int n_threads, double pass_seconds, int passes, ts_flops_result *out,
+                         ts_err *err);
+/* The probe's kernel for a model whose kernels are `isa`: that ISA, capped at ts_fma_probe_isa(). */
+enum ts_isa ts_fma_probe_isa_for(enum ts_isa isa);
 
 /* Per-ISA kernels (flops_probe_<isa>.c), same contract as ts_fma_chains for their ISA. */
 double ts_fma_chains_scalar(long n_iter, float start, float step, float mul, float add);

@@ -159,6 +159,29 @@ for r in json.load(open(sys.argv[3])):
     || fail "--repack md run: $(cat "$WORK/err")"
 grep -q 'repacked .* GB of weights at load in' "$WORK/md2" || fail "--repack md footer: $(tail -3 "$WORK/md2")"
 
+# --isa: the kernels of a lesser instruction set, named in the records; the FMA peak probe follows it
+# and caches its figure apart from the best kernel's.
+"$TS" bench -o json -m "$WORK/dense.gguf" -p 4 -n 2 -r 1 -t 2 --isa scalar > "$WORK/json7" 2> "$WORK/err" \
+    || fail "--isa scalar run: $(cat "$WORK/err")"
+python3 -c '
+import json, sys
+recs = json.load(open(sys.argv[1]))
+assert len(recs) == 2 and all(r["kernels"] == "scalar" for r in recs), recs
+tg = [r for r in recs if r["n_gen"] > 0][0]
+assert tg["cpu_peak_kernel"] == "scalar" and tg["avg_ts"] > 0, tg
+' "$WORK/json7" || fail "--isa scalar records"
+python3 -c 'import json, sys; assert all(r["kernels"] in ("avx512", "avx2", "neon", "scalar") for r in json.load(open(sys.argv[1])))' \
+    "$WORK/json4" || fail "kernels field"
+# Where the best kernel is not scalar, the scalar peak went to a file of its own.
+python3 -c '
+import json, os, sys
+best = json.load(open(sys.argv[1]))["kernel"]
+assert (best != "scalar") == os.path.exists(sys.argv[2]), (best, os.path.exists(sys.argv[2]))
+' "$XDG_CACHE_HOME/tiefsee/flops-2.json" "$XDG_CACHE_HOME/tiefsee/flops-scalar-2.json" \
+    || fail "--isa scalar's peak figure not cached apart from the best kernel's"
+"$TS" bench -m "$WORK/dense.gguf" -p 4 -n 0 -r 1 --isa scalar 2> /dev/null | grep -q 'kernels: scalar (--isa)' \
+    || fail "--isa md footer"
+
 # A model that fails to load: exit 1, and the JSON is still a valid (empty) array.
 "$TS" bench -o json -m "$WORK/missing.gguf" -p 4 -n 0 -r 1 > "$WORK/json3" 2> "$WORK/err"
 [ $? -eq 1 ] || fail "missing model: expected exit 1"
@@ -166,7 +189,8 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/
 
 # ---- usage errors (exit 2) ----
 for args in "" "-p 16" "-m $WORK/dense.gguf -p x" "-m $WORK/dense.gguf -o csv" "-m $WORK/dense.gguf -t 0" \
-    "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus" "-m $WORK/dense.gguf --repack --no-repack"; do
+    "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus" "-m $WORK/dense.gguf --repack --no-repack" \
+    "-m $WORK/dense.gguf --isa avx9" "-m $WORK/dense.gguf --isa"; do
     # shellcheck disable=SC2086
     "$TS" bench $args > /dev/null 2> "$WORK/err"
     rc=$?

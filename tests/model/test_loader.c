@@ -134,6 +134,38 @@ int main(void) {
     m = NULL;
     CHECK(ts_model_load("/nonexistent/model.gguf", &m, err) != 0 && m == NULL && err[0], "nonexistent file");
 
+    /* The kernels' instruction set chosen at load (ts_model_load_isa). */
+    char path[256];
+    snprintf(path, sizeof path, "%s/isa.gguf", dir);
+    const tiny_spec isa_spec = tiny_default("llama");
+    if (tiny_write(&isa_spec, path) == 0) {
+        const char *const names[] = {NULL, "auto", "scalar"};
+        const char *const want[] = {ts_isa_name(ts_isa_best()), ts_isa_name(ts_isa_best()), "scalar"};
+        for (int i = 0; i < 3; i++) {
+            m = NULL;
+            err[0] = 0;
+            CHECK(ts_model_load_isa(path, names[i], &m, err) == 0 && m, "load with isa %s: %s", names[i] ? names[i] : "NULL", err);
+            if (!m) continue;
+            ts_model_get_info(m, &info);
+            CHECK(strcmp(info.kernels, want[i]) == 0, "isa %s: kernels %s, expected %s", names[i] ? names[i] : "NULL",
+                  info.kernels, want[i]);
+            ts_model_free(m);
+        }
+        m = (ts_model *)1;
+        CHECK(ts_model_load_isa(path, "avx9", &m, err) != 0 && m == NULL &&
+                  strcmp(err, "unknown instruction set 'avx9' (avx512, avx2, neon, scalar or auto)") == 0,
+              "unknown isa: %s", err);
+        /* An instruction set of another architecture: never runnable. */
+        const char *foreign = ts_isa_supported(TS_ISA_NEON) ? "avx2" : "neon";
+        char expect[TS_ERR_LEN];
+        snprintf(expect, sizeof expect, "this build or CPU cannot run %s kernels (best here: %s)", foreign,
+                 ts_isa_name(ts_isa_best()));
+        m = (ts_model *)1;
+        CHECK(ts_model_load_isa(path, foreign, &m, err) != 0 && m == NULL && strcmp(err, expect) == 0,
+              "foreign isa: %s", err);
+        remove(path);
+    }
+
     rmdir(dir);
     if (failures) {
         printf("%d failure(s)\n", failures);

@@ -77,12 +77,23 @@ static void store_row(int kv_type, const float *x, void *dst, int n) {
         ts_type_table(TS_ISA_SCALAR)[kv_type].from_float(x, dst, n);
 }
 
+/* The ISA whose kernels ts_flash_simd_level picks `level` for (0 scalar, 1 AVX2, 2 AVX-512), or -1
+ * if this build or CPU has none. */
+static int isa_for_level(int level) {
+    if (level == 0) return TS_ISA_SCALAR;
+    if (level == 1 && ts_isa_supported(TS_ISA_AVX2) && ts_flash_simd_level(TS_ISA_AVX2) == 1) return TS_ISA_AVX2;
+    if (level == 2 && ts_isa_supported(TS_ISA_AVX512) && ts_flash_simd_level(TS_ISA_AVX512) == 2) return TS_ISA_AVX512;
+    return -1;
+}
+
+/* simd: the kernel level (isa_for_level); a level this CPU lacks is skipped. */
 static void run_case(int kv_type, int n_head, int k_width, int v_width, bool shared_row, int n_kv, int simd) {
-    const enum ts_isa isa = simd ? ts_isa_best() : TS_ISA_SCALAR;
+    if (isa_for_level(simd) < 0) return;
+    const enum ts_isa isa = (enum ts_isa)isa_for_level(simd);
     const ts_type_traits *table = ts_type_table(isa);
     const size_t k_bytes = ts_row_size(kv_type, k_width), v_bytes = ts_row_size(kv_type, v_width);
     char *k = malloc((size_t)n_kv * k_bytes), *v = shared_row ? k : malloc((size_t)n_kv * v_bytes);
-    float *row = malloc((size_t)k_width * sizeof(float));
+    float *row = malloc((size_t)(k_width > v_width ? k_width : v_width) * sizeof(float));
     for (int t = 0; t < n_kv; t++) {
         for (int i = 0; i < k_width; i++) row[i] = urand();
         store_row(kv_type, row, k + (size_t)t * k_bytes, k_width);
@@ -96,7 +107,7 @@ static void run_case(int kv_type, int n_head, int k_width, int v_width, bool sha
     const ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)k_width,
                              .k = k, .k_row_bytes = k_bytes, .k_width = k_width, .v = v,
                              .v_row_bytes = shared_row ? k_bytes : v_bytes, .v_width = v_width,
-                             .scale = 1.0f / sqrtf((float)k_width), .simd = simd ? ts_flash_simd_level(isa) : 0};
+                             .scale = 1.0f / sqrtf((float)k_width), .simd = simd};
     const size_t P = ts_flash_partial_floats(n_head, v_width);
     float *work = malloc(ts_flash_work_floats(n_head, k_width, v_width) * sizeof(float));
     float *run = malloc(P * sizeof(float)), *part = malloc(P * sizeof(float));
@@ -177,11 +188,32 @@ static void kernels_match(int kv_type, int n_head, int width, int n) {
  * on the same chunk: scores, numerators and value sums bit for bit, each head's sum of numerators
  * to double rounding; and ts_flash_chunk, which picks them for such groups, against the scalar
  * chunk. v is the first v_width values of each K row, as MLA's latent cache. */
-static void position_major_matches(int kv_type, int n_head, int k_width, int v_width, int n) {
+/* The position-major kernels of one level (1 AVX2, 2 AVX-512) against the head-major kernels of the
+ * same level: scores, numerators, maxima and value sums bit for bit, numerator sums to double
+ * rounding; and the whole chunk (as ts_flash_chunk picks it) against the scalar chunk. */
+typedef struct pm_kernels {
+    void (*scores)(const ts_flash_args *, int, int, float *, float *);
+    void (*values)(const ts_flash_args *, int, int, const float *, float *, float *);
+    double (*exp_row)(float *, int, float);
+    void (*scores_pm)(const ts_flash_args *, int, int, float *);
+    void (*softmax_pm)(float *, int, int, float *, float *);
+    void (*values_pm)(const ts_flash_args *, int, int, const float *, float *);
+} pm_kernels;
+
+static void position_major_matches(int level, int kv_type, int n_head, int k_width, int v_width, int n) {
+    pm_kernels K = {0};
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (level == 1)
+        K = (pm_kernels){ts_flash_scores_avx2, ts_flash_values_avx2, ts_flash_exp_row_avx2,
+                         ts_flash_scores_pm_avx2, ts_flash_softmax_pm_avx2, ts_flash_values_pm_avx2};
+#endif
 #if defined(TS_HAVE_AVX512_KERNELS)
-    const enum ts_isa isa = ts_isa_best();
-    if (ts_flash_simd_level(isa) < 2) return;
-    const ts_type_traits *table = ts_type_table(isa);
+    if (level == 2)
+        K = (pm_kernels){ts_flash_scores_avx512, ts_flash_values_avx512, ts_flash_exp_row_avx512,
+                         ts_flash_scores_pm_avx512, ts_flash_softmax_pm_avx512, ts_flash_values_pm_avx512};
+#endif
+    if (!K.scores || isa_for_level(level) < 0) return;
+    const ts_type_traits *table = ts_type_table((enum ts_isa)isa_for_level(level));
     const size_t bytes = ts_row_size(kv_type, k_width);
     char *rows = malloc((size_t)n * bytes);
     float *tmp = malloc((size_t)k_width * sizeof(float));
@@ -193,34 +225,36 @@ static void position_major_matches(int kv_type, int n_head, int k_width, int v_w
     for (int i = 0; i < n_head * k_width; i++) q[i] = 2.0f * urand();
     const ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)k_width,
                              .k = rows, .k_row_bytes = bytes, .k_width = k_width, .v = rows, .v_row_bytes = bytes,
-                             .v_width = v_width, .scale = 0.125f, .simd = 2};
+                             .v_width = v_width, .scale = 0.125f, .simd = level};
     const size_t S = (size_t)n_head * TS_FLASH_CHUNK, O = (size_t)n_head * v_width;
     float *hm = malloc(S * sizeof(float)), *pm = malloc(S * sizeof(float)), *wrows = malloc(4 * (size_t)k_width * sizeof(float));
     float *o1 = calloc(O, sizeof(float)), *o2 = malloc(O * sizeof(float));
     float *m = malloc((size_t)n_head * sizeof(float)), *sum = malloc((size_t)n_head * sizeof(float));
-    ts_flash_scores_avx512(&a, 0, n, hm, wrows);
-    ts_flash_scores_pm_avx512(&a, 0, n, pm);
+    K.scores(&a, 0, n, hm, wrows);
+    K.scores_pm(&a, 0, n, pm);
     int bad = 0;
     for (int h = 0; h < n_head; h++)
         for (int t = 0; t < n; t++) bad += memcmp(&hm[h * TS_FLASH_CHUNK + t], &pm[t * n_head + h], sizeof(float)) != 0;
-    CHECK(bad == 0, "position-major scores (%s, %d heads, k %d, %d rows): %d differ", ts_type_name(kv_type), n_head, k_width, n, bad);
-    ts_flash_softmax_pm_avx512(pm, n, n_head, m, sum);
+    CHECK(bad == 0, "position-major scores (level %d, %s, %d heads, k %d, %d rows): %d differ", level, ts_type_name(kv_type),
+          n_head, k_width, n, bad);
+    K.softmax_pm(pm, n, n_head, m, sum);
     int bad_p = 0, bad_m = 0, bad_sum = 0;
     for (int h = 0; h < n_head; h++) {
         float *row = hm + (size_t)h * TS_FLASH_CHUNK, mx = -INFINITY;
         for (int t = 0; t < n; t++) mx = row[t] > mx ? row[t] : mx;
-        const float total = (float)ts_flash_exp_row_avx512(row, n, mx);
+        const float total = (float)K.exp_row(row, n, mx);
         bad_m += m[h] != mx;
         bad_sum += fabsf(sum[h] - total) > 0x1p-23f * total;
         for (int t = 0; t < n; t++) bad_p += memcmp(&row[t], &pm[t * n_head + h], sizeof(float)) != 0;
     }
-    CHECK(bad_p == 0 && bad_m == 0 && bad_sum == 0, "position-major softmax (%d heads, %d rows): %d numerators, %d maxima, %d sums differ",
-          n_head, n, bad_p, bad_m, bad_sum);
-    ts_flash_values_avx512(&a, 0, n, hm, o1, wrows);
+    CHECK(bad_p == 0 && bad_m == 0 && bad_sum == 0,
+          "position-major softmax (level %d, %d heads, %d rows): %d numerators, %d maxima, %d sums differ", level, n_head, n,
+          bad_p, bad_m, bad_sum);
+    K.values(&a, 0, n, hm, o1, wrows);
     for (size_t i = 0; i < O; i++) o2[i] = NAN; /* written, not added to */
-    ts_flash_values_pm_avx512(&a, 0, n, pm, o2);
-    CHECK(memcmp(o1, o2, O * sizeof(float)) == 0, "position-major value sums (%s, %d heads, v %d, %d rows) differ",
-          ts_type_name(kv_type), n_head, v_width, n);
+    K.values_pm(&a, 0, n, pm, o2);
+    CHECK(memcmp(o1, o2, O * sizeof(float)) == 0, "position-major value sums (level %d, %s, %d heads, v %d, %d rows) differ",
+          level, ts_type_name(kv_type), n_head, v_width, n);
     /* The whole chunk as ts_flash_chunk computes it, against the scalar chunk. */
     const size_t P = ts_flash_partial_floats(n_head, v_width);
     float *work = ts_alloc_floats(1, ts_flash_work_floats(n_head, k_width, v_width));
@@ -234,12 +268,10 @@ static void position_major_matches(int kv_type, int n_head, int k_width, int v_w
         const double d = fabs(part_simd[i] - part_scalar[i]) / (1.0 + fabs(part_scalar[i]));
         if (!(d <= e)) e = d;
     }
-    CHECK(e < 1e-4, "position-major chunk vs scalar (%s, %d heads, %d rows): %g", ts_type_name(kv_type), n_head, n, e);
+    CHECK(e < 1e-4, "position-major chunk vs scalar (level %d, %s, %d heads, %d rows): %g", level, ts_type_name(kv_type),
+          n_head, n, e);
     free(rows); free(tmp); free(q); free(hm); free(pm); free(wrows); free(o1); free(o2); free(m); free(sum);
     free(work); free(part_simd); free(part_scalar);
-#else
-    (void)kv_type, (void)n_head, (void)k_width, (void)v_width, (void)n;
-#endif
 }
 
 /* A SIMD exp row (mx = 0) over x[0..n) for n = n_max down to n_max - tails: every value the
@@ -302,7 +334,7 @@ static void exp_checks(void) {
 int main(void) {
     const int types[] = {TS_TYPE_F32, TS_TYPE_F16, TS_TYPE_BF16, TS_TYPE_Q8_0};
     const int lengths[] = {1, 3, 255, 256, 257, 700};
-    for (int simd = 0; simd <= 1; simd++) /* 1: the best kernels this CPU has */
+    for (int simd = 0; simd <= 2; simd++) /* scalar, AVX2, AVX-512 where the CPU has them */
         for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
             for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
                 run_case(types[ti], 5, 96, 64, true, lengths[li], simd);   /* MLA-like, odd head count */
@@ -310,12 +342,19 @@ int main(void) {
                 run_case(types[ti], 16, 576, 512, true, lengths[li], simd); /* V2-Lite's MLA: position-major kernels */
                 run_case(types[ti], 24, 96, 64, true, lengths[li], simd);   /* 8 heads past a multiple of 16 */
                 run_case(types[ti], 8, 64, 64, false, lengths[li], simd);   /* a GQA group of 8 */
+                run_case(types[ti], 12, 128, 128, false, lengths[li], simd); /* AVX2 position-major: 8 + 4 heads */
+                run_case(types[ti], 4, 64, 96, false, lengths[li], simd);    /* a GQA group of 4, v of 3 x 32 */
             }
-    for (int n = 1; n <= TS_FLASH_CHUNK; n += 85) { /* 1, 86, 171, 256: odd and even row counts */
-        position_major_matches(TS_TYPE_F16, 16, 576, 512, n);
-        position_major_matches(TS_TYPE_F32, 8, 64, 64, n);
-        position_major_matches(TS_TYPE_F16, 24, 96, 64, n);
-    }
+    for (int n = 1; n <= TS_FLASH_CHUNK; n += 85) /* 1, 86, 171, 256: odd and even row counts */
+        for (int level = 1; level <= 2; level++) {
+            position_major_matches(level, TS_TYPE_F16, 16, 576, 512, n);
+            position_major_matches(level, TS_TYPE_F32, 8, 64, 64, n);
+            position_major_matches(level, TS_TYPE_F16, 24, 96, 64, n);
+            if (level == 1) { /* AVX2 takes groups of 4: a last group of 4 in the softmax's 8-head passes */
+                position_major_matches(level, TS_TYPE_F16, 12, 128, 128, n);
+                position_major_matches(level, TS_TYPE_F32, 4, 64, 48, n);
+            }
+        }
     kernels_match(TS_TYPE_F16, 3, 96, 7);
     kernels_match(TS_TYPE_F32, 4, 64, 256);
     kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
