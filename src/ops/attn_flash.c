@@ -124,6 +124,13 @@ static void scores_quantized(const ts_flash_args *a, int t0, int t1, float *scor
     }
 }
 
+/* The position-major kernels of one ISA (attn_flash.h). */
+typedef struct pm_kernels {
+    void (*scores)(const ts_flash_args *, int, int, float *);
+    void (*softmax)(float *, int, int, float *, float *);
+    void (*values)(const ts_flash_args *, int, int, const float *, float *);
+} pm_kernels;
+
 void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, float *work) {
     const int H = a->n_head, W = a->v_width, n = t1 - t0;
     flash_work w;
@@ -134,26 +141,26 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
     const bool simd = plain && a->simd >= 1 && a->k_width % 8 == 0 && a->v_width % 8 == 0;
 #if defined(TS_HAVE_AVX512_KERNELS)
     const bool wide = simd && a->simd >= 2 && a->k_width % 16 == 0 && a->v_width % 16 == 0;
-    if (wide && H % 8 == 0 && W % 32 == 0) {
+#endif
+    const pm_kernels *pm = NULL;
+#if defined(TS_HAVE_AVX512_KERNELS)
+    static const pm_kernels pm_avx512 = {ts_flash_scores_pm_avx512, ts_flash_softmax_pm_avx512, ts_flash_values_pm_avx512};
+    if (wide && H % 8 == 0 && W % 32 == 0) pm = &pm_avx512;
+#endif
+#if defined(TS_HAVE_AVX2_KERNELS)
+    static const pm_kernels pm_avx2 = {ts_flash_scores_pm_avx2, ts_flash_softmax_pm_avx2, ts_flash_values_pm_avx2};
+    if (!pm && simd && a->simd == 1 && H % 4 == 0 && W % 16 == 0) pm = &pm_avx2;
+#endif
+    if (pm) {
         /* Position-major: the value sums go to the work buffer first and are copied out once — a
          * decode step's partial states are fresh memory per chunk, and the kernel's stores to
          * them would each wait for the line to be read first. */
-        ts_flash_scores_pm_avx512(a, t0, t1, scores);
-        ts_flash_softmax_pm_avx512(scores, n, H, partial, partial + H);
-        ts_flash_values_pm_avx512(a, t0, t1, scores, w.values);
+        pm->scores(a, t0, t1, scores);
+        pm->softmax(scores, n, H, partial, partial + H);
+        pm->values(a, t0, t1, scores, w.values);
         memcpy(partial + 2 * H, w.values, (size_t)H * (size_t)W * sizeof(float));
         return;
     }
-#endif
-#if defined(TS_HAVE_AVX2_KERNELS)
-    if (simd && a->simd == 1 && H % 4 == 0 && W % 16 == 0) {
-        ts_flash_scores_pm_avx2(a, t0, t1, scores);
-        ts_flash_softmax_pm_avx2(scores, n, H, partial, partial + H);
-        ts_flash_values_pm_avx2(a, t0, t1, scores, w.values);
-        memcpy(partial + 2 * H, w.values, (size_t)H * (size_t)W * sizeof(float));
-        return;
-    }
-#endif
     if (!plain)
         scores_quantized(a, t0, t1, scores, qconv);
 #if defined(TS_HAVE_AVX512_KERNELS)

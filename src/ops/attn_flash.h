@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "quant/types.h"
 
@@ -68,6 +69,17 @@ void ts_flash_finish_heads(int n_head, int v_width, int h0, int h1, const float 
  * run and part: ts_flash_partial_floats each; work: ts_flash_work_floats. */
 void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *part, float *work, float *out,
                         size_t out_stride);
+
+/* Prefetches rows [first, first + n) of a cache (the `used` bytes of each) into L1, for the SIMD
+ * kernels: a decode step's cache rows are short streams (one head group's few hundred bytes per
+ * position, a few hundred positions) that the hardware prefetcher barely ramps up on. Rows past
+ * the cache's end are harmless hints: the addresses are computed as integers. */
+static inline void ts_flash_prefetch_rows(const char *base, size_t row_bytes, int first, int n, size_t used) {
+    for (int r = 0; r < n; r++) {
+        const uintptr_t row = (uintptr_t)base + (size_t)(first + r) * row_bytes;
+        for (size_t off = 0; off < used; off += 64) __builtin_prefetch((const void *)(row + off), 0, 3);
+    }
+}
 
 static inline int ts_flash_n_chunks(int n_kv) { return (n_kv + TS_FLASH_CHUNK - 1) / TS_FLASH_CHUNK; }
 

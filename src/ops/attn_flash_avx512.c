@@ -17,15 +17,8 @@
 /* Rows t .. t+n-1 as f32: pointers into the cache (F32) or widened into `rows`. */
 static void widen_rows(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int n, int width, float *rows,
                        const float **out) {
-    /* The rows two calls ahead, into L1: a decode step's cache rows are short streams (one head's
-     * few hundred bytes per position, a few hundred positions) that the hardware prefetcher barely
-     * ramps up on; without this the widening waited on memory for most of its time. Prefetches of
-     * rows past the end are harmless hints. */
-    const size_t used = (size_t)width * (a->kv_type == TS_TYPE_F32 ? 4 : 2);
-    for (int r = 0; r < 4; r++) {
-        const uintptr_t ahead = (uintptr_t)base + (size_t)(t + 8 + r) * row_bytes; /* may be past the end: integer math */
-        for (size_t off = 0; off < used; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-    }
+    /* The rows two calls ahead (without this the widening waited on memory most of its time). */
+    ts_flash_prefetch_rows(base, row_bytes, t + 8, 4, (size_t)width * (a->kv_type == TS_TYPE_F32 ? 4 : 2));
     for (int r = 0; r < n; r++) {
         const char *src = base + (size_t)(t + r) * row_bytes;
         if (a->kv_type == TS_TYPE_F32) {
@@ -263,11 +256,7 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
     for (int t = t0; t < t1; t += 2) {
         const bool pair = t + 1 < t1;
         const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
-        /* The rows eight positions ahead into L1 (see widen_rows). */
-        for (int r = 0; r < 2; r++) {
-            const uintptr_t ahead = (uintptr_t)k0 + (size_t)(8 + r) * a->k_row_bytes; /* may be past the end: integer math */
-            for (size_t off = 0; off < used; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-        }
+        ts_flash_prefetch_rows(a->k, a->k_row_bytes, t + 8, 2, used); /* eight positions ahead */
         for (int h0 = 0; h0 < H; h0 += 8) {
             const float *q = a->q + (size_t)h0 * qs;
             __m512 acc[16]; /* acc[r * 8 + h]: row t + r, head h0 + h */
