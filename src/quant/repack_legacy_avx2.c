@@ -195,6 +195,53 @@ static ALWAYS_INLINE void tile_q4_0_rows16(int C, int nbc, const void *restrict 
         for (int h = 0; h < 2; h++) _mm256_storeu_ps(s + (size_t)c * s_stride + 8 * h, acc[c][h]);
 }
 
+/* All 16 rows of one Q8_0 group x one token: per step the two halves' bytes and one activation
+ * broadcast feeding both (decoding; wider tiles keep the two passes of 8 rows, which need fewer
+ * registers). */
+static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, const block_q8_0 *const *a,
+                                               const act_const *k, float *restrict s, int first_pass) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc0 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s);
+    __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
+    for (int b = 0; b < nbc; b++) {
+        const block_q8_0x16 *blk = (const block_q8_0x16 *)w + b;
+        if (RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
+            const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
+            for (size_t off = 0; off < sizeof *blk; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+        }
+        /* int16 sums of the low and high nibbles of u = q + 128, per half (exact: top comment) */
+        __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+        const int8_t *q = a[0][b].qs;
+#pragma GCC unroll 8
+        for (int t = 0; t < QK8_0 / 4; t++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32));
+            const __m256i act = bcast4(q + 4 * t);
+            lo0 = _mm256_add_epi16(lo0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), act));
+            hi0 = _mm256_add_epi16(hi0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), act));
+            lo1 = _mm256_add_epi16(lo1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), act));
+            hi1 = _mm256_add_epi16(hi1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), act));
+            KEEP(lo0);
+            KEEP(hi0);
+            KEEP(lo1);
+            KEEP(hi1);
+        }
+        const act_const kc = k[b];
+        const __m256i corr = _mm256_set1_epi32(kc.corr);
+        const __m256 da = _mm256_set1_ps(kc.d);
+        const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8)));
+        __m256i isum0 = _mm256_add_epi32(corr, _mm256_madd_epi16(lo0, ones));
+        __m256i isum1 = _mm256_add_epi32(corr, _mm256_madd_epi16(lo1, ones));
+        isum0 = _mm256_add_epi32(isum0, _mm256_slli_epi32(_mm256_madd_epi16(hi0, ones), 4));
+        isum1 = _mm256_add_epi32(isum1, _mm256_slli_epi32(_mm256_madd_epi16(hi1, ones), 4));
+        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw0, da), _mm256_cvtepi32_ps(isum0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(isum1), acc1);
+    }
+    _mm256_storeu_ps(s, acc0);
+    _mm256_storeu_ps(s + 8, acc1);
+}
+
 /* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
 #define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
@@ -202,6 +249,10 @@ static ALWAYS_INLINE void tile_q4_0_rows16(int C, int nbc, const void *restrict 
                                                int first_pass) {                                         \
         if (kind == LEGACY_Q4_0) {                                                                       \
             tile_q4_0_rows16(C, nbc, w, a, k, s, s_stride, first_pass);                                 \
+            return;                                                                                      \
+        }                                                                                                \
+        if (kind == LEGACY_Q8_0 && C == 1) {                                                            \
+            tile_q8_0_rows16_one(nbc, w, a, k, s, first_pass);                                          \
             return;                                                                                      \
         }                                                                                                \
         tile(kind, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                        \
