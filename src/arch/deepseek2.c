@@ -621,9 +621,13 @@ static void ds2_each_matrix(ts_model *m, ts_matrix_visit_fn fn, void *user) {
     const int n_expert = d->moe.router.n_expert;
     for (int l = 0; l < d->n_layer_run; l++) {
         ds2_layer *L = &d->layers[l];
-        /* wk_b / wv_b are used per head through offset views, so they keep the file layout. */
         ts_matrix *dense[] = {&L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) fn(user, dense[i], 1, NULL);
+        /* W_UK / W_UV (3-D files: one matrix per head, heads back to back) are used per head
+         * through views head_bytes apart: a stack of n_head matrices, whose head_bytes the
+         * repacking updates. The f32 copies made from a legacy attn_kv_b have no repacked layout. */
+        if (L->wk_b_head_bytes) fn(user, &L->wk_b, m->hp.n_head, &L->wk_b_head_bytes);
+        if (L->wv_b_head_bytes) fn(user, &L->wv_b, m->hp.n_head, &L->wv_b_head_bytes);
         if (!L->is_moe) continue;
         ts_moe_each_matrix(&L->moe, n_expert, fn, user);
     }
