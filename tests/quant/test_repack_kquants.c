@@ -328,7 +328,8 @@ static void check_avx2_kernels(void) {
     uint64_t seed = 1000;
     for (int ti = 0; ti < 2; ti++) {
         const int type = types[ti];
-        /* every tile width (1-4 tokens) and remainders, one block up to past the 64-block chunk */
+        /* every tile width (Q4_K 1-6 tokens, Q6_K 1-8) and remainders, one block up to past the
+         * 64-block chunk */
         const int ns[] = {256, 512, 1536, 2048, 8960, 18432};
         const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
