@@ -19,7 +19,9 @@
  * 0 and carried through s (exactly) across passes when n is wider than one block chunk.
  *
  * Q4_0 is done for all 16 rows at once (two ymm per step, each activation broadcast feeding both
- * halves); Q5_0 and Q8_0, which need two int16 sums per row half, in two passes of 8 rows.
+ * halves); Q5_0 and Q8_0, which need two int16 sums per row half, in two passes of 8 rows, except
+ * at one token (decoding), where all three do the 16 rows per step and so stream each block once
+ * (Q5_0, two threads streaming 512 MB of 2048 x 1408 matrices: 35-42 -> 44-50 GB/s).
  *
  * The int16 sums are chained through KEEP: integer addition being associative, GCC otherwise
  * regroups a block's eight "sum += maddubs" into a tree, keeps all eight products live and spills
@@ -242,6 +244,58 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
     _mm256_storeu_ps(s + 8, acc1);
 }
 
+/* All 16 rows of one Q5_0 group x one token (decoding), as tile_q8_0_rows16_one: per step the two
+ * halves' values and one activation broadcast per nibble half feeding both (the two-pass tile
+ * streams each block twice and broadcasts twice). */
+static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, const block_q8_0 *const *a,
+                                               const act_const *k, float *restrict s, int first_pass) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    __m256 acc0 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s);
+    __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
+    for (int b = 0; b < nbc; b++) {
+        const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
+        if (RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
+            const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
+            for (size_t off = 0; off < sizeof *blk; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+        }
+        const __m256i qh0 = _mm256_loadu_si256((const __m256i *)blk->qh);
+        const __m256i qh1 = _mm256_loadu_si256((const __m256i *)(blk->qh + 32));
+        /* int16 sums of values 0..15 (lo) and 16..31 (hi) per half, 4 steps each (exact: top comment) */
+        __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+        const int8_t *q = a[0][b].qs;
+#pragma GCC unroll 4
+        for (int t = 0; t < QK5_0 / 8; t++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32));
+            const __m256i a_lo = bcast4(q + 4 * t), a_hi = bcast4(q + 16 + 4 * t);
+            /* bit 4 of values 4t+k (plane t) and 16+4t+k (plane t+4) */
+            const __m256i l0 = _mm256_or_si256(_mm256_and_si256(v0, low4), _mm256_and_si256(_mm256_slli_epi16(qh0, 4 - t), bit4));
+            const __m256i l1 = _mm256_or_si256(_mm256_and_si256(v1, low4), _mm256_and_si256(_mm256_slli_epi16(qh1, 4 - t), bit4));
+            lo0 = _mm256_add_epi16(lo0, _mm256_maddubs_epi16(l0, a_lo));
+            lo1 = _mm256_add_epi16(lo1, _mm256_maddubs_epi16(l1, a_lo));
+            const __m256i h0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh0, t), bit4));
+            const __m256i h1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh1, t), bit4));
+            hi0 = _mm256_add_epi16(hi0, _mm256_maddubs_epi16(h0, a_hi));
+            hi1 = _mm256_add_epi16(hi1, _mm256_maddubs_epi16(h1, a_hi));
+            KEEP(lo0);
+            KEEP(lo1);
+            KEEP(hi0);
+            KEEP(hi1);
+        }
+        const act_const kc = k[b];
+        const __m256i corr = _mm256_set1_epi32(kc.corr);
+        const __m256 da = _mm256_set1_ps(kc.d);
+        const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
+        const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8)));
+        const __m256i isum0 = _mm256_add_epi32(_mm256_add_epi32(corr, _mm256_madd_epi16(lo0, ones)), _mm256_madd_epi16(hi0, ones));
+        const __m256i isum1 = _mm256_add_epi32(_mm256_add_epi32(corr, _mm256_madd_epi16(lo1, ones)), _mm256_madd_epi16(hi1, ones));
+        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw0, da), _mm256_cvtepi32_ps(isum0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(isum1), acc1);
+    }
+    _mm256_storeu_ps(s, acc0);
+    _mm256_storeu_ps(s + 8, acc1);
+}
+
 /* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
 #define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
@@ -253,6 +307,10 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
         }                                                                                                \
         if (kind == LEGACY_Q8_0 && C == 1) {                                                            \
             tile_q8_0_rows16_one(nbc, w, a, k, s, first_pass);                                          \
+            return;                                                                                      \
+        }                                                                                                \
+        if (kind == LEGACY_Q5_0 && C == 1) {                                                            \
+            tile_q5_0_rows16_one(nbc, w, a, k, s, first_pass);                                          \
             return;                                                                                      \
         }                                                                                                \
         tile(kind, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                        \

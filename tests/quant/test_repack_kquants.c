@@ -345,6 +345,10 @@ static void check_avx2_kernels(void) {
         check_avx2_problem(type, 1536, 2, 6, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
         check_avx2_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
         check_avx2_problem(type, 18432, 1, 4, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        /* the one-token tiles (both row halves per step) on the same extremes */
+        check_avx2_problem(type, 2048, 2, 1, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        check_avx2_problem(type, 1536, 3, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
+        check_avx2_problem(type, 18432, 1, 1, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
         /* n = 0: empty dot products are 0, as in the reference */
         float zero_ref[2 * TS_REPACK_ROWS], zero_got[2 * TS_REPACK_ROWS];
         for (int i = 0; i < 2 * TS_REPACK_ROWS; i++) zero_ref[i] = zero_got[i] = NAN;

@@ -281,6 +281,13 @@ int main(void) {
                 check_problem(&p, have_avx512);
                 free_problem(&p);
             }
+        /* One token (the 16-row decoding tiles) on extreme values, two widths. */
+        for (int n = 1408; n <= 2048; n += 640) {
+            problem p1;
+            make_problem(&p1, &r, types[t], n, 2, 1, 1);
+            check_problem(&p1, have_avx512);
+            free_problem(&p1);
+        }
         /* Wider than the SIMD kernels' block chunk (they carry the float accumulators through s). */
         problem p;
         make_problem(&p, &r, types[t], 32 * 4200, 1, 3, 1);
