@@ -51,6 +51,10 @@ static void matmul_block(const ts_type_traits *tr, const ts_matrix *w, const ts_
                          long row_begin, long row_end, long tok_begin, long tok_end) {
     if (row_begin >= row_end || tok_begin >= tok_end) return;
     const int n = (int)w->n_in;
+    /* By the rows' stride, not the bytes a row holds: the MoE scratch's stride is sized for the
+     * widest input (V2-Lite's dense FFN), which gives its expert products tiles of ~22 tokens
+     * whose activations stay in L1; sizing by the row bytes (~120 tokens) measured 8 % slower
+     * on V2-Lite's prompts (BENCHMARKS.md, AVX2 third pass). */
     long tile = (long)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
     if (tile < 1) tile = 1;
     const size_t group_bytes = w->repack ? (size_t)(n / tr->block_size) * w->repack->block_bytes : 0;
