@@ -232,6 +232,27 @@ static ALWAYS_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *res
 /* ---------------------------------------------------------------------------------------------- */
 /* Q6_K                                                                                              */
 
+/* The 6-bit quants of sub-block j's half h (8 rows x 16 values): v[i] holds values 4i..4i+3 of
+ * each row, quant = nibble | (bits 2i..2i+1 of qh) << 4. The 16-bit shifts move bits across bytes,
+ * but only bits that the masks then drop. */
+static ALWAYS_INLINE void q6_K_unpack(const uint8_t *q6, int h, __m256i m0f, __m256i m30, __m256i v[4]) {
+    const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(q6 + 32 * h));
+    const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(q6 + 64 + 32 * h));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(q6 + 128 + 32 * h));
+    v[0] = _mm256_or_si256(_mm256_and_si256(ql_a, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    v[1] = _mm256_or_si256(_mm256_and_si256(ql_b, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), m0f), _mm256_and_si256(qh, m30));
+    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
+/* For the -32 offset (sum_j scale_j bsum_j, one vpmaddwd per pair of sub-blocks): the scales of
+ * sub-blocks 2i and 2i+1 of half h as (scale_2i, scale_2i+1) int16 pairs, one per row. */
+static ALWAYS_INLINE __m256i q6_K_scale_pairs(const block_q6_Kx16 *xb, int i, int h) {
+    const __m128i s0 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i) * 16 + 8 * h));
+    const __m128i s1 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i + 1) * 16 + 8 * h));
+    return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1));
+}
+
 static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *const *ys,
                                     float *const *s_out, int first) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
@@ -254,33 +275,23 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *
                     _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 64, _MM_HINT_T0);
                     _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 128, _MM_HINT_T0);
                 }
-                const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(q6 + 32 * h));
-                const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(q6 + 64 + 32 * h));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(q6 + 128 + 32 * h));
-                /* quant of group i = nibble | (bits 2i..2i+1 of qh) << 4; the 16-bit shifts move bits
-                 * across bytes, but only bits that the masks then drop */
-                const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql_a, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql_b, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), m0f), _mm256_and_si256(qh, m30));
-                const __m256i v3 =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                __m256i v[4];
+                q6_K_unpack(q6, h, m0f, m30, v);
                 const __m256i sc = scale_pairs_i8(xb->scales + j * 16 + 8 * h);
 #pragma GCC unroll 8
                 for (int c = 0; c < NT; c++) {
                     const int8_t *a = ys[c][b].qs + 16 * j;
-                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, bcast4(a)), _mm256_maddubs_epi16(v1, bcast4(a + 4)));
-                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v2, bcast4(a + 8)), _mm256_maddubs_epi16(v3, bcast4(a + 12)));
+                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(a)), _mm256_maddubs_epi16(v[1], bcast4(a + 4)));
+                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(a + 8)), _mm256_maddubs_epi16(v[3], bcast4(a + 12)));
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc)));
                 }
             }
-            /* the -32 offset: 32 * sum_j scale_j bsum_j, a vpmaddwd per pair of sub-blocks */
+            /* the -32 offset: 32 * sum_j scale_j bsum_j */
             __m256i offset[MAX_TILE];
 #pragma GCC unroll 8
             for (int c = 0; c < NT; c++) offset[c] = _mm256_setzero_si256();
             for (int i = 0; i < 8; i++) {
-                const __m128i s0 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i) * 16 + 8 * h));
-                const __m128i s1 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i + 1) * 16 + 8 * h));
-                const __m256i sc_pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1));
+                const __m256i sc_pairs = q6_K_scale_pairs(xb, i, h);
 #pragma GCC unroll 8
                 for (int c = 0; c < NT; c++)
                     offset[c] = _mm256_add_epi32(offset[c], _mm256_madd_epi16(sc_pairs, bcast4(ys[c][b].bsums + 2 * i)));
@@ -320,30 +331,20 @@ static ALWAYS_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *res
             const __m256i a0 = bcast4(a), a1 = bcast4(a + 4), a2 = bcast4(a + 8), a3 = bcast4(a + 12);
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
-                const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(q6 + 32 * h));
-                const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(q6 + 64 + 32 * h));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(q6 + 128 + 32 * h));
-                const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql_a, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql_b, m0f), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), m0f), _mm256_and_si256(qh, m30));
-                const __m256i v3 =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                __m256i v[4];
+                q6_K_unpack(q6, h, m0f, m30, v);
                 const __m256i sc = scale_pairs_i8(xb->scales + j * 16 + 8 * h);
-                const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, a0), _mm256_maddubs_epi16(v1, a1));
-                const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v2, a2), _mm256_maddubs_epi16(v3, a3));
+                const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], a0), _mm256_maddubs_epi16(v[1], a1));
+                const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], a2), _mm256_maddubs_epi16(v[3], a3));
                 isum[h] = _mm256_add_epi32(isum[h], _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc)));
             }
         }
         const __m256 da = _mm256_set1_ps(yb->d);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            /* the -32 offset: 32 * sum_j scale_j bsum_j, a vpmaddwd per pair of sub-blocks */
-            __m256i offset = _mm256_setzero_si256();
-            for (int i = 0; i < 8; i++) {
-                const __m128i s0 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i) * 16 + 8 * h));
-                const __m128i s1 = _mm_loadl_epi64((const __m128i *)(xb->scales + (2 * i + 1) * 16 + 8 * h));
-                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1)), bcast4(yb->bsums + 2 * i)));
-            }
+            __m256i offset = _mm256_setzero_si256(); /* the -32 offset: 32 * sum_j scale_j bsum_j */
+            for (int i = 0; i < 8; i++)
+                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(q6_K_scale_pairs(xb, i, h), bcast4(yb->bsums + 2 * i)));
             const __m256i total = _mm256_sub_epi32(isum[h], _mm256_slli_epi32(offset, 5));
             acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h]);
         }

@@ -41,8 +41,8 @@
 #define KEEP(x) __asm__("" : "+x"(x))
 
 #define MAX_TILE 4 /* tokens per unpacked weight step (16 ymm registers) */
-/* Software prefetch distance (bytes ahead in the group's weights) for one-token tiles, issued by the
- * first half's pass (the second rereads the group from L1/L2). A decode step is all one-token
+/* Software prefetch distance (bytes ahead in the group's weights) for the one-token tiles, one
+ * prefetch per 64-byte line of each block. A decode step is all one-token
  * tiles, which leave the hardware prefetcher behind: V2-Lite q4_0 decoding with these kernels,
  * 19.53 against 18.63 t/s (means of 10 A B pairs on a noisy VM, 7 won; 4096 bytes ahead was
  * slower). Wider tiles (prompts) showed no gain from it. */
@@ -50,13 +50,21 @@
 #define RP_LEGACY_AVX2_PREFETCH_BYTES 2048
 #endif
 
+/* Prefetches the `bytes` bytes (a block) that lie RP_LEGACY_AVX2_PREFETCH_BYTES past blk. */
+static ALWAYS_INLINE void prefetch_ahead(const void *blk, size_t bytes) {
+    if (RP_LEGACY_AVX2_PREFETCH_BYTES <= 0) return;
+    const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
+}
+
 static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return _mm256_set1_epi32(v);
 }
 
-/* Half `half` (rows 8*half .. 8*half+7) of one group x C tokens over the pass's nbc blocks. */
+/* Half `half` (rows 8*half .. 8*half+7) of one group x C tokens over the pass's nbc blocks (Q5_0
+ * and Q8_0 with 2-4 tokens; one token goes to the 16-row tiles below). */
 static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int half, int nbc, const void *restrict w, const block_q8_0 *const *a,
                                const act_const *k, float *restrict s, size_t s_stride, int first_pass) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
@@ -68,11 +76,6 @@ static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int half, int nbc, 
         const ts_f16 *dw16;
         const uint8_t *qs;
         __m256i qh = _mm256_setzero_si256();
-        if (C == 1 && half == 0 && RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
-            const size_t bb = legacy_block_bytes(kind);
-            const uintptr_t ahead = (uintptr_t)w + (size_t)b * bb + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
-            for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-        }
         if (is_q5) {
             dw16 = ((const block_q5_0x16 *)w + b)->d;
             qs = ((const block_q5_0x16 *)w + b)->qs;
@@ -146,10 +149,7 @@ static ALWAYS_INLINE void tile_q4_0_rows16(int C, int nbc, const void *restrict 
             acc[c][h] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + (size_t)c * s_stride + 8 * h);
     for (int b = 0; b < nbc; b++) {
         const block_q4_0x16 *blk = (const block_q4_0x16 *)w + b;
-        if (C == 1 && RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
-            const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
-            for (size_t off = 0; off < sizeof *blk; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-        }
+        if (C == 1) prefetch_ahead(blk, sizeof *blk);
         __m256i sum[MAX_TILE][2]; /* int16 pair sums, exact (see the top comment) */
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) sum[c][0] = sum[c][1] = _mm256_setzero_si256();
@@ -197,6 +197,18 @@ static ALWAYS_INLINE void tile_q4_0_rows16(int C, int nbc, const void *restrict 
         for (int h = 0; h < 2; h++) _mm256_storeu_ps(s + (size_t)c * s_stride + 8 * h, acc[c][h]);
 }
 
+/* The block epilogue of the 16-row tiles: isum = corr + part (exact int32), then
+ * acc = fma(d_w * d_a, (float)isum, acc) for each 8-row half. */
+static ALWAYS_INLINE void rows16_epilogue(const ts_f16 *dw16, act_const kc, __m256i part0, __m256i part1, __m256 *acc0,
+                                          __m256 *acc1) {
+    const __m256i corr = _mm256_set1_epi32(kc.corr);
+    const __m256 da = _mm256_set1_ps(kc.d);
+    const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dw16));
+    const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw16 + 8)));
+    *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw0, da), _mm256_cvtepi32_ps(_mm256_add_epi32(corr, part0)), *acc0);
+    *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(_mm256_add_epi32(corr, part1)), *acc1);
+}
+
 /* All 16 rows of one Q8_0 group x one token: per step the two halves' bytes and one activation
  * broadcast feeding both (decoding; wider tiles keep the two passes of 8 rows, which need fewer
  * registers). */
@@ -207,10 +219,7 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
     __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
     for (int b = 0; b < nbc; b++) {
         const block_q8_0x16 *blk = (const block_q8_0x16 *)w + b;
-        if (RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
-            const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
-            for (size_t off = 0; off < sizeof *blk; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-        }
+        prefetch_ahead(blk, sizeof *blk);
         /* int16 sums of the low and high nibbles of u = q + 128, per half (exact: top comment) */
         __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
         const int8_t *q = a[0][b].qs;
@@ -228,17 +237,10 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
             KEEP(lo1);
             KEEP(hi1);
         }
-        const act_const kc = k[b];
-        const __m256i corr = _mm256_set1_epi32(kc.corr);
-        const __m256 da = _mm256_set1_ps(kc.d);
-        const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
-        const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8)));
-        __m256i isum0 = _mm256_add_epi32(corr, _mm256_madd_epi16(lo0, ones));
-        __m256i isum1 = _mm256_add_epi32(corr, _mm256_madd_epi16(lo1, ones));
-        isum0 = _mm256_add_epi32(isum0, _mm256_slli_epi32(_mm256_madd_epi16(hi0, ones), 4));
-        isum1 = _mm256_add_epi32(isum1, _mm256_slli_epi32(_mm256_madd_epi16(hi1, ones), 4));
-        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw0, da), _mm256_cvtepi32_ps(isum0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(isum1), acc1);
+        rows16_epilogue(blk->d, k[b],
+                        _mm256_add_epi32(_mm256_madd_epi16(lo0, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi0, ones), 4)),
+                        _mm256_add_epi32(_mm256_madd_epi16(lo1, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi1, ones), 4)),
+                        &acc0, &acc1);
     }
     _mm256_storeu_ps(s, acc0);
     _mm256_storeu_ps(s + 8, acc1);
@@ -254,10 +256,7 @@ static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, 
     __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
     for (int b = 0; b < nbc; b++) {
         const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
-        if (RP_LEGACY_AVX2_PREFETCH_BYTES > 0) {
-            const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
-            for (size_t off = 0; off < sizeof *blk; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-        }
+        prefetch_ahead(blk, sizeof *blk);
         const __m256i qh0 = _mm256_loadu_si256((const __m256i *)blk->qh);
         const __m256i qh1 = _mm256_loadu_si256((const __m256i *)(blk->qh + 32));
         /* int16 sums of values 0..15 (lo) and 16..31 (hi) per half, 4 steps each (exact: top comment) */
@@ -282,15 +281,8 @@ static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, 
             KEEP(hi0);
             KEEP(hi1);
         }
-        const act_const kc = k[b];
-        const __m256i corr = _mm256_set1_epi32(kc.corr);
-        const __m256 da = _mm256_set1_ps(kc.d);
-        const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk->d));
-        const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8)));
-        const __m256i isum0 = _mm256_add_epi32(_mm256_add_epi32(corr, _mm256_madd_epi16(lo0, ones)), _mm256_madd_epi16(hi0, ones));
-        const __m256i isum1 = _mm256_add_epi32(_mm256_add_epi32(corr, _mm256_madd_epi16(lo1, ones)), _mm256_madd_epi16(hi1, ones));
-        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw0, da), _mm256_cvtepi32_ps(isum0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(isum1), acc1);
+        rows16_epilogue(blk->d, k[b], _mm256_add_epi32(_mm256_madd_epi16(lo0, ones), _mm256_madd_epi16(hi0, ones)),
+                        _mm256_add_epi32(_mm256_madd_epi16(lo1, ones), _mm256_madd_epi16(hi1, ones)), &acc0, &acc1);
     }
     _mm256_storeu_ps(s, acc0);
     _mm256_storeu_ps(s + 8, acc1);
