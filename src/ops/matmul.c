@@ -57,6 +57,12 @@ static void matmul_block(const ts_type_traits *tr, const ts_matrix *w, const ts_
      * on V2-Lite's prompts (BENCHMARKS.md, AVX2 third pass). */
     long tile = (long)(TS_ACT_TILE_BYTES / (act->row_bytes ? act->row_bytes : 1));
     if (tile < 1) tile = 1;
+    /* A whole number of the repacked kernel's widest tiles (the nearest): otherwise every token
+     * tile ends in a narrow kernel tile that unpacks the weights for few tokens (V2-Lite's
+     * experts took 22-token tiles, 5 x 4 + 2 with the AVX2 Q4_0 kernel). */
+    const long kt = w->repack && w->repack->tile_tokens > 1 ? w->repack->tile_tokens : 1;
+    tile = (tile + kt / 2) / kt * kt;
+    if (tile < kt) tile = kt;
     const size_t group_bytes = w->repack ? (size_t)(n / tr->block_size) * w->repack->block_bytes : 0;
     for (long t0 = tok_begin; t0 < tok_end; t0 += tile) {
         const long t1 = t0 + tile < tok_end ? t0 + tile : tok_end;

@@ -4,14 +4,16 @@
 #include "quant/repack_legacy.h"
 
 /* One table per ISA, indexed by type id; unlisted types have no repacked layout. */
-#define RP(id, t, isa) [id] = {.block_bytes = sizeof(block_##t##x16), .repack = ts_repack_##t, .gemm = ts_gemm_rp_##t##_##isa}
+#define RP(id, t, isa, tokens)                                                                               \
+    [id] = {.block_bytes = sizeof(block_##t##x16), .repack = ts_repack_##t, .gemm = ts_gemm_rp_##t##_##isa,      \
+            .tile_tokens = tokens}
 
 static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, ref),
-    RP(TS_TYPE_Q5_0, q5_0, ref),
-    RP(TS_TYPE_Q8_0, q8_0, ref),
-    RP(TS_TYPE_Q4_K, q4_K, ref),
-    RP(TS_TYPE_Q6_K, q6_K, ref),
+    RP(TS_TYPE_Q4_0, q4_0, ref, 1),
+    RP(TS_TYPE_Q5_0, q5_0, ref, 1),
+    RP(TS_TYPE_Q8_0, q8_0, ref, 1),
+    RP(TS_TYPE_Q4_K, q4_K, ref, 1),
+    RP(TS_TYPE_Q6_K, q6_K, ref, 1),
 };
 
 #if defined(TS_HAVE_AVX2_KERNELS)
@@ -20,21 +22,21 @@ static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
  * token (0.93-1.0x the file layout's dot, one core streaming from memory) and 2.3x faster on
  * prompts (R1-Distill-Qwen-1.5B Q8_0 pp512 36 -> 84 t/s, two threads). */
 static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, avx2),
-    RP(TS_TYPE_Q5_0, q5_0, avx2),
-    RP(TS_TYPE_Q8_0, q8_0, avx2),
-    RP(TS_TYPE_Q4_K, q4_K, avx2),
-    RP(TS_TYPE_Q6_K, q6_K, avx2),
+    RP(TS_TYPE_Q4_0, q4_0, avx2, TS_RP_TILE_LEGACY_AVX2),
+    RP(TS_TYPE_Q5_0, q5_0, avx2, TS_RP_TILE_LEGACY_AVX2),
+    RP(TS_TYPE_Q8_0, q8_0, avx2, TS_RP_TILE_LEGACY_AVX2),
+    RP(TS_TYPE_Q4_K, q4_K, avx2, TS_RP_TILE_Q4_K_AVX2),
+    RP(TS_TYPE_Q6_K, q6_K, avx2, TS_RP_TILE_Q6_K_AVX2),
 };
 #endif
 
 #if defined(TS_HAVE_AVX512_KERNELS)
 static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, avx512),
-    RP(TS_TYPE_Q5_0, q5_0, avx512),
-    RP(TS_TYPE_Q8_0, q8_0, avx512),
-    RP(TS_TYPE_Q4_K, q4_K, avx512),
-    RP(TS_TYPE_Q6_K, q6_K, avx512),
+    RP(TS_TYPE_Q4_0, q4_0, avx512, TS_RP_TILE_AVX512),
+    RP(TS_TYPE_Q5_0, q5_0, avx512, TS_RP_TILE_AVX512),
+    RP(TS_TYPE_Q8_0, q8_0, avx512, TS_RP_TILE_AVX512),
+    RP(TS_TYPE_Q4_K, q4_K, avx512, TS_RP_TILE_AVX512),
+    RP(TS_TYPE_Q6_K, q6_K, avx512, TS_RP_TILE_AVX512),
 };
 #endif
 

@@ -39,10 +39,17 @@ typedef void (*ts_repack_fn)(int n, const void *restrict src, size_t src_row_byt
 typedef void (*ts_gemm_repacked_fn)(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                                     const void *restrict x, const void *restrict y, size_t y_stride);
 
+/* Tokens of each kernel's widest tile (the kernel files check theirs against these). */
+#define TS_RP_TILE_LEGACY_AVX2 4
+#define TS_RP_TILE_Q4_K_AVX2 6
+#define TS_RP_TILE_Q6_K_AVX2 8
+#define TS_RP_TILE_AVX512 8
+
 typedef struct ts_repack_traits {
     size_t block_bytes;       /* one block of TS_REPACK_ROWS interleaved rows */
     ts_repack_fn repack;      /* the same function in every ISA */
     ts_gemm_repacked_fn gemm; /* this ISA's kernel */
+    int tile_tokens;          /* tokens of the kernel's widest tile: callers give it whole multiples */
 } ts_repack_traits;
 
 /* The repacked layout of `type` for `isa`, or NULL when that ISA has no kernel for it (the matrix

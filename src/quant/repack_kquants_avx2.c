@@ -55,12 +55,8 @@
  * and run slower. Q6_K at 8 rather than 4 tokens: 96 against 88 GMAC/s in-cache on one core (its
  * unpacking, 14 operations per 4 weight registers, is shared by twice the tokens). */
 #define MAX_TILE 8
-#ifndef Q4_K_TILE
-#define Q4_K_TILE 6
-#endif
-#ifndef Q6_K_TILE
-#define Q6_K_TILE 8
-#endif
+#define Q4_K_TILE TS_RP_TILE_Q4_K_AVX2
+#define Q6_K_TILE TS_RP_TILE_Q6_K_AVX2
 _Static_assert(Q4_K_TILE <= 6 && Q6_K_TILE <= MAX_TILE, "tile widths with a kernel");
 /* Blocks per pass over a group: its weights (at most 64 * 3360 bytes) stay in L2 while the tiles of
  * a batch go over them. */

@@ -36,7 +36,7 @@
  * (token, block) records (ACT_SLOTS * 384 bytes = 120 KiB of stack): a chunk of nt tokens takes
  * ACT_SLOTS / nt blocks, so that up to 8 tokens cover n = 10240 in one pass over the weights
  * (a pass per block chunk reads every group in pieces, which the memory system streams worse). */
-#define TILE 8
+#define TILE TS_RP_TILE_AVX512
 #define TOKEN_CHUNK 16
 #define ACT_SLOTS 320
 

@@ -40,7 +40,7 @@
 /* An empty asm that "changes" x: the compiler cannot regroup the additions around it. */
 #define KEEP(x) __asm__("" : "+x"(x))
 
-#define MAX_TILE 4 /* tokens per unpacked weight step (16 ymm registers) */
+#define MAX_TILE TS_RP_TILE_LEGACY_AVX2 /* tokens per unpacked weight step (16 ymm registers) */
 /* Software prefetch distance (bytes ahead in the group's weights) for the one-token tiles, one
  * prefetch per 64-byte line of each block. A decode step is all one-token
  * tiles, which leave the hardware prefetcher behind: V2-Lite q4_0 decoding with these kernels,

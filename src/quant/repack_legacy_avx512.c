@@ -31,7 +31,7 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-#define MAX_TILE 8 /* tokens per unpacked weight block: 8 weight + 8 accumulator registers */
+#define MAX_TILE TS_RP_TILE_AVX512 /* tokens per unpacked weight block: 8 weight + 8 accumulator registers */
 /* Software prefetch distance for tiles of at least PREFETCH_MIN_TILE tokens. A wide tile spends
  * long enough on each block that the hardware prefetcher falls behind (measured: N=8 went from
  * ~9 to ~15 GB/s); a one- or two-token product streams fast enough for the hardware alone. */
