@@ -187,6 +187,16 @@ int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, 
     return 0;
 }
 
+/* The dense models' cache is head-major within a sequence: rows [seq][KV head][position] of
+ * head_dim values (ts_kv_layer's k_width = n_head_kv * head_dim sizes the whole block), so that a
+ * KV head's keys and values are each one contiguous stream. Position-major rows of all KV heads
+ * made each head's attention read every other 256 bytes of the cache, which the memory system
+ * served at a third of its speed once two threads read the two halves (BENCHMARKS.md). */
+static char *dense_kv_head(const ts_context *c, void *base, int head_dim, int seq, int kv_head) {
+    const size_t first_row = ((size_t)seq * (size_t)c->model->hp.n_head_kv + (size_t)kv_head) * (size_t)c->n_ctx;
+    return (char *)base + first_row * ts_row_size(c->kv_type, head_dim);
+}
+
 typedef struct attention_job {
     ts_context *c;
     ts_dense_state *s;
@@ -207,7 +217,6 @@ static void attention_task(void *arg, int ith, int nth) {
     float *work = s->scratch + (size_t)ith * s->scratch_len;
     const size_t partial = ts_flash_partial_floats(group, d);
     float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
-    const size_t row_k = ts_row_size(c->kv_type, kv->k_width), row_v = ts_row_size(c->kv_type, kv->v_width);
     const size_t head_bytes = ts_row_size(c->kv_type, d);
     const int simd = ts_flash_simd_level(c->model->isa);
     for (long item = ith; item < (long)j->b->n_tokens * Hkv; item += nth) {
@@ -216,10 +225,9 @@ static void attention_task(void *arg, int ith, int nth) {
         const size_t first = (size_t)i * H * d + (size_t)g * group * d;
         const ts_flash_args a = {.table = c->model->types, .kv_type = c->kv_type, .n_head = group, .q = s->q + first,
                                  .q_stride = (size_t)d,
-                                 .k = (const char *)ts_kv_row(c, kv->k, kv->k_width, seq, 0) + (size_t)g * head_bytes,
-                                 .k_row_bytes = row_k, .k_width = d,
-                                 .v = (const char *)ts_kv_row(c, kv->v, kv->v_width, seq, 0) + (size_t)g * head_bytes,
-                                 .v_row_bytes = row_v, .v_width = d, .scale = 1.0f / sqrtf((float)d), .simd = simd};
+                                 .k = dense_kv_head(c, kv->k, d, seq, g), .k_row_bytes = head_bytes, .k_width = d,
+                                 .v = dense_kv_head(c, kv->v, d, seq, g), .v_row_bytes = head_bytes, .v_width = d,
+                                 .scale = 1.0f / sqrtf((float)d), .simd = simd};
         ts_flash_attention(&a, pos + 1, run, part, work, s->attn + first, (size_t)d);
     }
 }
@@ -245,8 +253,11 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
         ts_rope_apply(s->k + (size_t)i * kv_dim, Hkv, d, hp->n_rot, cs, hp->rope_mode);
         /* The whole batch goes into the cache first; causality comes from each token attending
          * only to positions <= its own. */
-        ts_kv_store_row(c, ts_kv_row(c, kv->k, kv->k_width, b->seq[i], b->pos[i]), s->k + (size_t)i * kv_dim, kv_dim);
-        ts_kv_store_row(c, ts_kv_row(c, kv->v, kv->v_width, b->seq[i], b->pos[i]), s->v + (size_t)i * kv_dim, kv_dim);
+        const size_t at = (size_t)b->pos[i] * ts_row_size(c->kv_type, d);
+        for (int g = 0; g < Hkv; g++) {
+            ts_kv_store_row(c, dense_kv_head(c, kv->k, d, b->seq[i], g) + at, s->k + (size_t)i * kv_dim + (size_t)g * d, d);
+            ts_kv_store_row(c, dense_kv_head(c, kv->v, d, b->seq[i], g) + at, s->v + (size_t)i * kv_dim + (size_t)g * d, d);
+        }
     }
     attention_job job = {.c = c, .s = s, .b = b, .layer = l};
     ts_threadpool_run(c->pool, attention_task, &job);

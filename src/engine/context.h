@@ -11,8 +11,10 @@
 #include "util/threadpool.h"
 
 /* The KV cache of one layer: for each sequence s, n_ctx rows of k_width (v_width) elements of the
- * cache type, row p holding position p. Sequence s starts at row s * n_ctx. A row's bytes are
- * ts_row_size(kv_type, width) (widths are multiples of the type's block size). */
+ * cache type. Sequence s starts at row s * n_ctx. A row's bytes are ts_row_size(kv_type, width)
+ * (widths are multiples of the type's block size). Within a sequence's block the architecture
+ * lays out its positions: MLA stores row p = position p (ts_kv_row); the dense models store each
+ * KV head's positions contiguously (arch/common.c, dense_kv_head). */
 typedef struct ts_kv_layer {
     void *k, *v;
     size_t k_bytes, v_bytes; /* as allocated (ts_kv_alloc) */

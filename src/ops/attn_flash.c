@@ -5,26 +5,42 @@
 
 #include "util/fp16.h"
 
+/* The position-major kernels take heads in groups of PM_GROUP_AVX512 (AVX-512) or PM_GROUP_AVX2
+ * (AVX2). On AVX-512 a head count in between is padded with zero queries up to the next group, as
+ * long as that adds at most half the arithmetic again (PM_MAX_PADDING_NUM / _DEN); the padding
+ * heads' scores and sums are computed and dropped. The GQA groups of 6 and 7 heads of
+ * R1-Distill-Qwen-1.5B and -7B run faster that way than with the head-major kernels (BENCHMARKS.md). */
+#define PM_GROUP_AVX512 8
+#define PM_GROUP_AVX2 4
+#define PM_MAX_PADDING_NUM 3
+#define PM_MAX_PADDING_DEN 2
+
+static int round_up(int n, int to) { return (n + to - 1) / to * to; }
+
 /* The work buffer's parts, each starting on a 64-byte boundary of an aligned buffer:
- * scores | 4 widened rows | the queries converted to the K type's vec_dot_type (<= 4 bytes a value)
- * | the value sums of the position-major kernels. */
+ * scores | 4 widened rows | the queries converted to the K type's vec_dot_type (<= 4 bytes a value),
+ * or the padded queries of the position-major kernels | their value sums | their maxima and sums.
+ * Sized for the head count padded to the widest position-major group. */
 typedef struct flash_work {
-    float *scores, *rows, *values;
+    float *scores, *rows, *values, *qpad, *max_sum;
     char *qconv;
 } flash_work;
 
 static size_t work_parts(int n_head, int k_width, int v_width, float *base, flash_work *w) {
     const size_t widest = (size_t)(k_width > v_width ? k_width : v_width);
-    const size_t sizes[4] = {ts_flash_round16((size_t)n_head * TS_FLASH_CHUNK), ts_flash_round16(4 * widest),
-                             ts_flash_round16((size_t)n_head * (size_t)k_width),
-                             ts_flash_round16((size_t)n_head * (size_t)v_width)};
+    const size_t heads = (size_t)round_up(n_head, PM_GROUP_AVX512);
+    const size_t sizes[5] = {ts_flash_round16(heads * TS_FLASH_CHUNK), ts_flash_round16(4 * widest),
+                             ts_flash_round16(heads * (size_t)k_width), ts_flash_round16(heads * (size_t)v_width),
+                             ts_flash_round16(2 * heads)};
     if (w) {
         w->scores = base;
         w->rows = base + sizes[0];
-        w->qconv = (char *)(w->rows + sizes[1]);
-        w->values = w->rows + sizes[1] + sizes[2];
+        w->qpad = w->rows + sizes[1];
+        w->qconv = (char *)w->qpad;
+        w->values = w->qpad + sizes[2];
+        w->max_sum = w->values + sizes[3];
     }
-    return sizes[0] + sizes[1] + sizes[2] + sizes[3];
+    return sizes[0] + sizes[1] + sizes[2] + sizes[3] + sizes[4];
 }
 
 size_t ts_flash_work_floats(int n_head, int k_width, int v_width) {
@@ -143,21 +159,44 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
     const bool wide = simd && a->simd >= 2 && a->k_width % 16 == 0 && a->v_width % 16 == 0;
 #endif
     const pm_kernels *pm = NULL;
+    int hp = H; /* heads the position-major kernels run: H padded to their group */
 #if defined(TS_HAVE_AVX512_KERNELS)
     static const pm_kernels pm_avx512 = {ts_flash_scores_pm_avx512, ts_flash_softmax_pm_avx512, ts_flash_values_pm_avx512};
-    if (wide && H % 8 == 0 && W % 32 == 0) pm = &pm_avx512;
+    if (wide && W % 32 == 0 && PM_MAX_PADDING_DEN * round_up(H, PM_GROUP_AVX512) <= PM_MAX_PADDING_NUM * H) {
+        pm = &pm_avx512;
+        hp = round_up(H, PM_GROUP_AVX512);
+    }
 #endif
 #if defined(TS_HAVE_AVX2_KERNELS)
+    /* Not padded: 6 heads padded to 8 ran slower from memory than the head-major AVX2 kernels
+     * (R1-Distill-Qwen-1.5B's shape at depth 4096: 8.0-8.6 against 7.6-8.0 ms a token). */
     static const pm_kernels pm_avx2 = {ts_flash_scores_pm_avx2, ts_flash_softmax_pm_avx2, ts_flash_values_pm_avx2};
-    if (!pm && simd && a->simd == 1 && H % 4 == 0 && W % 16 == 0) pm = &pm_avx2;
+    if (!pm && simd && a->simd == 1 && H % PM_GROUP_AVX2 == 0 && W % 16 == 0) pm = &pm_avx2;
 #endif
     if (pm) {
+        ts_flash_args padded = *a;
+        float *max = partial, *sum = partial + H;
+        if (hp != H) {
+            /* Zero queries for the padding heads (their rows of the chunk are dropped below). */
+            const size_t K = (size_t)a->k_width;
+            for (int h = 0; h < H; h++) memcpy(w.qpad + (size_t)h * K, a->q + (size_t)h * a->q_stride, K * sizeof(float));
+            memset(w.qpad + (size_t)H * K, 0, (size_t)(hp - H) * K * sizeof(float));
+            padded.q = w.qpad;
+            padded.q_stride = K;
+            padded.n_head = hp;
+            max = w.max_sum;
+            sum = w.max_sum + hp;
+        }
         /* Position-major: the value sums go to the work buffer first and are copied out once — a
          * decode step's partial states are fresh memory per chunk, and the kernel's stores to
          * them would each wait for the line to be read first. */
-        pm->scores(a, t0, t1, scores);
-        pm->softmax(scores, n, H, partial, partial + H);
-        pm->values(a, t0, t1, scores, w.values);
+        pm->scores(&padded, t0, t1, scores);
+        pm->softmax(scores, n, hp, max, sum);
+        pm->values(&padded, t0, t1, scores, w.values);
+        if (hp != H) {
+            memcpy(partial, max, (size_t)H * sizeof(float));
+            memcpy(partial + H, sum, (size_t)H * sizeof(float));
+        }
         memcpy(partial + 2 * H, w.values, (size_t)H * (size_t)W * sizeof(float));
         return;
     }

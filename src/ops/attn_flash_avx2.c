@@ -175,9 +175,11 @@ double ts_flash_exp_row_avx2(float *s, int n, float mx) {
  * (lanes i and i+4, then i and i+2, then i and i+1). */
 static inline __m256 reduce8(const __m256 *acc) {
     __m256 v1[4], v2[2];
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) /* lanes i + (i + 4): acc[2j] in the low 128 bits, acc[2j+1] in the high */
         v1[j] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x20),
                               _mm256_permute2f128_ps(acc[2 * j], acc[2 * j + 1], 0x31));
+#pragma GCC unroll 2
     for (int j = 0; j < 2; j++) /* + 2 */
         v2[j] = _mm256_add_ps(_mm256_shuffle_ps(v1[2 * j], v1[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                               _mm256_shuffle_ps(v1[2 * j], v1[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -204,6 +206,9 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
         for (int h0 = 0; h0 < H; h0 += 4) {
             const float *q = a->q + (size_t)h0 * qs;
             __m256 acc[8]; /* acc[r * 4 + h]: row t + r, head h0 + h */
+            /* unrolled: as a loop GCC zeroes the array in memory (rep stos) and then reduces it
+             * from there (see attn_flash_avx512.c) */
+#pragma GCC unroll 8
             for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
             for (int i = 0; i < W; i += 8) {
                 const __m256 x0 = load_row8(k0, i, f16), x1 = load_row8(k1, i, f16);
@@ -231,22 +236,36 @@ void ts_flash_scores_pm_avx2(const ts_flash_args *a, int t0, int t1, float *scor
 }
 
 void ts_flash_softmax_pm_avx2(float *s, int n, int n_head, float *m, float *sum) {
-    for (int h0 = 0; h0 < n_head; h0 += 8) {
-        /* a last group of 4 heads (n_head is a multiple of 4): the upper lanes read and keep nothing */
-        const __m256i live = n_head - h0 >= 8 ? _mm256_set1_epi32(-1) : _mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0);
+    int h0 = 0;
+    for (; h0 + 8 <= n_head; h0 += 8) {
         __m256 mx = _mm256_set1_ps(-INFINITY);
-        for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_maskload_ps(s + (size_t)t * n_head + h0, live));
+        for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + (size_t)t * n_head + h0));
         __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd(); /* heads h0..h0+3, h0+4..h0+7 */
         for (int t = 0; t < n; t++) {
             float *p = s + (size_t)t * n_head + h0;
-            const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_maskload_ps(p, live), mx));
-            _mm256_maskstore_ps(p, live, e);
+            const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(p), mx));
+            _mm256_storeu_ps(p, e);
             lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
             hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
         }
-        _mm256_maskstore_ps(m + h0, live, mx);
-        const __m256 total = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
-        _mm256_maskstore_ps(sum + h0, live, total);
+        _mm256_storeu_ps(m + h0, mx);
+        _mm256_storeu_ps(sum + h0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1));
+    }
+    if (h0 < n_head) {
+        /* A last group of 4 heads (n_head is a multiple of 4), with 4-lane loads and stores: masked
+         * 8-lane ones overlap the next position's heads, and each load then waited for the store
+         * before it. The upper lanes compute exp(0) and are dropped. */
+        __m128 mx = _mm_set1_ps(-INFINITY);
+        for (int t = 0; t < n; t++) mx = _mm_max_ps(mx, _mm_loadu_ps(s + (size_t)t * n_head + h0));
+        __m256d lo = _mm256_setzero_pd();
+        for (int t = 0; t < n; t++) {
+            float *p = s + (size_t)t * n_head + h0;
+            const __m128 e = _mm256_castps256_ps128(ts_exp8_avx2(_mm256_setr_m128(_mm_sub_ps(_mm_loadu_ps(p), mx), _mm_setzero_ps())));
+            _mm_storeu_ps(p, e);
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(e));
+        }
+        _mm_storeu_ps(m + h0, mx);
+        _mm_storeu_ps(sum + h0, _mm256_cvtpd_ps(lo));
     }
 }
 

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "ops/attn_flash.h"
+#include "ops/vexp_avx2.h"
 #include "ops/vexp_avx512.h"
 
 #include <math.h>
@@ -228,12 +229,15 @@ double ts_flash_exp_row_avx512(float *s, int n, float mx) {
  * for sixteen sums instead of sixteen separate reductions. */
 static inline __m512 reduce16(const __m512 *acc) {
     __m512 v1[8], v2[4], v3[2];
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++) /* lanes i + (i + 8): acc[2j] in the low 256 bits, acc[2j+1] in the high */
         v1[j] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0x44),
                               _mm512_shuffle_f32x4(acc[2 * j], acc[2 * j + 1], 0xEE));
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) /* + 4: one accumulator per 128-bit lane */
         v2[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0x88),
                               _mm512_shuffle_f32x4(v1[2 * j], v1[2 * j + 1], 0xDD));
+#pragma GCC unroll 2
     for (int j = 0; j < 2; j++) /* + 2 */
         v3[j] = _mm512_add_ps(_mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                               _mm512_shuffle_ps(v2[2 * j], v2[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -260,6 +264,9 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
         for (int h0 = 0; h0 < H; h0 += 8) {
             const float *q = a->q + (size_t)h0 * qs;
             __m512 acc[16]; /* acc[r * 8 + h]: row t + r, head h0 + h */
+            /* unrolled: as a loop GCC zeroes the array in memory (rep stos) and then reduces it
+             * from there (12 % of an 8-head, 128-wide chunk's time) */
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
             for (int i = 0; i < W; i += 16) {
                 const __m512 x0 = load_row16(k0, i, f16), x1 = load_row16(k1, i, f16);
@@ -288,24 +295,44 @@ void ts_flash_scores_pm_avx512(const ts_flash_args *a, int t0, int t1, float *sc
         scores_pm(a, t0, t1, scores, false);
 }
 
+/* Heads h0 .. h0 + 7 (the last eight of a head count that is not a multiple of 16) on 8 lanes:
+ * ts_exp8_avx2 computes the same lanes as ts_exp16_avx512, bit for bit. Masked 16-lane loads and
+ * stores here would overlap the next position's heads, and each load then waited for the store
+ * before it (a padded GQA group of 8 heads spent 24 % of its attention in this loop). */
+static void softmax_pm_8(float *s, int n, int n_head, int h0, float *m, float *sum) {
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + (size_t)t * n_head + h0));
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd(); /* heads h0..h0+3, h0+4..h0+7 */
+    for (int t = 0; t < n; t++) {
+        float *p = s + (size_t)t * n_head + h0;
+        const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(p), mx));
+        _mm256_storeu_ps(p, e);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    _mm256_storeu_ps(m + h0, mx);
+    _mm256_storeu_ps(sum + h0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1));
+}
+
 void ts_flash_softmax_pm_avx512(float *s, int n, int n_head, float *m, float *sum) {
-    for (int h0 = 0; h0 < n_head; h0 += 16) {
-        const __mmask16 live = n_head - h0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n_head - h0)) - 1);
+    int h0 = 0;
+    for (; h0 + 16 <= n_head; h0 += 16) {
         __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int t = 0; t < n; t++) mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(live, s + (size_t)t * n_head + h0));
+        for (int t = 0; t < n; t++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + (size_t)t * n_head + h0));
         __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd(); /* heads h0..h0+7, h0+8..h0+15 */
         for (int t = 0; t < n; t++) {
             float *p = s + (size_t)t * n_head + h0;
-            const __m512 e = ts_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, p), mx));
-            _mm512_mask_storeu_ps(p, live, e);
+            const __m512 e = ts_exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(p), mx));
+            _mm512_storeu_ps(p, e);
             lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
             hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
         }
-        _mm512_mask_storeu_ps(m + h0, live, mx);
+        _mm512_storeu_ps(m + h0, mx);
         const __m512 total = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
                                                                  _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
-        _mm512_mask_storeu_ps(sum + h0, live, total);
+        _mm512_storeu_ps(sum + h0, total);
     }
+    if (h0 < n_head) softmax_pm_8(s, n, n_head, h0, m, sum); /* n_head is a multiple of 8 */
 }
 
 static inline __attribute__((always_inline)) void values_pm(const ts_flash_args *a, int t0, int t1, const float *p,

@@ -276,6 +276,43 @@ static void position_major_matches(int level, int kv_type, int n_head, int k_wid
 
 /* A SIMD exp row (mx = 0) over x[0..n) for n = n_max down to n_max - tails: every value the
  * scalar's e[] bit for bit (tails included), the sum equal to the scalar sum to double rounding. */
+/* A GQA group whose head count the AVX-512 position-major kernels pad up to 8 (6 and 7: the
+ * R1-Distill-Qwen models) computes, for its real heads, exactly what the same chunk with the zero
+ * padding heads written out computes: the padding changes no number of the real heads. Separate
+ * K and V rows, as the dense models' cache has them. */
+static void padded_heads_match(int kv_type, int n_head, int width, int n) {
+    if (isa_for_level(2) < 0) return; /* only the AVX-512 kernels pad */
+    const ts_type_traits *table = ts_type_table(TS_ISA_AVX512);
+    const int padded = (n_head + 7) / 8 * 8;
+    const size_t bytes = ts_row_size(kv_type, width);
+    char *k = malloc((size_t)n * bytes), *v = malloc((size_t)n * bytes);
+    float *tmp = malloc((size_t)width * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < width; i++) tmp[i] = 2.0f * urand();
+        store_row(kv_type, tmp, k + (size_t)t * bytes, width);
+        for (int i = 0; i < width; i++) tmp[i] = urand();
+        store_row(kv_type, tmp, v + (size_t)t * bytes, width);
+    }
+    float *q = calloc((size_t)padded * width, sizeof(float)); /* heads n_head.. stay zero */
+    for (int i = 0; i < n_head * width; i++) q[i] = 2.0f * urand();
+    ts_flash_args a = {.table = table, .kv_type = kv_type, .n_head = n_head, .q = q, .q_stride = (size_t)width,
+                       .k = k, .k_row_bytes = bytes, .k_width = width, .v = v, .v_row_bytes = bytes,
+                       .v_width = width, .scale = 1.0f / sqrtf((float)width), .simd = 2};
+    const size_t P = ts_flash_partial_floats(n_head, width), PP = ts_flash_partial_floats(padded, width);
+    float *work = ts_alloc_floats(1, ts_flash_work_floats(padded, width, width));
+    float *part = malloc(P * sizeof(float)), *whole = malloc(PP * sizeof(float));
+    ts_flash_chunk(&a, 0, n, part, work);
+    a.n_head = padded;
+    ts_flash_chunk(&a, 0, n, whole, work);
+    /* part: max[n_head] sum[n_head] values[n_head][width]; whole: the same with `padded` heads */
+    int bad = memcmp(part, whole, (size_t)n_head * sizeof(float)) != 0;
+    bad += memcmp(part + n_head, whole + padded, (size_t)n_head * sizeof(float)) != 0;
+    bad += memcmp(part + 2 * n_head, whole + 2 * padded, (size_t)n_head * width * sizeof(float)) != 0;
+    CHECK(bad == 0, "%d heads padded to %d (%s, width %d, %d rows): the real heads' partial state differs",
+          n_head, padded, ts_type_name(kv_type), width, n);
+    free(k); free(v); free(tmp); free(q); free(work); free(part); free(whole);
+}
+
 static void exp_row_matches(double (*row)(float *, int, float), const char *isa, const float *x, const float *e,
                             int n_max, int tails) {
     float *v = malloc((size_t)n_max * sizeof *v);
@@ -344,17 +381,25 @@ int main(void) {
                 run_case(types[ti], 8, 64, 64, false, lengths[li], simd);   /* a GQA group of 8 */
                 run_case(types[ti], 12, 128, 128, false, lengths[li], simd); /* AVX2 position-major: 8 + 4 heads */
                 run_case(types[ti], 4, 64, 96, false, lengths[li], simd);    /* a GQA group of 4, v of 3 x 32 */
+                run_case(types[ti], 6, 128, 128, false, lengths[li], simd);  /* R1-Distill-Qwen-1.5B's group (padded on AVX-512) */
+                run_case(types[ti], 7, 128, 128, false, lengths[li], simd);  /* R1-Distill-Qwen-7B's group */
             }
     for (int n = 1; n <= TS_FLASH_CHUNK; n += 85) /* 1, 86, 171, 256: odd and even row counts */
         for (int level = 1; level <= 2; level++) {
             position_major_matches(level, TS_TYPE_F16, 16, 576, 512, n);
             position_major_matches(level, TS_TYPE_F32, 8, 64, 64, n);
             position_major_matches(level, TS_TYPE_F16, 24, 96, 64, n);
-            if (level == 1) { /* AVX2 takes groups of 4: a last group of 4 in the softmax's 8-head passes */
+            if (level == 1) { /* AVX2 takes groups of 4: a last group of 4 after the softmax's 8-head passes */
                 position_major_matches(level, TS_TYPE_F16, 12, 128, 128, n);
                 position_major_matches(level, TS_TYPE_F32, 4, 64, 48, n);
             }
+            position_major_matches(level, TS_TYPE_F16, 8, 128, 128, n); /* AVX-512: the 8-lane softmax only */
         }
+    for (int n = 1; n <= TS_FLASH_CHUNK; n += 85) {
+        padded_heads_match(TS_TYPE_F16, 6, 128, n);
+        padded_heads_match(TS_TYPE_F16, 7, 128, n);
+        padded_heads_match(TS_TYPE_F32, 6, 64, n);
+    }
     kernels_match(TS_TYPE_F16, 3, 96, 7);
     kernels_match(TS_TYPE_F32, 4, 64, 256);
     kernels_match(TS_TYPE_F16, 5, 576, 13); /* MLA row width, 16-lane multiple */
