@@ -237,20 +237,7 @@ void ts_flash_scores_pm_avx2(const ts_flash_args *a, int t0, int t1, float *scor
 
 void ts_flash_softmax_pm_avx2(float *s, int n, int n_head, float *m, float *sum) {
     int h0 = 0;
-    for (; h0 + 8 <= n_head; h0 += 8) {
-        __m256 mx = _mm256_set1_ps(-INFINITY);
-        for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + (size_t)t * n_head + h0));
-        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd(); /* heads h0..h0+3, h0+4..h0+7 */
-        for (int t = 0; t < n; t++) {
-            float *p = s + (size_t)t * n_head + h0;
-            const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(p), mx));
-            _mm256_storeu_ps(p, e);
-            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-        }
-        _mm256_storeu_ps(m + h0, mx);
-        _mm256_storeu_ps(sum + h0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1));
-    }
+    for (; h0 + 8 <= n_head; h0 += 8) ts_flash_softmax_pm8_avx2(s, n, n_head, h0, m, sum);
     if (h0 < n_head) {
         /* A last group of 4 heads (n_head is a multiple of 4), with 4-lane loads and stores: masked
          * 8-lane ones overlap the next position's heads, and each load then waited for the store

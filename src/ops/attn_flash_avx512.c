@@ -295,25 +295,6 @@ void ts_flash_scores_pm_avx512(const ts_flash_args *a, int t0, int t1, float *sc
         scores_pm(a, t0, t1, scores, false);
 }
 
-/* Heads h0 .. h0 + 7 (the last eight of a head count that is not a multiple of 16) on 8 lanes:
- * ts_exp8_avx2 computes the same lanes as ts_exp16_avx512, bit for bit. Masked 16-lane loads and
- * stores here would overlap the next position's heads, and each load then waited for the store
- * before it (a padded GQA group of 8 heads spent 24 % of its attention in this loop). */
-static void softmax_pm_8(float *s, int n, int n_head, int h0, float *m, float *sum) {
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    for (int t = 0; t < n; t++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + (size_t)t * n_head + h0));
-    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd(); /* heads h0..h0+3, h0+4..h0+7 */
-    for (int t = 0; t < n; t++) {
-        float *p = s + (size_t)t * n_head + h0;
-        const __m256 e = ts_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(p), mx));
-        _mm256_storeu_ps(p, e);
-        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    _mm256_storeu_ps(m + h0, mx);
-    _mm256_storeu_ps(sum + h0, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1));
-}
-
 void ts_flash_softmax_pm_avx512(float *s, int n, int n_head, float *m, float *sum) {
     int h0 = 0;
     for (; h0 + 16 <= n_head; h0 += 16) {
@@ -332,7 +313,9 @@ void ts_flash_softmax_pm_avx512(float *s, int n, int n_head, float *m, float *su
                                                                  _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
         _mm512_storeu_ps(sum + h0, total);
     }
-    if (h0 < n_head) softmax_pm_8(s, n, n_head, h0, m, sum); /* n_head is a multiple of 8 */
+    /* a last group of 8 (n_head is a multiple of 8) on 8 lanes: masked 16-lane loads and stores
+     * serialized this loop (24 % of a padded 8-head group's attention) */
+    if (h0 < n_head) ts_flash_softmax_pm8_avx2(s, n, n_head, h0, m, sum);
 }
 
 static inline __attribute__((always_inline)) void values_pm(const ts_flash_args *a, int t0, int t1, const float *p,
