@@ -153,6 +153,7 @@ void ts_dense_state_free(ts_dense_state *s) {
     free(s->x); free(s->xn); free(s->q); free(s->k); free(s->v); free(s->attn);
     free(s->gate); free(s->up); free(s->tmp); free(s->rope_cs); free(s->act.buf);
     free(s->scratch);
+    ts_flash_split_free(&s->split);
     memset(s, 0, sizeof *s);
 }
 
@@ -179,10 +180,15 @@ int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, 
     s->scratch_len = ts_flash_round16(ts_flash_work_floats(group, hp->head_dim, hp->head_dim) +
                                       2 * ts_flash_partial_floats(group, hp->head_dim)); /* each thread's part aligned */
     s->scratch = ts_alloc_floats((size_t)c->params.n_threads, s->scratch_len);
+    s->flash_simd = ts_flash_simd_level(c->model->isa);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
         !s->act.buf || !s->scratch) {
         ts_dense_state_free(s);
         return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
+    }
+    if (ts_flash_split_init(&s->split, c->params.n_threads, group, hp->head_dim, c->n_ctx, (size_t)256 << 20, err)) {
+        ts_dense_state_free(s);
+        return -1;
     }
     return 0;
 }
@@ -204,31 +210,35 @@ typedef struct attention_job {
     int layer;
 } attention_job;
 
-/* One (token, KV head) pair per work item: the query heads of that KV head's group attend together,
- * so each cached K/V row is read once per group (ts_flash_attention). Items are dealt out
- * round-robin because later tokens of a prompt attend to more positions. */
-static void attention_task(void *arg, int ith, int nth) {
-    const attention_job *j = arg;
-    ts_context *c = j->c;
-    ts_dense_state *s = j->s;
+/* The attention unit of token i's KV head g: the query heads of that KV head's group attend
+ * together, so each cached K/V row is read once per group (ts_flash_attention). */
+static ts_flash_unit dense_unit(const attention_job *j, int i, int g) {
+    const ts_context *c = j->c;
     const ts_hparams *hp = &c->model->hp;
     const ts_kv_layer *kv = &c->kv[j->layer];
     const int H = hp->n_head, Hkv = hp->n_head_kv, d = hp->head_dim, group = H / Hkv;
+    const int seq = j->b->seq[i];
+    const size_t first = (size_t)i * H * d + (size_t)g * group * d, head_bytes = ts_row_size(c->kv_type, d);
+    const ts_flash_args a = {.table = c->model->types, .kv_type = c->kv_type, .n_head = group, .q = j->s->q + first,
+                             .q_stride = (size_t)d,
+                             .k = dense_kv_head(c, kv->k, d, seq, g), .k_row_bytes = head_bytes, .k_width = d,
+                             .v = dense_kv_head(c, kv->v, d, seq, g), .v_row_bytes = head_bytes, .v_width = d,
+                             .scale = 1.0f / sqrtf((float)d), .simd = j->s->flash_simd};
+    return (ts_flash_unit){.args = a, .n_kv = j->b->pos[i] + 1, .out = j->s->attn + first, .out_stride = (size_t)d};
+}
+
+/* One (token, KV head) unit per work item, its chunks in order on this thread. Items are dealt
+ * out round-robin because later tokens of a prompt attend to more positions. */
+static void attention_task(void *arg, int ith, int nth) {
+    const attention_job *j = arg;
+    ts_dense_state *s = j->s;
+    const int Hkv = j->c->model->hp.n_head_kv;
+    const size_t partial = ts_flash_partial_floats(j->c->model->hp.n_head / Hkv, j->c->model->hp.head_dim);
     float *work = s->scratch + (size_t)ith * s->scratch_len;
-    const size_t partial = ts_flash_partial_floats(group, d);
     float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
-    const size_t head_bytes = ts_row_size(c->kv_type, d);
-    const int simd = ts_flash_simd_level(c->model->isa);
     for (long item = ith; item < (long)j->b->n_tokens * Hkv; item += nth) {
-        const int i = (int)(item / Hkv), g = (int)(item % Hkv);
-        const int seq = j->b->seq[i], pos = j->b->pos[i];
-        const size_t first = (size_t)i * H * d + (size_t)g * group * d;
-        const ts_flash_args a = {.table = c->model->types, .kv_type = c->kv_type, .n_head = group, .q = s->q + first,
-                                 .q_stride = (size_t)d,
-                                 .k = dense_kv_head(c, kv->k, d, seq, g), .k_row_bytes = head_bytes, .k_width = d,
-                                 .v = dense_kv_head(c, kv->v, d, seq, g), .v_row_bytes = head_bytes, .v_width = d,
-                                 .scale = 1.0f / sqrtf((float)d), .simd = simd};
-        ts_flash_attention(&a, pos + 1, run, part, work, s->attn + first, (size_t)d);
+        const ts_flash_unit u = dense_unit(j, (int)(item / Hkv), (int)(item % Hkv));
+        ts_flash_attention(&u.args, u.n_kv, run, part, work, u.out, u.out_stride);
     }
 }
 
@@ -260,7 +270,14 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
         }
     }
     attention_job job = {.c = c, .s = s, .b = b, .layer = l};
-    ts_threadpool_run(c->pool, attention_task, &job);
+    /* A decode step of one sequence has only Hkv units (2 for R1-Distill-Qwen-1.5B): with more
+     * threads than that, its chunks are split across all of them (flash-decoding). */
+    bool done = false;
+    if (ts_flash_split_wanted(&s->split, n * Hkv, ts_threadpool_size(c->pool))) {
+        for (int u = 0; u < n * Hkv; u++) s->split.units[u] = dense_unit(&job, u / Hkv, u % Hkv);
+        done = ts_flash_split_run(c->pool, &s->split, n * Hkv, s->scratch, s->scratch_len);
+    }
+    if (!done) ts_threadpool_run(c->pool, attention_task, &job);
     ts_arch_project(c, &s->act, w->wo, s->attn, n, s->tmp);
     ts_arch_add_bias(s->tmp, w->bo, n, E);
     ts_arch_add_rows(s->x, s->tmp, n, E);

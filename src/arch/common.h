@@ -10,6 +10,7 @@
 
 #include "engine/context.h"
 #include "model/model.h"
+#include "ops/attn_split.h"
 
 /* ---- Loading --------------------------------------------------------------------------------- */
 
@@ -69,7 +70,9 @@ typedef struct ts_dense_state {
     float *rope_cs;   /* [n_batch][n_rot] cos/sin per token */
     ts_arch_act act;
     float *scratch;     /* [n_threads][scratch_len] attention scratch */
-    size_t scratch_len; /* n_ctx + head_dim */
+    size_t scratch_len; /* flash work buffer + two partial states */
+    int flash_simd;       /* ts_flash_simd_level of the model's ISA */
+    ts_flash_split split; /* decode steps with fewer (token, KV head) units than threads */
 } ts_dense_state;
 
 /* Allocates every buffer (act rows of act_row_bytes). On failure frees what it got and fails. */

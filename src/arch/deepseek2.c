@@ -16,6 +16,7 @@
 #include "engine/context.h"
 #include "model/model.h"
 #include "ops/attn_flash.h"
+#include "ops/attn_split.h"
 #include "util/alloc.h"
 #include "ops/mla.h"
 #include "ops/moe.h"
@@ -310,10 +311,8 @@ typedef struct ds2_state {
     size_t scratch_len; /* per thread: flash work buffer + running and next chunk partial states */
     int flash_simd;
     /* Decode with fewer tokens than threads splits each token's chunks across the threads
-     * (flash-decoding): partial states of up to split_tokens tokens × max_chunks chunks. */
-    float *split_partials;
-    int split_tokens, max_chunks;
-    int *split_first; /* [split_tokens + 1]: index of each token's first chunk */
+     * (flash-decoding; a token's heads are one unit). */
+    ts_flash_split split;
     /* The absorbed per-head products (mla_head_products): inputs of head_slice tokens x H heads
      * converted at once (head_act, head_row bytes a row), one matrix view and item per head. */
     int head_slice;
@@ -329,7 +328,8 @@ static void ds2_context_free(ts_context *c) {
     if (!s) return;
     free(s->x); free(s->xn); free(s->qa); free(s->q); free(s->kva); free(s->qabs); free(s->olat); free(s->attn);
     free(s->tmp); free(s->gate); free(s->up); free(s->rope_cs); free(s->act.buf); free(s->scratch);
-    free(s->split_partials); free(s->split_first); free(s->head_act); free(s->head_mats); free(s->head_items);
+    ts_flash_split_free(&s->split);
+    free(s->head_act); free(s->head_mats); free(s->head_items);
     ts_moe_scratch_free(&s->moe);
     free(s);
     c->arch_state = NULL;
@@ -387,19 +387,10 @@ static int ds2_context_init(ts_context *c, ts_err *err) {
     s->scratch_len = ts_flash_round16(ts_flash_work_floats((int)H, (int)K, d->C) + 2 * partial); /* each thread's part aligned */
     s->scratch = ts_alloc_floats((size_t)c->params.n_threads, s->scratch_len);
     s->flash_simd = ts_flash_simd_level(m->isa);
-    /* Flash-decoding buffers, capped at 256 MiB (V3's 128 heads at long contexts): fewer split
-     * tokens, or none, only cost parallelism, never results. */
-    s->max_chunks = ts_flash_n_chunks(c->n_ctx);
-    const size_t per_token = (size_t)s->max_chunks * partial * sizeof(float);
-    s->split_tokens = c->params.n_threads - 1;
-    while (s->split_tokens > 0 && per_token * (size_t)s->split_tokens > ((size_t)256 << 20)) s->split_tokens--;
-    if (s->split_tokens > 0) {
-        s->split_partials = ts_alloc_floats((size_t)s->split_tokens, per_token / sizeof(float));
-        s->split_first = malloc(((size_t)s->split_tokens + 1) * sizeof(int));
-        if (!s->split_partials || !s->split_first) {
-            ds2_context_free(c);
-            return ts_fail(err, "out of memory allocating the attention buffers");
-        }
+    /* Flash-decoding buffers, capped at 256 MiB (V3's 128 heads at long contexts). */
+    if (ts_flash_split_init(&s->split, c->params.n_threads, (int)H, d->C, c->n_ctx, (size_t)256 << 20, err)) {
+        ds2_context_free(c);
+        return -1;
     }
     if (!s->x || !s->xn || !s->qa || !s->q || !s->kva || !s->qabs || !s->olat || !s->attn || !s->tmp || !s->gate ||
         !s->up || !s->rope_cs || !s->act.buf || !s->scratch || !s->head_act || !s->head_mats || !s->head_items) {
@@ -453,60 +444,15 @@ static void mla_attention_task(void *arg, int ith, int nth) {
     }
 }
 
-/* Flash-decoding: the (token, chunk) pairs of a few tokens split evenly across the threads, each
- * chunk's partial state kept for the merge (mla_split_merge). */
-static void mla_split_task(void *arg, int ith, int nth) {
-    const mla_job *j = arg;
-    ds2_state *s = j->s;
-    const ds2_model *d = j->c->model->arch_data;
-    const size_t partial = ts_flash_partial_floats(j->c->model->hp.n_head, d->C);
-    float *work = s->scratch + (size_t)ith * s->scratch_len;
-    long begin, end;
-    ts_split_range(s->split_first[j->b->n_tokens], ith, nth, &begin, &end);
-    int i = 0;
-    for (long item = begin; item < end; item++) {
-        while (item >= s->split_first[i + 1]) i++;
-        const int chunk = (int)(item - s->split_first[i]), n_kv = j->b->pos[i] + 1;
-        const int t0 = chunk * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
-        const ts_flash_args a = mla_flash_args(j, i);
-        ts_flash_chunk(&a, t0, t1, s->split_partials + (size_t)item * partial, work);
-    }
-}
-
-/* The chunks of each token merged in order: the same arithmetic as ts_flash_attention. The
- * (token, head) pairs are split across the threads (heads merge independently): on one thread the
- * merge of a V2-Lite token at depth 8192 (31 merges of 16 x 512 values a layer) left the other
- * core idle for a few percent of the step. */
-static void mla_split_merge_task(void *arg, int ith, int nth) {
-    const mla_job *j = arg;
-    ds2_state *s = j->s;
-    const ds2_model *d = j->c->model->arch_data;
-    const int H = j->c->model->hp.n_head;
-    const size_t partial = ts_flash_partial_floats(H, d->C);
-    long begin, end;
-    ts_split_range((long)j->b->n_tokens * H, ith, nth, &begin, &end);
-    for (long item = begin; item < end;) {
-        const int i = (int)(item / H), h0 = (int)(item % H);
-        const int h1 = end - (item - h0) < H ? (int)(end - (item - h0)) : H; /* this token's heads in range */
-        float *run = s->split_partials + (size_t)s->split_first[i] * partial;
-        for (int c = s->split_first[i] + 1; c < s->split_first[i + 1]; c++)
-            ts_flash_merge_heads(H, d->C, h0, h1, run, s->split_partials + (size_t)c * partial);
-        ts_flash_finish_heads(H, d->C, h0, h1, run, s->olat + (size_t)i * H * d->C, (size_t)d->C);
-        item += h1 - h0;
-    }
-}
-
 static void mla_attention(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     mla_job job = {.c = c, .s = s, .b = b, .layer = l};
-    const int n = b->n_tokens, nth = ts_threadpool_size(c->pool);
-    if (n < nth && n <= s->split_tokens) {
-        s->split_first[0] = 0;
-        for (int i = 0; i < n; i++) s->split_first[i + 1] = s->split_first[i] + ts_flash_n_chunks(b->pos[i] + 1);
-        if (s->split_first[n] > n) { /* anything to split */
-            ts_threadpool_run(c->pool, mla_split_task, &job);
-            ts_threadpool_run(c->pool, mla_split_merge_task, &job);
-            return;
-        }
+    const int n = b->n_tokens, H = c->model->hp.n_head;
+    const ds2_model *d = c->model->arch_data;
+    if (ts_flash_split_wanted(&s->split, n, ts_threadpool_size(c->pool))) {
+        for (int i = 0; i < n; i++)
+            s->split.units[i] = (ts_flash_unit){.args = mla_flash_args(&job, i), .n_kv = b->pos[i] + 1,
+                                                .out = s->olat + (size_t)i * H * d->C, .out_stride = (size_t)d->C};
+        if (ts_flash_split_run(c->pool, &s->split, n, s->scratch, s->scratch_len)) return;
     }
     ts_threadpool_run(c->pool, mla_attention_task, &job);
 }

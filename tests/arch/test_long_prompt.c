@@ -1,13 +1,17 @@
-/* MLA attention over prompts longer than several flash chunks (TS_FLASH_CHUNK positions): the
- * logits of
- *   - one token per call (decode: flash-decoding splits a token's chunks across the threads),
+/* Attention over prompts longer than several flash chunks (TS_FLASH_CHUNK positions), MLA and
+ * dense GQA/MHA: the logits of
+ *   - one token per call on one thread (every unit's chunks in order on that thread), and on more
+ *     threads than the token has attention units (flash-decoding, attn_split.h: a MLA token is one
+ *     unit, a dense token one unit per KV head, so the dense models split from n_head_kv + 1 threads),
  *   - the whole prompt in batches of 512, and in batches of odd sizes (batches starting at
  *     positions that are not chunk boundaries),
  *   - two sequences interleaved token by token in one batch,
- * are bit-identical, for an F32 and an F16 cache and on 1 and 2 threads, on the tiny V2-Lite and V3
- * shapes and on the tiny V2-Lite with V2-Lite's 16 heads (which takes the position-major AVX-512
- * kernels, and with --isa avx2's kernels the AVX2 ones): the chunk boundaries and merge order depend
- * only on positions (attn_flash.h). */
+ *   - three sequences decoding together (one token of each per call) on a thread count that does
+ *     not divide their units (split, so that the threads share the chunks evenly),
+ * are bit-identical, for an F32 and an F16 cache, on the tiny V2-Lite and V3 shapes, the tiny
+ * V2-Lite with V2-Lite's 16 heads (which takes the position-major AVX-512 kernels, and with --isa
+ * avx2's kernels the AVX2 ones), R1-Distill-Qwen's GQA and DeepSeekMoE's MHA: the chunk boundaries
+ * and merge order depend only on positions (attn_flash.h). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,11 +64,12 @@ static float *run(ts_model *m, enum ts_cache_type cache, int n_threads, int chun
 }
 
 int main(void) {
-    char dir[] = "/tmp/ts_mla_long_XXXXXX";
+    char dir[] = "/tmp/ts_long_prompt_XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3", "tiny-deepseek2-lite-16h", "tiny-deepseek2-lite-16h"};
-    /* the last one again with the AVX2 kernels (where the best are AVX-512) */
-    const char *isas[] = {NULL, NULL, NULL, "avx2"};
+    const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3", "tiny-deepseek2-lite-16h", "tiny-deepseek2-lite-16h",
+                             "tiny-qwen2", "tiny-deepseek-moe"};
+    /* the 16-head one again with the AVX2 kernels (where the best are AVX-512) */
+    const char *isas[] = {NULL, NULL, NULL, "avx2", NULL, NULL};
     for (int pi = 0; pi < (int)(sizeof presets / sizeof presets[0]); pi++) {
         if (isas[pi] && (!ts_isa_supported(TS_ISA_AVX2) || ts_isa_best() == TS_ISA_AVX2)) continue;
         char path[300], err[TS_ERR_LEN];
@@ -82,8 +87,15 @@ int main(void) {
         for (int i = 0; i < N_PROMPT; i++) toks[i] = (ts_token)((i * 7919 + 13) % V);
         const size_t one = (size_t)N_PROMPT * (size_t)V * sizeof(float);
         const enum ts_cache_type caches[] = {TS_CACHE_F32, TS_CACHE_F16};
+        /* attention units of one token: MLA's heads share one cache, a dense model has one per KV head */
+        const int units = strcmp(info.arch, "deepseek2") == 0 ? 1 : info.n_head_kv;
         for (int ci = 0; ci < 2; ci++) {
-            float *step = run(m, caches[ci], 2, 1, 1, toks, V);
+            float *step = run(m, caches[ci], 1, 1, 1, toks, V);
+            float *split = run(m, caches[ci], units + 1, 1, 1, toks, V);
+            CHECK(step && split && memcmp(split, step, one) == 0,
+                  "%s cache %d: one token per call on %d threads (split) differs from 1 thread", presets[pi], ci,
+                  units + 1);
+            free(split);
             const int chunks[] = {512, 301, 97};
             for (int k = 0; k < 3 && step; k++)
                 for (int threads = 1; threads <= 2; threads++) {
@@ -100,9 +112,20 @@ int main(void) {
                 bad += memcmp(two + (size_t)i * V, step + (size_t)(i / 2) * V, (size_t)V * sizeof(float)) != 0;
             CHECK(two && bad == 0, "%s cache %d: %d rows of two interleaved sequences differ", presets[pi], ci, bad);
             free(two);
+            /* Three sequences decoding together, one token of each per call, on a thread count
+             * that does not divide their 3 x units units: split, and each equals the single one. */
+            int t3 = 2;
+            while ((3 * units) % t3 == 0) t3++;
+            float *three = run(m, caches[ci], t3, 3, 3, toks, V);
+            bad = 0;
+            for (int i = 0; three && step && i < 3 * N_PROMPT; i++)
+                bad += memcmp(three + (size_t)i * V, step + (size_t)(i / 3) * V, (size_t)V * sizeof(float)) != 0;
+            CHECK(three && bad == 0, "%s cache %d: %d rows of three sequences decoding together on %d threads differ",
+                  presets[pi], ci, bad, t3);
+            free(three);
             free(step);
         }
-        printf("%-22s long prompts (%s kernels): batch == step\n", presets[pi], info.kernels);
+        printf("%-24s long prompts (%s kernels): batch == step == split step on %d threads\n", presets[pi], info.kernels, units + 1);
         ts_model_free(m);
         remove(path);
     }
