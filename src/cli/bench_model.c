@@ -41,6 +41,7 @@
 
 #define BENCH_MAX_VALUES 64
 #define BENCH_TTFT_PROMPT 8
+#define BENCH_MAX_PARALLEL 64 /* -np: sequences in one tg test */
 
 typedef struct int_list {
     int v[BENCH_MAX_VALUES];
@@ -50,7 +51,7 @@ typedef struct int_list {
 typedef struct bench_opts {
     const char *models[BENCH_MAX_VALUES];
     int n_models;
-    int_list prompt, gen, depth, threads;
+    int_list prompt, gen, depth, threads, parallel;
     enum ts_cache_type cache[4];
     int n_cache;
     int n_batch, reps, probe_mb;
@@ -114,6 +115,7 @@ void bench_model_print_options(FILE *out) {
         {"-n, --n-gen LIST", "generated tokens for tg tests (default 128; 0 = none)"},
         {"-d, --n-depth LIST", "tokens already in the cache before each test (default 0)"},
         {"-t, --threads LIST", "thread counts (default: number of cores)"},
+        {"-np, --parallel LIST", "sequences generating together in tg tests, each with its own cache of depth -d (default 1); t/s counts the tokens of all of them, as a server serving that many requests at once"},
         {"-b, --batch-size N", "tokens per decode call in pp tests (default 512)"},
         {"-r, --repetitions N", "timed runs per test (default 5)"},
         {"-ctk, --cache-type LIST", "KV cache types: f16, f32, bf16, q8_0 (default f16)"},
@@ -158,7 +160,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
             continue;
         }
         if (!IS("-m", "--model") && !IS("-p", "--n-prompt") && !IS("-n", "--n-gen") && !IS("-d", "--n-depth") &&
-            !IS("-t", "--threads") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
+            !IS("-t", "--threads") && !IS("-np", "--parallel") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
             !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0 &&
             strcmp(a, "--isa") != 0)
             return usage_error("bench", "unknown option '%s'", a);
@@ -177,6 +179,8 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
             ok = parse_int_list(v, 0, 1 << 22, &o->depth);
         } else if (IS("-t", "--threads")) {
             ok = parse_int_list(v, 1, 1024, &o->threads);
+        } else if (IS("-np", "--parallel")) {
+            ok = parse_int_list(v, 1, BENCH_MAX_PARALLEL, &o->parallel);
         } else if (IS("-b", "--batch-size")) {
             ok = parse_long(v, 1, 65536, &n);
             o->n_batch = (int)n;
@@ -210,6 +214,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
     if (o->prompt.n == 0) o->prompt = (int_list){{512}, 1};
     if (o->gen.n == 0) o->gen = (int_list){{128}, 1};
     if (o->depth.n == 0) o->depth = (int_list){{0}, 1};
+    if (o->parallel.n == 0) o->parallel = (int_list){{1}, 1};
     if (o->threads.n == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         o->threads = (int_list){{cores > 0 && cores <= 1024 ? (int)cores : 1}, 1};
@@ -446,8 +451,9 @@ typedef struct bench_run {
     ts_token bos;
     ts_token *tokens;
     int32_t *pos, *seq;
-    float *logits;
-    int prefix_len; /* positions 0..prefix_len-1 of sequence 0 hold the depth stream */
+    bool *want;
+    float *logits; /* one row per sequence of a parallel tg step */
+    int prefix_len[BENCH_MAX_PARALLEL]; /* positions 0..prefix_len[s]-1 of sequence s hold the depth stream */
     uint64_t rng;
 } bench_run;
 
@@ -468,14 +474,14 @@ static ts_token depth_token(const bench_run *r, int i) {
     return (ts_token)(splitmix64(&s) % (uint64_t)r->n_vocab);
 }
 
-/* Decodes tokens[0..n) (r->tokens is the caller's buffer of n tokens) at positions start.., in
- * n_batch chunks; logits of the last token of each chunk land in r->logits. */
-static int decode_chunks(bench_run *r, const ts_token *tokens, int n, int start, char err[TS_ERR_LEN]) {
+/* Decodes tokens[0..n) (r->tokens is the caller's buffer of n tokens) at positions start.. of
+ * sequence seq, in n_batch chunks; logits of the last token of each chunk land in r->logits. */
+static int decode_chunks(bench_run *r, const ts_token *tokens, int n, int start, int seq, char err[TS_ERR_LEN]) {
     for (int done = 0; done < n;) {
         const int k = n - done < r->n_batch ? n - done : r->n_batch;
         for (int i = 0; i < k; i++) {
             r->pos[i] = start + done + i;
-            r->seq[i] = 0;
+            r->seq[i] = seq;
         }
         ts_batch b = {k, tokens + done, r->pos, r->seq, NULL};
         if (ts_decode(r->ctx, &b, r->logits, err) != 0) return -1;
@@ -484,24 +490,32 @@ static int decode_chunks(bench_run *r, const ts_token *tokens, int n, int start,
     return 0;
 }
 
-/* Leaves exactly `depth` positions of the depth stream in the cache (untimed). */
-static int set_depth(bench_run *r, int depth, char err[TS_ERR_LEN]) {
-    if (r->prefix_len >= depth) {
-        ts_seq_truncate(r->ctx, 0, depth);
-        r->prefix_len = depth;
+/* Leaves exactly `depth` positions of the depth stream in sequence seq's cache (untimed). */
+static int set_depth_seq(bench_run *r, int depth, int seq, char err[TS_ERR_LEN]) {
+    int *have = &r->prefix_len[seq];
+    if (*have >= depth) {
+        ts_seq_truncate(r->ctx, seq, depth);
+        *have = depth;
         return 0;
     }
-    ts_seq_truncate(r->ctx, 0, r->prefix_len);
-    while (r->prefix_len < depth) {
-        const int k = depth - r->prefix_len < r->n_batch ? depth - r->prefix_len : r->n_batch;
-        for (int i = 0; i < k; i++) r->tokens[i] = depth_token(r, r->prefix_len + i);
-        if (decode_chunks(r, r->tokens, k, r->prefix_len, err) != 0) {
-            ts_seq_truncate(r->ctx, 0, 0);
-            r->prefix_len = 0;
+    ts_seq_truncate(r->ctx, seq, *have);
+    while (*have < depth) {
+        const int k = depth - *have < r->n_batch ? depth - *have : r->n_batch;
+        for (int i = 0; i < k; i++) r->tokens[i] = depth_token(r, *have + i);
+        if (decode_chunks(r, r->tokens, k, *have, seq, err) != 0) {
+            ts_seq_truncate(r->ctx, seq, 0);
+            *have = 0;
             return -1;
         }
-        r->prefix_len += k;
+        *have += k;
     }
+    return 0;
+}
+
+/* The same for sequences 0..n_seq-1. */
+static int set_depth(bench_run *r, int depth, int n_seq, char err[TS_ERR_LEN]) {
+    for (int seq = 0; seq < n_seq; seq++)
+        if (set_depth_seq(r, depth, seq, err) != 0) return -1;
     return 0;
 }
 
@@ -512,7 +526,7 @@ static int run_prompt(bench_run *r, int depth, int n_prompt, char err[TS_ERR_LEN
         for (int i = 0; i < k; i++) r->tokens[i] = random_token(r);
         /* Like llama-bench: a prompt at the start of a sequence begins with BOS when the model adds one. */
         if (done == 0 && depth == 0 && r->add_bos && r->bos >= 0) r->tokens[0] = r->bos;
-        if (decode_chunks(r, r->tokens, k, depth + done, err) != 0) return -1;
+        if (decode_chunks(r, r->tokens, k, depth + done, 0, err) != 0) return -1;
         done += k;
     }
     return 0;
@@ -525,12 +539,20 @@ static ts_token argmax(const float *x, int n) {
     return (ts_token)best;
 }
 
-/* One tg run: n_gen single-token decodes after `depth` cached ones, greedy from a random start. */
-static int run_gen(bench_run *r, int depth, int n_gen, char err[TS_ERR_LEN]) {
-    ts_token t = depth == 0 && r->add_bos && r->bos >= 0 ? r->bos : random_token(r);
+/* One tg run: n_gen decode steps after `depth` cached positions, each step one token of each of
+ * sequences 0..n_par-1 in one batch (one token for n_par = 1, as llama-bench), greedy from random
+ * starts. */
+static int run_gen(bench_run *r, int depth, int n_gen, int n_par, char err[TS_ERR_LEN]) {
+    for (int s = 0; s < n_par; s++) {
+        r->tokens[s] = depth == 0 && r->add_bos && r->bos >= 0 ? r->bos : random_token(r);
+        r->seq[s] = s;
+        r->want[s] = true;
+    }
     for (int i = 0; i < n_gen; i++) {
-        if (decode_chunks(r, &t, 1, depth + i, err) != 0) return -1;
-        t = argmax(r->logits, r->n_vocab);
+        for (int s = 0; s < n_par; s++) r->pos[s] = depth + i;
+        ts_batch b = {n_par, r->tokens, r->pos, r->seq, r->want};
+        if (ts_decode(r->ctx, &b, r->logits, err) != 0) return -1;
+        for (int s = 0; s < n_par; s++) r->tokens[s] = argmax(r->logits + (size_t)s * r->n_vocab, r->n_vocab);
     }
     return 0;
 }
@@ -552,6 +574,7 @@ typedef struct model_stats {
 typedef struct bench_test {
     const model_stats *ms;
     int n_threads, n_batch, n_prompt, n_gen, n_depth;
+    int n_parallel; /* sequences generating together (tg) */
     enum ts_cache_type cache;
     char time[32];
     uint64_t *samples_ns;
@@ -562,7 +585,7 @@ typedef struct bench_test {
 } bench_test;
 
 static double sample_ts(const bench_test *t, int i) {
-    return t->samples_ns[i] ? 1e9 * (double)(t->n_prompt + t->n_gen) / (double)t->samples_ns[i] : 0;
+    return t->samples_ns[i] ? 1e9 * (double)(t->n_prompt + t->n_gen * t->n_parallel) / (double)t->samples_ns[i] : 0;
 }
 
 typedef struct test_summary {
@@ -592,9 +615,13 @@ static test_summary summarize(const bench_test *t) {
     if (t->n_gen > 0 && t->n_prompt == 0) {
         /* Token i of the test sits at position D + i and reads D + i + 1 cached positions. */
         s.kv_bytes_read = (double)t->kv_bytes_per_position * ((double)t->n_depth + (t->n_gen + 1) / 2.0);
-        s.bytes_per_token = (double)t->ms->active_bytes + s.kv_bytes_read;
-        s.achieved_gbs = s.avg_ts * s.bytes_per_token / 1e9;
-        s.roofline = t->bw.gbs > 0 ? s.achieved_gbs / t->bw.gbs : 0;
+        /* Several sequences per step share one pass over the weights, but which MoE experts that
+         * pass reads depends on the tokens' choices: no byte count (nor roofline) for them. */
+        if (t->n_parallel == 1) {
+            s.bytes_per_token = (double)t->ms->active_bytes + s.kv_bytes_read;
+            s.achieved_gbs = s.avg_ts * s.bytes_per_token / 1e9;
+            s.roofline = t->bw.gbs > 0 ? s.achieved_gbs / t->bw.gbs : 0;
+        }
         /* Same average depth as the KV bytes: the count is exactly linear in the positions read. */
         s.attn_flops_per_token = (double)t->ms->attn_flops_per_position * ((double)t->n_depth + (t->n_gen + 1) / 2.0);
         s.attn_gflops = s.avg_ts * s.attn_flops_per_token / 1e9;
@@ -603,8 +630,10 @@ static test_summary summarize(const bench_test *t) {
     return s;
 }
 
+/* "pp512", "tg128", "tg64 @ d4096", "tg64 x4 @ d4096" (4 sequences generating together). */
 static void test_name(const bench_test *t, char *buf, size_t cap) {
     int w = t->n_gen == 0 ? snprintf(buf, cap, "pp%d", t->n_prompt) : snprintf(buf, cap, "tg%d", t->n_gen);
+    if (t->n_parallel > 1 && w > 0 && (size_t)w < cap) w += snprintf(buf + w, cap - (size_t)w, " x%d", t->n_parallel);
     if (t->n_depth > 0 && w > 0 && (size_t)w < cap) snprintf(buf + w, cap - (size_t)w, " @ d%d", t->n_depth);
 }
 
@@ -691,7 +720,10 @@ static void md_row(bench_output *out, const bench_test *t, const test_summary *s
     if (o->n_batch != 512) printf(" %7d |", t->n_batch);
     printf(" %15s | %21s |", name, ts); /* 21: "±" is two bytes, one column */
     if (t->n_gen > 0) {
-        printf(" %8.2f |", s->achieved_gbs);
+        if (s->achieved_gbs > 0)
+            printf(" %8.2f |", s->achieved_gbs);
+        else
+            printf(" %8s |", "-");
         if (s->roofline > 0)
             printf(" %9.1f%% |\n", 100.0 * s->roofline);
         else
@@ -739,6 +771,7 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_object_set_new(r, "n_prompt", json_integer(t->n_prompt));
     json_object_set_new(r, "n_gen", json_integer(t->n_gen));
     json_object_set_new(r, "n_depth", json_integer(t->n_depth));
+    json_object_set_new(r, "n_parallel", json_integer(t->n_parallel)); /* ours, between llama-bench's */
     json_object_set_new(r, "test_time", json_string(t->time));
     json_object_set_new(r, "avg_ns", json_integer((json_int_t)llround(s->avg_ns)));
     json_object_set_new(r, "stddev_ns", json_integer((json_int_t)llround(s->sd_ns)));
@@ -751,12 +784,13 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_object_set_new(r, "kernels", json_string(ts_isa_name(out->o->isa)));
     json_object_set_new(r, "weight_bytes_per_token", json_integer((json_int_t)t->ms->active_bytes));
     json_object_set_new(r, "kv_bytes_per_position", json_integer((json_int_t)t->kv_bytes_per_position));
-    json_object_set_new(r, "bytes_per_token", json_real_or_null(s->bytes_per_token, tg));
-    json_object_set_new(r, "achieved_gbs", json_real_or_null(s->achieved_gbs, tg));
+    const bool one = tg && t->n_parallel == 1; /* byte counts: one sequence only (summarize) */
+    json_object_set_new(r, "bytes_per_token", json_real_or_null(s->bytes_per_token, one));
+    json_object_set_new(r, "achieved_gbs", json_real_or_null(s->achieved_gbs, one));
     json_object_set_new(r, "bandwidth_gbs", json_real_or_null(t->bw.gbs, t->bw.gbs > 0));
     json_object_set_new(r, "bandwidth_cached", json_boolean(t->bw.cached));
     json_object_set_new(r, "bandwidth_measured_at", t->bw.gbs > 0 ? json_string(t->bw.measured_at) : json_null());
-    json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, tg && t->bw.gbs > 0));
+    json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, one && t->bw.gbs > 0));
     json_object_set_new(r, "attn_flops_per_position", json_integer((json_int_t)t->ms->attn_flops_per_position));
     json_object_set_new(r, "attn_flops_per_token", json_real_or_null(s->attn_flops_per_token, tg));
     json_object_set_new(r, "attn_gflops", json_real_or_null(s->attn_gflops, tg));
@@ -800,16 +834,16 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, char err[TS_
     test_name(t, name, sizeof name);
     if (!o->no_warmup) {
         if (o->progress) fprintf(stderr, "bench: %s, %d threads: warm-up\n", name, t->n_threads);
-        if (set_depth(r, t->n_depth, err) != 0) return -1;
+        if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
         if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
-        if (t->n_gen > 0 && run_gen(r, t->n_depth, 1, err) != 0) return -1;
+        if (t->n_gen > 0 && run_gen(r, t->n_depth, 1, t->n_parallel, err) != 0) return -1;
     }
     for (int rep = 0; rep < o->reps; rep++) {
         if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
-        if (set_depth(r, t->n_depth, err) != 0) return -1;
+        if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
         const double t0 = now_seconds();
         if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
-        if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, err) != 0) return -1;
+        if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
         const double sec = now_seconds() - t0;
         t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
     }
@@ -870,13 +904,16 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
     const int n_ctx = max_depth + (max_test > BENCH_TTFT_PROMPT ? max_test : BENCH_TTFT_PROMPT);
     bench_run r = {.n_vocab = info.n_vocab, .n_batch = o->n_batch, .add_bos = info.add_bos, .bos = info.bos,
                    .rng = 0x7469656673656521ull};
-    r.tokens = malloc((size_t)o->n_batch * sizeof *r.tokens);
-    r.pos = malloc((size_t)o->n_batch * sizeof *r.pos);
-    r.seq = malloc((size_t)o->n_batch * sizeof *r.seq);
-    r.logits = malloc((size_t)info.n_vocab * sizeof *r.logits);
+    const int max_par = max_of(&o->parallel);
+    const int batch_cap = o->n_batch > max_par ? o->n_batch : max_par; /* a pp chunk or a parallel tg step */
+    r.tokens = malloc((size_t)batch_cap * sizeof *r.tokens);
+    r.pos = malloc((size_t)batch_cap * sizeof *r.pos);
+    r.seq = malloc((size_t)batch_cap * sizeof *r.seq);
+    r.want = malloc((size_t)max_par * sizeof *r.want);
+    r.logits = malloc((size_t)max_par * (size_t)info.n_vocab * sizeof *r.logits);
     uint64_t *samples = malloc((size_t)o->reps * sizeof *samples);
     int rc = 0;
-    if (!r.tokens || !r.pos || !r.seq || !r.logits || !samples || info.n_vocab <= 0) {
+    if (!r.tokens || !r.pos || !r.seq || !r.want || !r.logits || !samples || info.n_vocab <= 0) {
         fprintf(stderr, "tiefsee: bench: out of memory\n");
         rc = -1;
     }
@@ -884,8 +921,9 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
         for (int ti = 0; rc == 0 && ti < o->threads.n; ti++) {
             ts_context_params cp = ts_context_default_params();
             cp.n_ctx = n_ctx;
-            cp.n_batch = o->n_batch;
+            cp.n_batch = batch_cap;
             cp.n_threads = o->threads.v[ti];
+            cp.n_seq_max = max_par;
             cp.cache_type = o->cache[ci];
             const double tc = now_seconds();
             if (ts_context_new(m, &cp, &r.ctx, err) != 0) {
@@ -893,34 +931,39 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
                 rc = -1;
                 break;
             }
-            r.prefix_len = 0;
+            memset(r.prefix_len, 0, sizeof r.prefix_len);
             if (!ms->have_ttft) {
                 /* Time to first token: the first prompt this process evaluates on the model. */
                 ts_token prompt[BENCH_TTFT_PROMPT];
                 for (int i = 0; i < BENCH_TTFT_PROMPT; i++) prompt[i] = depth_token(&r, i);
-                if (decode_chunks(&r, prompt, BENCH_TTFT_PROMPT, 0, err) != 0) {
+                if (decode_chunks(&r, prompt, BENCH_TTFT_PROMPT, 0, 0, err) != 0) {
                     fprintf(stderr, "tiefsee: %s\n", err);
                     rc = -1;
                 } else {
                     ms->ttft_s = ms->load_s + (now_seconds() - tc);
                     ms->have_ttft = true;
-                    r.prefix_len = BENCH_TTFT_PROMPT; /* those were the depth stream's first tokens */
+                    r.prefix_len[0] = BENCH_TTFT_PROMPT; /* those were the depth stream's first tokens */
                 }
             }
             foot->kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx);
             for (int di = 0; rc == 0 && di < o->depth.n; di++) {
                 for (int pass = 0; rc == 0 && pass < 2; pass++) {
                     const int_list *l = pass == 0 ? &o->prompt : &o->gen;
+                    /* -np applies to generation; a prompt test is one sequence */
+                    const int n_par_values = pass == 0 ? 1 : o->parallel.n;
                     for (int k = 0; rc == 0 && k < l->n; k++) {
                         if (l->v[k] == 0) continue;
-                        bench_test t = {.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
-                                        .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
-                                        .n_depth = o->depth.v[di], .cache = o->cache[ci], .samples_ns = samples,
-                                        .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx), .bw = bw[ti],
-                                        .peak = peak[ti]};
-                        if (run_test(out, &r, &t, err) != 0) {
-                            fprintf(stderr, "tiefsee: bench: %s\n", err);
-                            rc = -1;
+                        for (int pi = 0; rc == 0 && pi < n_par_values; pi++) {
+                            bench_test t = {.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
+                                            .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
+                                            .n_depth = o->depth.v[di], .n_parallel = pass == 0 ? 1 : o->parallel.v[pi],
+                                            .cache = o->cache[ci], .samples_ns = samples,
+                                            .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx),
+                                            .bw = bw[ti], .peak = peak[ti]};
+                            if (run_test(out, &r, &t, err) != 0) {
+                                fprintf(stderr, "tiefsee: bench: %s\n", err);
+                                rc = -1;
+                            }
                         }
                     }
                 }
@@ -933,6 +976,7 @@ static int bench_one_model(bench_output *out, const char *path, const bandwidth 
     free(r.tokens);
     free(r.pos);
     free(r.seq);
+    free(r.want);
     free(r.logits);
     ts_model_free(m);
     return rc;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `tiefsee bench` model mode on tiny synthetic models: the markdown table (llama-bench's columns plus
 # GB/s and % roofline), the JSON records (llama-bench's field names plus ours; valid JSON even when a
-# model fails), the table of all -m/-t/-d combinations, -p 0, the cached bandwidth probe, the probe
-# not counting in peak RSS, usage errors, and that --tokenizer still works. The attention figures
+# model fails), the table of all -m/-t/-d combinations, -p 0, -np (sequences generating together),
+# the cached bandwidth probe, the probe not counting in peak RSS, usage errors, and that --tokenizer
+# still works. The attention figures
 # (flops per token at the test's depth, GFLOP/s, fraction of the cached F32 FMA peak probe) are
 # checked for arithmetic consistency and against hand counts of the flops, never for speed.
 # Usage: bash tests/cli/test_bench.sh BUILD_DIR
@@ -182,6 +183,36 @@ assert (best != "scalar") == os.path.exists(sys.argv[2]), (best, os.path.exists(
 "$TS" bench -m "$WORK/dense.gguf" -p 4 -n 0 -r 1 --isa scalar 2> /dev/null | grep -q 'kernels: scalar (--isa)' \
     || fail "--isa md footer"
 
+# -np: several sequences generating together, each with its own depth; t/s counts all of their
+# tokens; no byte count or roofline for them (which experts a step reads depends on its tokens),
+# the attention flops per token are the one-sequence figure. A prompt test stays one sequence.
+"$TS" bench -o json -m "$WORK/dense.gguf" -m "$WORK/moe.gguf" -p 4 -n 3 -np 1,3 -d 0,8 -r 2 -t 2 --probe-mb 16 \
+    > "$WORK/json8" 2> "$WORK/err" || fail "-np json run: $(cat "$WORK/err")"
+python3 - "$WORK/json8" << 'EOF' || fail "-np records (above)"
+import json, sys
+recs = json.load(open(sys.argv[1]))
+# 2 models x 2 depths x (pp + tg x1 + tg x3)
+assert len(recs) == 12, len(recs)
+for r in recs:
+    n_par = r["n_parallel"]
+    if r["n_prompt"] > 0:
+        assert n_par == 1 and r["n_gen"] == 0, r
+        continue
+    for ns, ts in zip(r["samples_ns"], r["samples_ts"]):
+        assert abs(ts - 1e9 * 3 * n_par / ns) < 1e-6 * ts, (ts, ns, n_par)
+    one = next(q for q in recs if q["model_filename"] == r["model_filename"] and q["n_depth"] == r["n_depth"]
+               and q["n_gen"] > 0 and q["n_parallel"] == 1)
+    assert r["attn_flops_per_token"] == one["attn_flops_per_token"], (r, one)
+    if n_par == 3:
+        assert r["bytes_per_token"] is None and r["achieved_gbs"] is None and r["roofline_fraction"] is None, r
+    else:
+        assert r["bytes_per_token"] > 0 and r["roofline_fraction"] is not None, r
+assert sorted({r["n_parallel"] for r in recs if r["n_gen"] > 0}) == [1, 3]
+EOF
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 3 -np 3 -d 8 -r 1 -t 2 --probe-mb 16 > "$WORK/md3" 2> "$WORK/err" \
+    || fail "-np md run: $(cat "$WORK/err")"
+grep -Eq '^\| .* \|  +tg3 x3 @ d8 \| +[0-9.]+ ± [0-9.]+ \| +- \| +- \|$' "$WORK/md3" || fail "-np md row: $(grep tg3 "$WORK/md3")"
+
 # A model that fails to load: exit 1, and the JSON is still a valid (empty) array.
 "$TS" bench -o json -m "$WORK/missing.gguf" -p 4 -n 0 -r 1 > "$WORK/json3" 2> "$WORK/err"
 [ $? -eq 1 ] || fail "missing model: expected exit 1"
@@ -190,7 +221,8 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/
 # ---- usage errors (exit 2) ----
 for args in "" "-p 16" "-m $WORK/dense.gguf -p x" "-m $WORK/dense.gguf -o csv" "-m $WORK/dense.gguf -t 0" \
     "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus" "-m $WORK/dense.gguf --repack --no-repack" \
-    "-m $WORK/dense.gguf --isa avx9" "-m $WORK/dense.gguf --isa"; do
+    "-m $WORK/dense.gguf --isa avx9" "-m $WORK/dense.gguf --isa" "-m $WORK/dense.gguf -np 0" \
+    "-m $WORK/dense.gguf -np 65"; do
     # shellcheck disable=SC2086
     "$TS" bench $args > /dev/null 2> "$WORK/err"
     rc=$?
