@@ -153,10 +153,36 @@ void ts_dense_state_free(ts_dense_state *s) {
     free(s->x); free(s->xn); free(s->q); free(s->k); free(s->v); free(s->attn);
     free(s->gate); free(s->up); free(s->tmp); free(s->rope_cs); free(s->act.buf);
     free(s->scratch);
+    free(s->tile_first);
     ts_flash_split_free(&s->split);
     memset(s, 0, sizeof *s);
 }
 
+
+/* One thread's attention scratch: the flash work buffer (first: the decode split uses it alone),
+ * the running and next-chunk states of a query tile and of one token's group, and the tile's
+ * gathered queries; each part on a cache line. Returns the floats in all (base NULL: only that). */
+typedef struct dense_scratch {
+    float *work, *run_tile, *part_tile, *run, *part, *q;
+} dense_scratch;
+
+static size_t dense_scratch_parts(int group, int d, float *base, dense_scratch *p) {
+    const int tile = TS_DENSE_QTILE * group;
+    const size_t sizes[] = {ts_flash_round16(ts_flash_work_floats(tile, d, d)),
+                            ts_flash_round16(ts_flash_partial_floats(tile, d)),
+                            ts_flash_round16(ts_flash_partial_floats(tile, d)),
+                            ts_flash_round16(ts_flash_partial_floats(group, d)),
+                            ts_flash_round16(ts_flash_partial_floats(group, d)),
+                            ts_flash_round16((size_t)tile * (size_t)d)};
+    float **const parts[] = {p ? &p->work : NULL, p ? &p->run_tile : NULL, p ? &p->part_tile : NULL,
+                             p ? &p->run : NULL, p ? &p->part : NULL, p ? &p->q : NULL};
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (base) *parts[i] = base + at;
+        at += sizes[i];
+    }
+    return at;
+}
 
 int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, bool reuse, ts_err *err) {
     const ts_hparams *hp = &c->model->hp;
@@ -176,13 +202,12 @@ int ts_dense_state_init(ts_context *c, ts_dense_state *s, size_t act_row_bytes, 
     s->rope_cs = ts_alloc_floats(B, (size_t)hp->n_rot);
     s->act.buf = malloc(B * act_row_bytes);
     const int group = hp->n_head / hp->n_head_kv;
-    /* Per thread: the flash work buffer, then the running and the next chunk's partial state. */
-    s->scratch_len = ts_flash_round16(ts_flash_work_floats(group, hp->head_dim, hp->head_dim) +
-                                      2 * ts_flash_partial_floats(group, hp->head_dim)); /* each thread's part aligned */
+    s->scratch_len = dense_scratch_parts(group, hp->head_dim, NULL, NULL); /* each thread's part aligned */
     s->scratch = ts_alloc_floats((size_t)c->params.n_threads, s->scratch_len);
+    s->tile_first = malloc((B + 1) * sizeof *s->tile_first);
     s->flash_simd = ts_flash_simd_level(c->model->isa);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->gate || !s->up || !s->tmp || !s->rope_cs ||
-        !s->act.buf || !s->scratch) {
+        !s->act.buf || !s->scratch || !s->tile_first) {
         ts_dense_state_free(s);
         return ts_fail(err, "out of memory allocating the forward-pass buffers for a batch of %zu", B);
     }
@@ -227,19 +252,47 @@ static ts_flash_unit dense_unit(const attention_job *j, int i, int g) {
     return (ts_flash_unit){.args = a, .n_kv = j->b->pos[i] + 1, .out = j->s->attn + first, .out_stride = (size_t)d};
 }
 
-/* One (token, KV head) unit per work item, its chunks in order on this thread. Items are dealt
- * out round-robin because later tokens of a prompt attend to more positions. */
+/* One (query tile, KV head) pair per work item: the tile's tokens (consecutive positions of one
+ * sequence, s->tile_first) attend together, each cached row read once for all their heads
+ * (ts_flash_attention_tokens), which also lets a 6- or 7-head group run in position-major groups of
+ * 48 or 56 heads instead of padded to 8. Items are dealt out round-robin because later tokens of a
+ * prompt attend to more positions. */
 static void attention_task(void *arg, int ith, int nth) {
     const attention_job *j = arg;
     ts_dense_state *s = j->s;
-    const int Hkv = j->c->model->hp.n_head_kv;
-    const size_t partial = ts_flash_partial_floats(j->c->model->hp.n_head / Hkv, j->c->model->hp.head_dim);
-    float *work = s->scratch + (size_t)ith * s->scratch_len;
-    float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
-    for (long item = ith; item < (long)j->b->n_tokens * Hkv; item += nth) {
-        const ts_flash_unit u = dense_unit(j, (int)(item / Hkv), (int)(item % Hkv));
-        ts_flash_attention(&u.args, u.n_kv, run, part, work, u.out, u.out_stride);
+    const ts_hparams *hp = &j->c->model->hp;
+    const int H = hp->n_head, Hkv = hp->n_head_kv, d = hp->head_dim, group = H / Hkv;
+    dense_scratch p;
+    dense_scratch_parts(group, d, s->scratch + (size_t)ith * s->scratch_len, &p);
+    for (long item = ith; item < (long)s->n_tiles * Hkv; item += nth) {
+        const int tile = (int)(item / Hkv), g = (int)(item % Hkv);
+        const int i0 = s->tile_first[tile], nt = s->tile_first[tile + 1] - i0;
+        ts_flash_args tok[TS_DENSE_QTILE];
+        float *out[TS_DENSE_QTILE];
+        for (int t = 0; t < nt; t++) {
+            const ts_flash_unit u = dense_unit(j, i0 + t, g);
+            tok[t] = u.args;
+            out[t] = u.out;
+            memcpy(p.q + (size_t)t * group * d, u.args.q, (size_t)group * d * sizeof(float)); /* the group's heads */
+        }
+        ts_flash_args all = tok[0];
+        all.n_head = nt * group;
+        all.q = p.q;
+        all.kernel_heads = group;
+        ts_flash_attention_tokens(&all, tok, nt, j->b->pos[i0] + 1, p.run_tile, p.part_tile, p.run, p.part, p.work, out,
+                                  (size_t)d);
     }
+}
+
+/* Query tiles of a batch: runs of up to TS_DENSE_QTILE tokens of one sequence at consecutive
+ * positions, in batch order (tokens of interleaved sequences make tiles of one). */
+static int query_tiles(const ts_batch *b, int *first) {
+    int n = 0;
+    for (int i = 0; i < b->n_tokens; i++)
+        if (i == 0 || i - first[n - 1] == TS_DENSE_QTILE || b->seq[i] != b->seq[i - 1] || b->pos[i] != b->pos[i - 1] + 1)
+            first[n++] = i;
+    first[n] = b->n_tokens;
+    return n;
 }
 
 void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int l, const ts_attn_weights *w) {
@@ -277,7 +330,10 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
         for (int u = 0; u < n * Hkv; u++) s->split.units[u] = dense_unit(&job, u / Hkv, u % Hkv);
         done = ts_flash_split_run(c->pool, &s->split, n * Hkv, s->scratch, s->scratch_len);
     }
-    if (!done) ts_threadpool_run(c->pool, attention_task, &job);
+    if (!done) {
+        s->n_tiles = query_tiles(b, s->tile_first);
+        ts_threadpool_run(c->pool, attention_task, &job);
+    }
     ts_arch_project(c, &s->act, w->wo, s->attn, n, s->tmp);
     ts_arch_add_bias(s->tmp, w->bo, n, E);
     ts_arch_add_rows(s->x, s->tmp, n, E);

@@ -58,6 +58,9 @@ void ts_arch_rope_cache(const ts_model *m, const ts_batch *b, float *rope_cs, co
 
 /* ---- llama-style block ----------------------------------------------------------------------- */
 
+/* Prompt tokens whose attention shares one pass over the cache (ts_flash_attention_tokens). */
+#define TS_DENSE_QTILE 8
+
 /* Per-context scratch of a llama-style block (MHA/GQA attention over the standard cache, SwiGLU). */
 typedef struct ts_dense_state {
     int n_batch;
@@ -72,6 +75,8 @@ typedef struct ts_dense_state {
     float *scratch;     /* [n_threads][scratch_len] attention scratch */
     size_t scratch_len; /* flash work buffer + two partial states */
     int flash_simd;       /* ts_flash_simd_level of the model's ISA */
+    int *tile_first;      /* [n_batch + 1]: first token of each query tile of the batch in flight */
+    int n_tiles;
     ts_flash_split split; /* decode steps with fewer (token, KV head) units than threads */
 } ts_dense_state;
 

@@ -160,9 +160,10 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
 #endif
     const pm_kernels *pm = NULL;
     int hp = H; /* heads the position-major kernels run: H padded to their group */
+    const int HK = a->kernel_heads > 0 ? a->kernel_heads : H; /* the group that decides the kernels */
 #if defined(TS_HAVE_AVX512_KERNELS)
     static const pm_kernels pm_avx512 = {ts_flash_scores_pm_avx512, ts_flash_softmax_pm_avx512, ts_flash_values_pm_avx512};
-    if (wide && W % 32 == 0 && PM_MAX_PADDING_DEN * round_up(H, PM_GROUP_AVX512) <= PM_MAX_PADDING_NUM * H) {
+    if (wide && W % 32 == 0 && PM_MAX_PADDING_DEN * round_up(HK, PM_GROUP_AVX512) <= PM_MAX_PADDING_NUM * HK) {
         pm = &pm_avx512;
         hp = round_up(H, PM_GROUP_AVX512);
     }
@@ -171,7 +172,7 @@ void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, floa
     /* Not padded: 6 heads padded to 8 ran slower from memory than the head-major AVX2 kernels
      * (R1-Distill-Qwen-1.5B's shape at depth 4096: 8.0-8.6 against 7.6-8.0 ms a token). */
     static const pm_kernels pm_avx2 = {ts_flash_scores_pm_avx2, ts_flash_softmax_pm_avx2, ts_flash_values_pm_avx2};
-    if (!pm && simd && a->simd == 1 && H % PM_GROUP_AVX2 == 0 && W % 16 == 0) pm = &pm_avx2;
+    if (!pm && simd && a->simd == 1 && HK % PM_GROUP_AVX2 == 0 && H % PM_GROUP_AVX2 == 0 && W % 16 == 0) pm = &pm_avx2;
 #endif
     if (pm) {
         ts_flash_args padded = *a;
@@ -306,4 +307,32 @@ void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *par
         if (c > 0) ts_flash_merge(a->n_head, a->v_width, run, part);
     }
     ts_flash_finish(a->n_head, a->v_width, run, out, out_stride);
+}
+
+void ts_flash_attention_tokens(const ts_flash_args *tile, const ts_flash_args *tok, int n_tok, int first_n_kv,
+                               float *run_tile, float *part_tile, float *run, float *part, float *work,
+                               float *const *out, size_t out_stride) {
+    const int g = tok[0].n_head, W = tok[0].v_width, HT = tile->n_head;
+    const int common = first_n_kv / TS_FLASH_CHUNK; /* chunks every token reads in full */
+    if (n_tok < 2 || common == 0) {
+        for (int t = 0; t < n_tok; t++) ts_flash_attention(&tok[t], first_n_kv + t, run, part, work, out[t], out_stride);
+        return;
+    }
+    for (int c = 0; c < common; c++) {
+        ts_flash_chunk(tile, c * TS_FLASH_CHUNK, (c + 1) * TS_FLASH_CHUNK, c == 0 ? run_tile : part_tile, work);
+        if (c > 0) ts_flash_merge(HT, W, run_tile, part_tile);
+    }
+    for (int t = 0; t < n_tok; t++) {
+        /* token t's heads of the tile state, as a state of its own group */
+        memcpy(run, run_tile + (size_t)t * g, (size_t)g * sizeof(float));
+        memcpy(run + g, run_tile + HT + (size_t)t * g, (size_t)g * sizeof(float));
+        memcpy(run + 2 * g, run_tile + 2 * (size_t)HT + (size_t)t * g * W, (size_t)g * W * sizeof(float));
+        const int n_kv = first_n_kv + t;
+        for (int c = common; c < ts_flash_n_chunks(n_kv); c++) {
+            const int t0 = c * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
+            ts_flash_chunk(&tok[t], t0, t1, part, work);
+            ts_flash_merge(g, W, run, part);
+        }
+        ts_flash_finish(g, W, run, out[t], out_stride);
+    }
 }

@@ -37,6 +37,10 @@ typedef struct ts_flash_args {
     int v_width;
     float scale;
     int simd;
+    /* 0, or the head count of one token's group when n_head holds the heads of several tokens
+     * (ts_flash_attention_tokens): the kernels are chosen (position-major or head-major, padded or
+     * not) as for that group, so that every head gets the bits its own group would. */
+    int kernel_heads;
 } ts_flash_args;
 
 /* Floats of one partial state: per head max, sum and v_width weighted values. */
@@ -69,6 +73,20 @@ void ts_flash_finish_heads(int n_head, int v_width, int h0, int h1, const float 
  * run and part: ts_flash_partial_floats each; work: ts_flash_work_floats. */
 void ts_flash_attention(const ts_flash_args *a, int n_kv, float *run, float *part, float *work, float *out,
                         size_t out_stride);
+
+/* Prompt tokens attend to the same cached rows: n_tok tokens of one sequence at consecutive
+ * positions, token t attending to rows [0, first_n_kv + t), tok[t] being token t's own group (the
+ * same n_head for all). tile is all their heads as one group: n_head = n_tok * tok[0].n_head, head
+ * t * tok[0].n_head + h being token t's head h, kernel_heads = tok[0].n_head. The chunks all tokens
+ * read in full are computed once for the whole tile (each row is read, converted and, for a
+ * position-major group, padded once instead of once per token); the rest per token. Token t's
+ * result (out[t] + h * out_stride) is ts_flash_attention's for tok[t], bit for bit: per head, the
+ * same chunks merged in the same order by the same kernels.
+ * run_tile, part_tile: ts_flash_partial_floats(tile n_head) each; run, part: of one token's group;
+ * work: ts_flash_work_floats(tile n_head, ...). */
+void ts_flash_attention_tokens(const ts_flash_args *tile, const ts_flash_args *tok, int n_tok, int first_n_kv,
+                               float *run_tile, float *part_tile, float *run, float *part, float *work,
+                               float *const *out, size_t out_stride);
 
 /* Prefetches rows [first, first + n) of a cache (the `used` bytes of each) into L1, for the SIMD
  * kernels: a decode step's cache rows are short streams (one head group's few hundred bytes per

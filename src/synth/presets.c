@@ -37,6 +37,10 @@ static const synth_preset presets[] = {
     {"tiny-qwen2", "qwen2, R1-Distill-Qwen style: q/k/v biases, GQA, untied output.weight",
      {.name = "tiny-qwen2", .arch = SYNTH_ARCH_QWEN2, .vocab = SYNTH_VOCAB_QWEN2, TINY(2, 2, 131072, 10000.0f, 1e-6f),
       .qkv_bias = true}},
+    {"tiny-qwen2-g6", "qwen2 with R1-Distill-Qwen-1.5B's 6-head GQA groups: 12 heads, 2 KV heads (padded position-major attention kernels)",
+     {.name = "tiny-qwen2-g6", .arch = SYNTH_ARCH_QWEN2, .vocab = SYNTH_VOCAB_QWEN2, .n_layer = 2, .n_embd = 768,
+      .n_head = 12, .n_head_kv = 2, .head_dim = 64, .n_ff = 512, .n_vocab = 1024, .n_ctx_train = 131072,
+      .rope_theta = 10000.0f, .norm_eps = 1e-6f, .qkv_bias = true}},
     {"tiny-qwen2-tied", "qwen2 with tied embeddings (no output.weight)",
      {.name = "tiny-qwen2-tied", .arch = SYNTH_ARCH_QWEN2, .vocab = SYNTH_VOCAB_QWEN2,
       TINY(2, 2, 131072, 10000.0f, 1e-6f), .qkv_bias = true, .tied_embeddings = true}},
@@ -134,16 +138,18 @@ static const synth_preset presets[] = {
 
 #define N_PRESETS (sizeof presets / sizeof presets[0])
 
-static const char *const preset_names[N_PRESETS + 1] = {
-    "tiny-llama", "tiny-llama-gqa", "tiny-coder", "tiny-llama3", "tiny-qwen2", "tiny-qwen2-tied",
-    "tiny-deepseek-moe", "tiny-deepseek2-lite", "tiny-deepseek2", "tiny-deepseek3", "tiny-deepseek2-lite-kvb",
+static const char *const preset_names[] = {
+    "tiny-llama", "tiny-llama-gqa", "tiny-coder", "tiny-llama3", "tiny-qwen2", "tiny-qwen2-g6", "tiny-qwen2-tied",
+    "tiny-deepseek-moe", "tiny-deepseek2-lite", "tiny-deepseek2", "tiny-deepseek2-lite-16h", "tiny-deepseek3",
+    "tiny-deepseek2-lite-kvb",
     "tiny-deepseek2-kvb", "tiny-deepseek3-kvb", "demo",
     "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-llama-8b", "deepseek-llm-7b", "deepseek-coder-1.3b",
     "deepseek-moe-16b", "deepseek-v2-lite", NULL,
 };
 
-/* The name list above must mirror the table (checked by the test); keeping it a constant array
- * lets callers hold the pointer without any initialisation step. */
+/* The name list above must mirror the table (its length checked here, at compile time — a fixed
+ * size would pad a forgotten name with NULL, ending the list early; the names by the test);
+ * keeping it a constant array lets callers hold the pointer without any initialisation step. */
 _Static_assert(sizeof preset_names / sizeof preset_names[0] == N_PRESETS + 1, "preset name list out of sync");
 
 static const synth_preset *find_preset(const char *name) {

@@ -10,8 +10,10 @@
  *     not divide their units (split, so that the threads share the chunks evenly),
  * are bit-identical, for an F32 and an F16 cache, on the tiny V2-Lite and V3 shapes, the tiny
  * V2-Lite with V2-Lite's 16 heads (which takes the position-major AVX-512 kernels, and with --isa
- * avx2's kernels the AVX2 ones), R1-Distill-Qwen's GQA and DeepSeekMoE's MHA: the chunk boundaries
- * and merge order depend only on positions (attn_flash.h). */
+ * avx2's kernels the AVX2 ones), R1-Distill-Qwen's GQA (2- and 6-head groups; a 6-head group takes
+ * the padded position-major kernels alone and unpadded ones in a prompt's query tiles, and
+ * head-major ones on AVX2) and DeepSeekMoE's MHA: the chunk boundaries and merge order depend only
+ * on positions (attn_flash.h), and a query tile runs each head on the kernels of its own group. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,9 +69,9 @@ int main(void) {
     char dir[] = "/tmp/ts_long_prompt_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     const char *presets[] = {"tiny-deepseek2-lite", "tiny-deepseek3", "tiny-deepseek2-lite-16h", "tiny-deepseek2-lite-16h",
-                             "tiny-qwen2", "tiny-deepseek-moe"};
-    /* the 16-head one again with the AVX2 kernels (where the best are AVX-512) */
-    const char *isas[] = {NULL, NULL, NULL, "avx2", NULL, NULL};
+                             "tiny-qwen2", "tiny-qwen2-g6", "tiny-qwen2-g6", "tiny-deepseek-moe"};
+    /* the 16-head and 6-head-group ones again with the AVX2 kernels (where the best are AVX-512) */
+    const char *isas[] = {NULL, NULL, NULL, "avx2", NULL, NULL, "avx2", NULL};
     for (int pi = 0; pi < (int)(sizeof presets / sizeof presets[0]); pi++) {
         if (isas[pi] && (!ts_isa_supported(TS_ISA_AVX2) || ts_isa_best() == TS_ISA_AVX2)) continue;
         char path[300], err[TS_ERR_LEN];
