@@ -10,7 +10,8 @@
  *   Each test is run once untimed (warm-up), then -r times; t/s is mean ± sample sd over the runs.
  *   bytes per token (tg)  = active weight bytes (ts_model_active_bytes_per_token) + KV cache bytes
  *                           read, averaged over the test: kv_bytes_per_position * (D + (N+1)/2).
- *   roofline fraction     = tg tokens/s * bytes per token / probe bandwidth (same thread count).
+ *   roofline fraction     = tg tokens/s * bytes per token / read bandwidth (same thread count),
+ *                           probed right before and right after the test (their mean; --bandwidth).
  *   attention flops (tg)  = ts_model_attention_flops_per_token at the test's average depth
  *                           D + (N+1)/2 (exactly linear in depth, so = per-position flops * that);
  *                           attention GFLOP/s = that * tokens/s; peak fraction = that / the F32
@@ -56,6 +57,9 @@ typedef struct bench_opts {
     int n_cache;
     int n_batch, reps, probe_mb;
     bool json, probe_force, no_warmup, progress, repack, no_repack;
+    /* --bandwidth cached: one bandwidth figure per thread count (cached probe, or probed at the
+     * start); default: probed right before and right after each generation test. */
+    bool bw_cached;
     const char *isa_name; /* --isa: kernels of this instruction set (NULL: the best the CPU has) */
     enum ts_isa isa;      /* that one, or ts_isa_best() */
 } bench_opts;
@@ -122,6 +126,7 @@ void bench_model_print_options(FILE *out) {
         {"-o, --output FMT", "md (table, default) or json (llama-bench's field names)"},
         {"--probe", "re-measure memory bandwidth and FMA peak instead of using the cached figures"},
         {"--probe-mb N", "bandwidth probe buffer in MiB (default 1024)"},
+        {"--bandwidth MODE", "around (default): probe the read bandwidth right before and right after each generation test and take the roofline against their mean; cached: one figure per thread count, from the cache of earlier runs (faster)"},
         {"--no-warmup", "skip the untimed warm-up run of each test"},
         {"--repack", "repack the weights at load even when they are large (see 'tiefsee run --help')"},
         {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
@@ -162,7 +167,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         if (!IS("-m", "--model") && !IS("-p", "--n-prompt") && !IS("-n", "--n-gen") && !IS("-d", "--n-depth") &&
             !IS("-t", "--threads") && !IS("-np", "--parallel") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
             !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0 &&
-            strcmp(a, "--isa") != 0)
+            strcmp(a, "--isa") != 0 && strcmp(a, "--bandwidth") != 0)
             return usage_error("bench", "unknown option '%s'", a);
         if (!has_value) return usage_error("bench", "%s needs a value", a);
         i++;
@@ -190,6 +195,9 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         } else if (strcmp(a, "--probe-mb") == 0) {
             ok = parse_long(v, 1, 1 << 20, &n);
             o->probe_mb = (int)n;
+        } else if (strcmp(a, "--bandwidth") == 0) {
+            ok = strcmp(v, "around") == 0 || strcmp(v, "cached") == 0;
+            o->bw_cached = strcmp(v, "cached") == 0;
         } else if (IS("-ctk", "--cache-type")) {
             ok = parse_cache_list(v, o);
         } else if (strcmp(a, "--isa") == 0) {
@@ -229,6 +237,7 @@ typedef struct bandwidth {
     double gbs; /* 0 = unknown */
     bool cached;
     char measured_at[32]; /* RFC 3339 UTC */
+    bool around; /* probed around each run of a test instead (bench_test.probe_gbs) */
 } bandwidth;
 
 /* A cached figure older than this is measured again: machines change (memory, BIOS, neighbours). */
@@ -265,7 +274,7 @@ static time_t parse_utc(const char *s) {
 
 /* The cached figure if it matches this CPU, thread count and buffer size and is recent; gbs 0 if not. */
 static bandwidth probe_cache_read(int n_threads, const char *cpu, size_t bytes) {
-    bandwidth bw = {0, true, ""};
+    bandwidth bw = {.cached = true};
     char path[1024];
     if (!probe_cache_path("membw", n_threads, false, path, sizeof path)) return bw;
     json_t *root = json_load_file(path, 0, NULL);
@@ -302,7 +311,9 @@ static void probe_cache_write(int n_threads, const char *cpu, size_t bytes, cons
 }
 
 /* Runs the probe in a child process: its buffer (1 GiB by default) must not count in this
- * process's peak RSS, which the benchmark reports. No other thread exists yet when this runs. */
+ * process's peak RSS, which the benchmark reports. Between tests the thread pool's workers are
+ * parked (blocked on its condition variable after a brief spin); the child touches nothing of
+ * theirs, only its own buffer and threads. */
 static int probe_in_child(int n_threads, size_t bytes, ts_membw_result *out, ts_err *err) {
     int fds[2];
     if (pipe(fds) != 0) return ts_fail(err, "bandwidth probe: pipe: %s", strerror(errno));
@@ -352,9 +363,9 @@ static bandwidth measure_bandwidth(const bench_opts *o, int n_threads, const cha
     ts_err err = {""};
     if (probe_in_child(n_threads, bytes, &r, &err) != 0) {
         fprintf(stderr, "tiefsee: bench: %s; roofline figures left out\n", err.msg);
-        return (bandwidth){0, false, ""};
+        return (bandwidth){.gbs = 0};
     }
-    bandwidth bw = {r.best_gbs, false, ""};
+    bandwidth bw = {.gbs = r.best_gbs};
     time_t now = time(NULL);
     strftime(bw.measured_at, sizeof bw.measured_at, "%FT%TZ", gmtime(&now));
     probe_cache_write(n_threads, cpu, r.bytes, &r, bw.measured_at);
@@ -579,6 +590,10 @@ typedef struct bench_test {
     char time[32];
     uint64_t *samples_ns;
     int n_samples;
+    /* --bandwidth around: read bandwidth probed before the first run and after each run (n_samples
+     * + 1 figures, 0 where a probe failed); run i lies between probes i and i + 1. */
+    double *probe_gbs;
+    int n_probes;
     uint64_t kv_bytes_per_position;
     bandwidth bw;
     cpu_peak peak;
@@ -591,6 +606,7 @@ static double sample_ts(const bench_test *t, int i) {
 typedef struct test_summary {
     double avg_ns, sd_ns, avg_ts, sd_ts;
     double bytes_per_token, kv_bytes_read, achieved_gbs, roofline; /* tg only; 0 otherwise */
+    double bandwidth_gbs; /* the roofline's denominator: achieved_gbs / roofline; 0 = unknown */
     double attn_flops_per_token, attn_gflops, attn_peak_fraction;   /* tg only; 0 otherwise */
 } test_summary;
 
@@ -620,7 +636,22 @@ static test_summary summarize(const bench_test *t) {
         if (t->n_parallel == 1) {
             s.bytes_per_token = (double)t->ms->active_bytes + s.kv_bytes_read;
             s.achieved_gbs = s.avg_ts * s.bytes_per_token / 1e9;
-            s.roofline = t->bw.gbs > 0 ? s.achieved_gbs / t->bw.gbs : 0;
+            if (t->bw.around) {
+                /* Each run against the mean of the probes on either side of it, then the mean of
+                 * those fractions: a change of the memory's speed between runs hits only the runs
+                 * it happened next to. */
+                bool ok = n > 0 && t->n_probes == n + 1;
+                double sum = 0;
+                for (int i = 0; ok && i < n; i++) {
+                    const double before = t->probe_gbs[i], after = t->probe_gbs[i + 1];
+                    ok = before > 0 && after > 0;
+                    if (ok) sum += sample_ts(t, i) * s.bytes_per_token / 1e9 / (0.5 * (before + after));
+                }
+                s.roofline = ok ? sum / n : 0;
+            } else {
+                s.roofline = t->bw.gbs > 0 ? s.achieved_gbs / t->bw.gbs : 0;
+            }
+            s.bandwidth_gbs = s.roofline > 0 ? s.achieved_gbs / s.roofline : 0;
         }
         /* Same average depth as the KV bytes: the count is exactly linear in the positions read. */
         s.attn_flops_per_token = (double)t->ms->attn_flops_per_position * ((double)t->n_depth + (t->n_gen + 1) / 2.0);
@@ -648,32 +679,32 @@ typedef struct bench_output {
     char cpu[256];
     json_t *records; /* json mode */
     bool header_done;
-    /* md mode: one "attention at depth ..." line per tg row, printed under the table (lines
+    /* md mode: the bandwidth and "attention at depth ..." lines of the tg rows, printed under the table (lines
      * between rows would break it). Grown as needed; NULL after an allocation failure. */
-    char *attn_lines;
-    size_t attn_len, attn_cap;
-    bool attn_oom;
+    char *notes;
+    size_t notes_len, notes_cap;
+    bool notes_oom;
 } bench_output;
 
-/* Appends one formatted line to out->attn_lines. */
-static void attn_line(bench_output *out, const char *line) {
+/* Appends one formatted line to out->notes. */
+static void note_line(bench_output *out, const char *line) {
     const size_t n = strlen(line);
-    if (out->attn_oom) return;
-    if (out->attn_len + n + 2 > out->attn_cap) {
-        size_t cap = out->attn_cap ? out->attn_cap : 1024;
-        while (out->attn_len + n + 2 > cap) cap *= 2;
-        char *p = realloc(out->attn_lines, cap);
+    if (out->notes_oom) return;
+    if (out->notes_len + n + 2 > out->notes_cap) {
+        size_t cap = out->notes_cap ? out->notes_cap : 1024;
+        while (out->notes_len + n + 2 > cap) cap *= 2;
+        char *p = realloc(out->notes, cap);
         if (!p) {
-            out->attn_oom = true; /* the table is complete anyway; only the extra lines are lost */
+            out->notes_oom = true; /* the table is complete anyway; only the extra lines are lost */
             return;
         }
-        out->attn_lines = p;
-        out->attn_cap = cap;
+        out->notes = p;
+        out->notes_cap = cap;
     }
-    memcpy(out->attn_lines + out->attn_len, line, n);
-    out->attn_len += n;
-    out->attn_lines[out->attn_len++] = '\n';
-    out->attn_lines[out->attn_len] = '\0';
+    memcpy(out->notes + out->notes_len, line, n);
+    out->notes_len += n;
+    out->notes[out->notes_len++] = '\n';
+    out->notes[out->notes_len] = '\0';
 }
 
 static void human_size(char *buf, size_t cap, uint64_t bytes) {
@@ -704,6 +735,29 @@ static void md_header(bench_output *out) {
     printf(" --------------: | -------------------: | -------: | ---------: |\n");
 }
 
+/* md mode: "read bandwidth around tg128 (...): 63.56 → 41.20 → 36.80 GB/s, ..." under the table. */
+static void bandwidth_note(bench_output *out, const bench_test *t, const test_summary *s, const char *name) {
+    char line[640];
+    int w = snprintf(line, sizeof line, "read bandwidth around %s (%d threads, %s) before each run and after the last:", name,
+                     t->n_threads, t->ms->type_desc);
+    double lo = 0, hi = 0;
+    for (int i = 0; i < t->n_probes && w > 0 && (size_t)w < sizeof line - 64; i++) {
+        const double g = t->probe_gbs[i];
+        w += snprintf(line + w, sizeof line - (size_t)w, "%s%.2f", i ? ", " : " ", g);
+        lo = i == 0 || g < lo ? g : lo;
+        hi = i == 0 || g > hi ? g : hi;
+    }
+    if (w > 0 && (size_t)w < sizeof line - 64) w += snprintf(line + w, sizeof line - (size_t)w, " GB/s");
+    if (s->roofline <= 0) {
+        if (w > 0 && (size_t)w < sizeof line) snprintf(line + w, sizeof line - (size_t)w, "; a probe failed, no roofline");
+    } else if (hi > 1.1 * lo && w > 0 && (size_t)w < sizeof line) {
+        snprintf(line + w, sizeof line - (size_t)w,
+                 "; the memory's speed changed by %.0f %% during the test: each run's roofline is taken against the probes on either side of it",
+                 100.0 * (hi / lo - 1.0));
+    }
+    note_line(out, line);
+}
+
 static void md_row(bench_output *out, const bench_test *t, const test_summary *s) {
     const bench_opts *o = out->o;
     if (!out->header_done) {
@@ -729,12 +783,13 @@ static void md_row(bench_output *out, const bench_test *t, const test_summary *s
         else
             printf(" %10s |\n", "-");
         char line[320], frac[64] = "peak unknown";
+        if (t->bw.around && t->n_parallel == 1) bandwidth_note(out, t, s, name);
         if (t->peak.gflops > 0)
             snprintf(frac, sizeof frac, "%.2f %% of peak", 100.0 * s->attn_peak_fraction);
         snprintf(line, sizeof line,
                  "attention at depth %d (%s, %d threads, %s): %.3f MFLOP/token, %.3f GFLOP/s = %s",
                  t->n_depth, name, t->n_threads, t->ms->type_desc, s->attn_flops_per_token / 1e6, s->attn_gflops, frac);
-        attn_line(out, line);
+        note_line(out, line);
     } else {
         printf(" %8s | %10s |\n", "-", "-");
     }
@@ -787,10 +842,18 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     const bool one = tg && t->n_parallel == 1; /* byte counts: one sequence only (summarize) */
     json_object_set_new(r, "bytes_per_token", json_real_or_null(s->bytes_per_token, one));
     json_object_set_new(r, "achieved_gbs", json_real_or_null(s->achieved_gbs, one));
-    json_object_set_new(r, "bandwidth_gbs", json_real_or_null(t->bw.gbs, t->bw.gbs > 0));
+    const double bw_gbs = t->bw.around ? s->bandwidth_gbs : t->bw.gbs;
+    json_object_set_new(r, "bandwidth_gbs", json_real_or_null(bw_gbs, bw_gbs > 0));
     json_object_set_new(r, "bandwidth_cached", json_boolean(t->bw.cached));
-    json_object_set_new(r, "bandwidth_measured_at", t->bw.gbs > 0 ? json_string(t->bw.measured_at) : json_null());
-    json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, one && t->bw.gbs > 0));
+    json_object_set_new(r, "bandwidth_measured_at", bw_gbs > 0 ? json_string(t->bw.measured_at) : json_null());
+    /* "around": probed before each run and after the last (bandwidth_probes_gbs; bandwidth_gbs is
+     * then achieved_gbs / roofline_fraction, the figure the runs were measured against); "run": one
+     * figure for the thread count (cached or probed at the start); null where no roofline applies. */
+    json_object_set_new(r, "bandwidth_probe", !one ? json_null() : json_string(t->bw.around ? "around" : "run"));
+    json_t *probes = json_array();
+    for (int i = 0; t->bw.around && i < t->n_probes; i++) json_array_append_new(probes, json_real_or_null(t->probe_gbs[i], t->probe_gbs[i] > 0));
+    json_object_set_new(r, "bandwidth_probes_gbs", t->bw.around ? probes : (json_decref(probes), json_null()));
+    json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, one && s->roofline > 0));
     json_object_set_new(r, "attn_flops_per_position", json_integer((json_int_t)t->ms->attn_flops_per_position));
     json_object_set_new(r, "attn_flops_per_token", json_real_or_null(s->attn_flops_per_token, tg));
     json_object_set_new(r, "attn_gflops", json_real_or_null(s->attn_gflops, tg));
@@ -839,6 +902,18 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
         if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
         if (t->n_gen > 0 && run_gen(r, t->n_depth, 1, t->n_parallel, err) != 0) return -1;
     }
+    /* The roofline's denominator measured in the same minute as the test, before and after it: a
+     * VM's memory speed moves from hour to hour (36 and 64 GB/s on one host in one afternoon), so a
+     * figure probed earlier can put a test at half its real fraction or above 100 %. */
+    const bool around = !o->bw_cached && t->n_gen > 0 && t->n_parallel == 1;
+    bench_opts forced = *o;
+    forced.probe_force = true;
+    if (around) {
+        t->bw = (bandwidth){.around = true};
+        const bandwidth first = measure_bandwidth(&forced, t->n_threads, out->cpu);
+        t->probe_gbs[t->n_probes++] = first.gbs;
+        memcpy(t->bw.measured_at, first.measured_at, sizeof t->bw.measured_at);
+    }
     for (int rep = 0; rep < o->reps; rep++) {
         if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
         if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
@@ -847,13 +922,12 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
         if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
         const double sec = now_seconds() - t0;
         t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
+        if (around) t->probe_gbs[t->n_probes++] = measure_bandwidth(&forced, t->n_threads, out->cpu).gbs;
     }
     /* Generation that read weights faster than the cached bandwidth figure allows proves that
      * figure stale (this machine's memory got faster since it was probed; VMs drift): probe again,
      * between tests, for this row and the ones after it. */
-    if (t->n_gen > 0 && t->n_parallel == 1 && t->bw.cached && summarize(t).roofline > 1.0) {
-        bench_opts forced = *o;
-        forced.probe_force = true;
+    if (!around && t->n_gen > 0 && t->n_parallel == 1 && t->bw.cached && summarize(t).roofline > 1.0) {
         if (o->progress) fprintf(stderr, "bench: %s read faster than the cached bandwidth figure: probing again\n", name);
         const bandwidth fresh = measure_bandwidth(&forced, t->n_threads, out->cpu);
         if (fresh.gbs > 0) t->bw = *shared_bw = fresh;
@@ -923,8 +997,9 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
     r.want = malloc((size_t)max_par * sizeof *r.want);
     r.logits = malloc((size_t)max_par * (size_t)info.n_vocab * sizeof *r.logits);
     uint64_t *samples = malloc((size_t)o->reps * sizeof *samples);
+    double *probes = malloc(((size_t)o->reps + 1) * sizeof *probes);
     int rc = 0;
-    if (!r.tokens || !r.pos || !r.seq || !r.want || !r.logits || !samples || info.n_vocab <= 0) {
+    if (!r.tokens || !r.pos || !r.seq || !r.want || !r.logits || !samples || !probes || info.n_vocab <= 0) {
         fprintf(stderr, "tiefsee: bench: out of memory\n");
         rc = -1;
     }
@@ -968,7 +1043,7 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
                             bench_test t = {.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
                                             .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
                                             .n_depth = o->depth.v[di], .n_parallel = pass == 0 ? 1 : o->parallel.v[pi],
-                                            .cache = o->cache[ci], .samples_ns = samples,
+                                            .cache = o->cache[ci], .samples_ns = samples, .probe_gbs = probes,
                                             .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx),
                                             .bw = bw[ti], .peak = peak[ti]};
                             if (run_test(out, &r, &t, &bw[ti], err) != 0) {
@@ -984,6 +1059,7 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
         }
     }
     free(samples);
+    free(probes);
     free(r.tokens);
     free(r.pos);
     free(r.seq);
@@ -1004,8 +1080,9 @@ int bench_model_main(int argc, char **argv) {
     for (int i = 0; i < o.gen.n; i++) any_gen |= o.gen.v[i] > 0;
     bandwidth bw[BENCH_MAX_VALUES];
     memset(bw, 0, sizeof bw);
-    /* Probes first, while this process has no threads (they fork) and nothing else runs. */
-    for (int ti = 0; any_gen && ti < o.threads.n; ti++) bw[ti] = measure_bandwidth(&o, o.threads.v[ti], out.cpu);
+    /* Probes first, while this process has no threads (they fork) and nothing else runs; by
+     * default (--bandwidth around) each generation test probes for itself instead. */
+    for (int ti = 0; any_gen && o.bw_cached && ti < o.threads.n; ti++) bw[ti] = measure_bandwidth(&o, o.threads.v[ti], out.cpu);
     /* Then the arithmetic peak (threads of its own, joined before it returns). */
     cpu_peak peak[BENCH_MAX_VALUES];
     memset(peak, 0, sizeof peak);
@@ -1030,8 +1107,8 @@ int bench_model_main(int argc, char **argv) {
         return rc;
     }
     printf("\n");
-    if (out.attn_lines) printf("%s", out.attn_lines);
-    free(out.attn_lines);
+    if (out.notes) printf("%s", out.notes);
+    free(out.notes);
     for (int mi = 0; mi < n_done; mi++) {
         const bench_footer *f = &feet[mi];
         if (!f->ms.type_desc[0]) continue;
@@ -1043,6 +1120,7 @@ int bench_model_main(int argc, char **argv) {
             printf("%s: repacked %.2f GB of weights at load in %.3f s (included in the load time)\n", f->ms.path,
                    (double)f->ms.repack_bytes / 1e9, f->ms.repack_s);
     }
+    if (any_gen && !o.bw_cached) printf("read bandwidth: probed right before and right after each generation test (lines above)\n");
     for (int ti = 0; any_gen && ti < o.threads.n; ti++) {
         if (bw[ti].gbs > 0)
             printf("read bandwidth, %d threads: %.2f GB/s (%s %s)\n", o.threads.v[ti], bw[ti].gbs,

@@ -2,7 +2,8 @@
 # `tiefsee bench` model mode on tiny synthetic models: the markdown table (llama-bench's columns plus
 # GB/s and % roofline), the JSON records (llama-bench's field names plus ours; valid JSON even when a
 # model fails), the table of all -m/-t/-d combinations, -p 0, -np (sequences generating together),
-# the cached bandwidth probe (measured again when a tg test beats it), the probe not counting in
+# the read bandwidth probed before each tg run and after the last (the default) or cached (measured
+# again when a tg test beats it), a failed probe leaving the roofline out, the probe not counting in
 # peak RSS, usage errors, and that --tokenizer still works. The attention figures
 # (flops per token at the test's depth, GFLOP/s, fraction of the cached F32 FMA peak probe) are
 # checked for arithmetic consistency and against hand counts of the flops, never for speed.
@@ -31,7 +32,12 @@ grep -Eq '^\| qwen2 .*\| +2 \| +pp16 \| +[0-9]+\.[0-9]{2} ± [0-9]+\.[0-9]{2} \|
 grep -Eq '^\| qwen2 .*\| +2 \| +tg8 \| +[0-9]+\.[0-9]{2} ± [0-9]+\.[0-9]{2} \| +[0-9]+\.[0-9]{2} \| +[0-9]+\.[0-9]%' "$WORK/md" \
     || fail "md tg8 row: $(cat "$WORK/md")"
 grep -q 'time to first token [0-9.]* s' "$WORK/md" || fail "md footer lacks time to first token"
-grep -q 'read bandwidth, 2 threads: [0-9.]* GB/s (measured now, 20[0-9-]*T[0-9:]*Z)' "$WORK/md" || fail "md footer: first probe not measured"
+# Default --bandwidth around: one line per tg row with a probe before each of the 2 runs and after the last.
+grep -Eq '^read bandwidth around tg8 \(2 threads, qwen2 [^)]*\) before each run and after the last: [0-9]+\.[0-9]{2}, [0-9]+\.[0-9]{2}, [0-9]+\.[0-9]{2} GB/s' "$WORK/md" \
+    || fail "md bandwidth line: $(grep 'read bandwidth' "$WORK/md")"
+[ "$(grep -c '^read bandwidth around' "$WORK/md")" = 1 ] || fail "md: bandwidth lines not one per tg row"
+grep -q '^read bandwidth: probed right before and right after each generation test' "$WORK/md" || fail "md footer: bandwidth mode not said"
+grep -q 'read bandwidth, 2 threads' "$WORK/md" && fail "md footer: a run-wide bandwidth figure in --bandwidth around mode"
 grep -Eq '^F32 FMA peak, 2 threads: [0-9.]+ GFLOP/s \((avx512|avx2|neon|scalar); measured now, 20[0-9-]*T[0-9:]*Z\)$' "$WORK/md" \
     || fail "md footer: FMA peak not measured: $(cat "$WORK/md")"
 # One attention line per tg row, none for pp; tiny-qwen2 = 2 layers x 4 heads x (2*64 + 2*64 + 5)
@@ -43,12 +49,12 @@ grep -Eq '^attention at depth 0 \(tg8, 2 threads, qwen2 [^)]*\): 0\.009 MFLOP/to
 python3 -m json.tool "$XDG_CACHE_HOME/tiefsee/flops-2.json" > /dev/null || fail "FMA peak cache is not JSON"
 [ -s "$XDG_CACHE_HOME/tiefsee/membw-2.json" ] || fail "probe cache file not written"
 python3 -m json.tool "$XDG_CACHE_HOME/tiefsee/membw-2.json" > /dev/null || fail "probe cache is not JSON"
-"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md2" 2> "$WORK/err" \
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --bandwidth cached > "$WORK/md2" 2> "$WORK/err" \
     || fail "second md run: $(cat "$WORK/err")"
 grep -q 'read bandwidth, 2 threads: [0-9.]* GB/s (cached probe of ' "$WORK/md2" || fail "second run did not use the cache"
 grep -q 'F32 FMA peak, 2 threads: [0-9.]* GFLOP/s ([a-z0-9]*; cached probe of ' "$WORK/md2" || fail "second run did not use the peak cache"
 grep -q 'pp' "$WORK/md2" && fail "-p 0 still ran a pp test"
-"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --probe > "$WORK/md3" 2> "$WORK/err"
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --probe --bandwidth cached > "$WORK/md3" 2> "$WORK/err"
 grep -q '(measured now, ' "$WORK/md3" || fail "--probe did not re-measure"
 grep -q 'GFLOP/s ([a-z0-9]*; measured now, ' "$WORK/md3" || fail "--probe did not re-measure the FMA peak"
 # A cached peak for another CPU or another kernel is measured again.
@@ -66,7 +72,7 @@ for edit in 'd["cpu_info"] = "another CPU"' 'd["measured_at"] = "2020-01-01T00:0
 import json, sys
 d = json.load(open(sys.argv[1])); $edit; d['bandwidth_gbs'] = 12345.0
 json.dump(d, open(sys.argv[1], 'w'))" "$XDG_CACHE_HOME/tiefsee/membw-2.json"
-    "$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md4" 2> "$WORK/err"
+    "$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --bandwidth cached > "$WORK/md4" 2> "$WORK/err"
     grep -q '(measured now, ' "$WORK/md4" || fail "stale cache ($edit) was used: $(tail -3 "$WORK/md4")"
 done
 # A cached figure that a generation test beats (more than 100 % of it: the memory got faster since)
@@ -75,12 +81,13 @@ python3 -c "
 import json, sys
 d = json.load(open(sys.argv[1])); d['bandwidth_gbs'] = 0.001
 json.dump(d, open(sys.argv[1], 'w'))" "$XDG_CACHE_HOME/tiefsee/membw-2.json"
-"$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/json9" 2> "$WORK/err" \
+"$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 --bandwidth cached > "$WORK/json9" 2> "$WORK/err" \
     || fail "stale-probe run: $(cat "$WORK/err")"
 python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))[0]
 assert r["bandwidth_cached"] is False and r["bandwidth_gbs"] > 0.001, r
+assert r["bandwidth_probe"] == "run" and r["bandwidth_probes_gbs"] is None, r
 assert abs(r["roofline_fraction"] - r["achieved_gbs"] / r["bandwidth_gbs"]) < 1e-6 * r["roofline_fraction"], r
 c = json.load(open(sys.argv[2]))
 assert abs(c["bandwidth_gbs"] - r["bandwidth_gbs"]) < 1e-6 * c["bandwidth_gbs"], (c, r["bandwidth_gbs"])
@@ -98,7 +105,7 @@ llama_fields = ["build_commit", "build_number", "cpu_info", "gpu_info", "backend
                 "n_gen", "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns",
                 "samples_ts"]
 ours = ["bytes_per_token", "weight_bytes_per_token", "kv_bytes_per_position", "achieved_gbs", "bandwidth_gbs",
-        "roofline_fraction", "peak_rss_bytes", "load_s", "ttft_s", "bandwidth_measured_at",
+        "bandwidth_probe", "bandwidth_probes_gbs", "roofline_fraction", "peak_rss_bytes", "load_s", "ttft_s", "bandwidth_measured_at",
         "attn_flops_per_position", "attn_flops_per_token", "attn_gflops", "cpu_peak_gflops", "cpu_peak_kernel",
         "cpu_peak_cached", "cpu_peak_measured_at", "attn_peak_fraction"]
 # Hand counts of attention flops per cached position: n_layer x n_head x (2*64 Q.K + 2*64 V + 5 softmax).
@@ -117,7 +124,6 @@ for r in recs:
     n_tok = r["n_prompt"] + r["n_gen"]
     assert abs(r["avg_ts"] - sum(n_tok * 1e9 / x for x in r["samples_ns"]) / 2) < 1e-6 * r["avg_ts"]
     assert r["load_s"] > 0 and r["ttft_s"] >= r["load_s"] and r["peak_rss_bytes"] > 0
-    assert r["bandwidth_gbs"] > 0
     assert r["attn_flops_per_position"] == attn_per_pos[r["model_filename"]], r["attn_flops_per_position"]
     assert r["cpu_peak_gflops"] > 0 and r["cpu_peak_kernel"] in ("avx512", "avx2", "neon", "scalar")
     # One peak per thread count, shared by every record with that count.
@@ -128,6 +134,13 @@ for r in recs:
         kv = r["kv_bytes_per_position"] * (r["n_depth"] + 4.5)
         assert abs(r["bytes_per_token"] - (r["weight_bytes_per_token"] + kv)) < 1
         assert abs(r["achieved_gbs"] - r["avg_ts"] * r["bytes_per_token"] / 1e9) < 1e-6 * r["achieved_gbs"]
+        # --bandwidth around (default): a probe before each run and after the last; each run's
+        # fraction against the mean of the probes on either side of it, then their mean.
+        p = r["bandwidth_probes_gbs"]
+        assert r["bandwidth_probe"] == "around" and len(p) == 3 and all(x > 0 for x in p), r
+        roof = sum(n_tok * 1e9 / x * r["bytes_per_token"] / 1e9 / ((p[i] + p[i + 1]) / 2)
+                   for i, x in enumerate(r["samples_ns"])) / 2
+        assert abs(r["roofline_fraction"] - roof) < 1e-9 + 1e-6 * roof, (r["roofline_fraction"], roof)
         assert abs(r["roofline_fraction"] - r["achieved_gbs"] / r["bandwidth_gbs"]) < 1e-9 + 1e-6 * r["roofline_fraction"]
         assert r["attn_flops_per_token"] == r["attn_flops_per_position"] * (r["n_depth"] + 4.5)
         assert abs(r["attn_gflops"] - r["avg_ts"] * r["attn_flops_per_token"] / 1e9) < 1e-6 * r["attn_gflops"]
@@ -135,6 +148,7 @@ for r in recs:
     else:
         assert r["n_prompt"] == 16
         assert r["bytes_per_token"] is None and r["roofline_fraction"] is None and r["achieved_gbs"] is None
+        assert r["bandwidth_gbs"] is None and r["bandwidth_probe"] is None and r["bandwidth_probes_gbs"] is None
         assert r["attn_flops_per_token"] is None and r["attn_gflops"] is None and r["attn_peak_fraction"] is None
     seen.add((r["model_filename"], r["n_threads"], r["n_depth"], "tg" if r["n_gen"] else "pp"))
 assert len(seen) == 16, "combinations missing"
@@ -142,6 +156,20 @@ assert len(seen) == 16, "combinations missing"
 m = next(r for r in recs if r["model_filename"] == moe)
 assert m["weight_bytes_per_token"] < 0.7 * m["model_size"], (m["weight_bytes_per_token"], m["model_size"])
 EOF
+
+# A probe that fails (a buffer larger than the machine's memory) leaves the roofline out, nothing else.
+"$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 2 -r 2 -t 1 --probe-mb 1048576 > "$WORK/json10" 2> "$WORK/err" \
+    || fail "failed-probe run: $(cat "$WORK/err")"
+grep -q 'bandwidth probe with 1 threads failed; roofline figures left out' "$WORK/err" || fail "failed probe not reported: $(cat "$WORK/err")"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))[0]
+assert r["avg_ts"] > 0 and r["achieved_gbs"] > 0, r
+assert r["roofline_fraction"] is None and r["bandwidth_gbs"] is None and r["bandwidth_probes_gbs"] == [None, None, None], r
+' "$WORK/json10" || fail "a failed probe left a roofline"
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 2 -r 1 -t 1 --probe-mb 1048576 > "$WORK/md10" 2> /dev/null
+grep -Eq '^\| qwen2 .*\| +tg2 \| .* \| +[0-9.]+ \| +- \|$' "$WORK/md10" || fail "md row after a failed probe: $(cat "$WORK/md10")"
+grep -q 'a probe failed, no roofline' "$WORK/md10" || fail "md note after a failed probe: $(cat "$WORK/md10")"
 
 # The probe's buffer lives in a child process: a 256 MiB probe must not show in peak RSS.
 "$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 2 -r 1 -t 1 --probe --probe-mb 256 > "$WORK/json2" 2> "$WORK/err" \
@@ -238,7 +266,7 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/
 for args in "" "-p 16" "-m $WORK/dense.gguf -p x" "-m $WORK/dense.gguf -o csv" "-m $WORK/dense.gguf -t 0" \
     "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus" "-m $WORK/dense.gguf --repack --no-repack" \
     "-m $WORK/dense.gguf --isa avx9" "-m $WORK/dense.gguf --isa" "-m $WORK/dense.gguf -np 0" \
-    "-m $WORK/dense.gguf -np 65"; do
+    "-m $WORK/dense.gguf -np 65" "-m $WORK/dense.gguf --bandwidth sometimes" "-m $WORK/dense.gguf --bandwidth"; do
     # shellcheck disable=SC2086
     "$TS" bench $args > /dev/null 2> "$WORK/err"
     rc=$?
