@@ -198,11 +198,11 @@ static inline __attribute__((always_inline)) __m256 load_row8(const char *row, i
 static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args *a, int t0, int t1, float *scores,
                                                             bool f16) {
     const int H = a->n_head, W = a->k_width;
-    const size_t qs = a->q_stride, used = (size_t)W * (f16 ? 2 : 4);
+    const size_t qs = a->q_stride, eb = f16 ? 2 : 4, row_lines = ((size_t)W * eb + 63) / 64;
     for (int t = t0; t < t1; t += 2) {
         const bool pair = t + 1 < t1;
         const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
-        ts_flash_prefetch_rows(a->k, a->k_row_bytes, t + 8, 2, used); /* eight positions ahead */
+        const char *pf0 = a->k + (size_t)(t + 8) * a->k_row_bytes, *pf1 = pf0 + a->k_row_bytes; /* see attn_flash_avx512.c */
         for (int h0 = 0; h0 < H; h0 += 4) {
             const float *q = a->q + (size_t)h0 * qs;
             __m256 acc[8]; /* acc[r * 4 + h]: row t + r, head h0 + h */
@@ -211,6 +211,8 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
             for (int i = 0; i < W; i += 8) {
+                for (size_t j = i * 2 * eb / 64; h0 == 0 && j < (i + 8) * 2 * eb / 64; j++)
+                    _mm_prefetch(j < row_lines ? pf0 + 64 * j : pf1 + 64 * (j - row_lines), _MM_HINT_T0);
                 const __m256 x0 = load_row8(k0, i, f16), x1 = load_row8(k1, i, f16);
 #pragma GCC unroll 4
                 for (int h = 0; h < 4; h++) {

@@ -256,11 +256,11 @@ static inline __attribute__((always_inline)) __m512 load_row16(const char *row, 
 static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args *a, int t0, int t1, float *scores,
                                                             bool f16) {
     const int H = a->n_head, W = a->k_width;
-    const size_t qs = a->q_stride, used = (size_t)W * (f16 ? 2 : 4);
+    const size_t qs = a->q_stride, eb = f16 ? 2 : 4, row_lines = ((size_t)W * eb + 63) / 64;
     for (int t = t0; t < t1; t += 2) {
         const bool pair = t + 1 < t1;
         const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
-        ts_flash_prefetch_rows(a->k, a->k_row_bytes, t + 8, 2, used); /* eight positions ahead */
+        const char *pf0 = a->k + (size_t)(t + 8) * a->k_row_bytes, *pf1 = pf0 + a->k_row_bytes;
         for (int h0 = 0; h0 < H; h0 += 8) {
             const float *q = a->q + (size_t)h0 * qs;
             __m512 acc[16]; /* acc[r * 8 + h]: row t + r, head h0 + h */
@@ -269,6 +269,13 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
             for (int i = 0; i < W; i += 16) {
+                /* The two rows eight positions ahead, one line after the other (the first row's,
+                 * then the second's) as fast as this step consumes lines of its own rows, spread
+                 * over the first group of heads: the burst of 36 prefetches before
+                 * the loop that this replaced (MLA's two 1152-byte rows) filled the miss buffers
+                 * and stalled the core on them, 15 % of this kernel's time at depth 8192. */
+                for (size_t j = i * 2 * eb / 64; h0 == 0 && j < (i + 16) * 2 * eb / 64; j++)
+                    _mm_prefetch(j < row_lines ? pf0 + 64 * j : pf1 + 64 * (j - row_lines), _MM_HINT_T0);
                 const __m512 x0 = load_row16(k0, i, f16), x1 = load_row16(k1, i, f16);
 #pragma GCC unroll 8
                 for (int h = 0; h < 8; h++) {
