@@ -18,17 +18,22 @@
 /* Rows t .. t+n-1 as f32: pointers into the cache (F32) or widened into `rows`. */
 static void widen_rows(const ts_flash_args *a, const char *base, size_t row_bytes, int t, int n, int width, float *rows,
                        const float **out) {
-    /* The rows two calls ahead (without this the widening waited on memory most of its time). */
-    ts_flash_prefetch_rows(base, row_bytes, t + 8, 4, (size_t)width * (a->kv_type == TS_TYPE_F32 ? 4 : 2));
+    /* The rows two calls ahead (without this the widening waited on memory most of its time):
+     * F32 rows are not copied, so all at once; F16 rows a line of the row eight positions ahead
+     * every other 16-value step of the copy, not in a burst before it (see scores_pm below). */
+    if (a->kv_type == TS_TYPE_F32) ts_flash_prefetch_rows(base, row_bytes, t + 8, 4, (size_t)width * 4);
     for (int r = 0; r < n; r++) {
         const char *src = base + (size_t)(t + r) * row_bytes;
         if (a->kv_type == TS_TYPE_F32) {
             out[r] = (const float *)(const void *)src;
             continue;
         }
+        const char *pf = base + (size_t)(t + 8 + r) * row_bytes;
         float *dst = rows + (size_t)r * (size_t)width;
-        for (int i = 0; i < width; i += 16)
+        for (int i = 0; i < width; i += 16) {
+            if (i % 32 == 0) _mm_prefetch(pf + 2 * (size_t)i, _MM_HINT_T0);
             _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * (size_t)i))));
+        }
         out[r] = dst;
     }
 }
