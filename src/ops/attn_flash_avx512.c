@@ -222,8 +222,8 @@ double ts_flash_exp_row_avx512(float *s, int n, float mx) {
 /* ---- Position-major kernels ----------------------------------------------------------------------
  * For groups of a multiple of 8 heads (MLA's 16 or 128 heads share one latent cache): the scores of
  * a chunk are kept position-major (scores[(t - t0) * H + h]) and the cache rows are converted from
- * f16 in registers, never stored. Tiles of 8 heads x 2 rows (scores) and 8 heads x 32 values (value
- * sums) keep 16 accumulators in registers for a whole row or 16 positions, which halves the loads
+ * f16 in registers, never stored. Tiles of 4 heads x 4 rows (scores) and 4 heads x 64 values (value
+ * sums) keep 16 accumulators in registers for a whole row or 32 positions, which halves the loads
  * per FMA of the head-major kernels above and drops their widening pass and their output
  * read-modify-writes. Each (head, row) dot product is still one 16-lane FMA chain over the row with
  * hsum16's pairing of lanes (reduce16), and each head's value sum still adds the rows in position
@@ -262,40 +262,48 @@ static inline __attribute__((always_inline)) void scores_pm(const ts_flash_args 
                                                             bool f16) {
     const int H = a->n_head, W = a->k_width;
     const size_t qs = a->q_stride, eb = f16 ? 2 : 4, row_lines = ((size_t)W * eb + 63) / 64;
-    for (int t = t0; t < t1; t += 2) {
-        const bool pair = t + 1 < t1;
-        const char *k0 = a->k + (size_t)t * a->k_row_bytes, *k1 = pair ? k0 + a->k_row_bytes : k0;
-        const char *pf0 = a->k + (size_t)(t + 8) * a->k_row_bytes, *pf1 = pf0 + a->k_row_bytes;
-        for (int h0 = 0; h0 < H; h0 += 8) {
+    /* The four rows eight positions ahead are prefetched during the first head groups, each group
+     * taking rpg of them (H is a multiple of 8, so 1 or 2) one line after the other, as fast as
+     * the group's steps consume lines of their own rows: prefetched in a burst before the loop
+     * (36 lines for two of MLA's 1152-byte rows), they filled the miss buffers and stalled the
+     * core on the prefetch instructions for 15 % of this kernel's time at depth 8192. */
+    const int rpg = H >= 16 ? 1 : 2;
+    for (int t = t0; t < t1; t += 4) {
+        const int nr = t1 - t < 4 ? t1 - t : 4; /* rows past t1 repeat the last one; dropped */
+        const char *k[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) k[r] = a->k + (size_t)(t + (r < nr ? r : nr - 1)) * a->k_row_bytes;
+        for (int h0 = 0; h0 < H; h0 += 4) {
+            const int g = h0 / 4;
+            const char *pfg = a->k + (size_t)(t + 8 + g * rpg) * a->k_row_bytes;
             const float *q = a->q + (size_t)h0 * qs;
-            __m512 acc[16]; /* acc[r * 8 + h]: row t + r, head h0 + h */
+            __m512 acc[16]; /* acc[r * 4 + h]: row t + r, head h0 + h */
             /* unrolled: as a loop GCC zeroes the array in memory (rep stos) and then reduces it
              * from there (12 % of an 8-head, 128-wide chunk's time) */
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
             for (int i = 0; i < W; i += 16) {
-                /* The two rows eight positions ahead, one line after the other (the first row's,
-                 * then the second's) as fast as this step consumes lines of its own rows, spread
-                 * over the first group of heads: the burst of 36 prefetches before
-                 * the loop that this replaced (MLA's two 1152-byte rows) filled the miss buffers
-                 * and stalled the core on them, 15 % of this kernel's time at depth 8192. */
-                for (size_t j = i * 2 * eb / 64; h0 == 0 && j < (i + 16) * 2 * eb / 64; j++)
-                    _mm_prefetch(j < row_lines ? pf0 + 64 * j : pf1 + 64 * (j - row_lines), _MM_HINT_T0);
-                const __m512 x0 = load_row16(k0, i, f16), x1 = load_row16(k1, i, f16);
-#pragma GCC unroll 8
-                for (int h = 0; h < 8; h++) {
+                for (size_t j = (size_t)i * rpg * eb / 64; g * rpg < 4 && j < (size_t)(i + 16) * rpg * eb / 64; j++)
+                    _mm_prefetch(j < row_lines ? pfg + 64 * j : pfg + a->k_row_bytes + 64 * (j - row_lines), _MM_HINT_T0);
+                __m512 x[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) x[r] = load_row16(k[r], i, f16);
+#pragma GCC unroll 4
+                for (int h = 0; h < 4; h++) {
                     __m512 qv = _mm512_loadu_ps(q + (size_t)h * qs + i);
-                    /* One load for both rows: left to itself the compiler folds the load into both
-                     * FMAs, and the loads (18 per 16 FMAs) become the limit (8 % slower). */
+                    /* One load for the four rows: left to itself the compiler folds the load into
+                     * each FMA, and the loads become the limit. */
                     __asm__("" : "+v"(qv));
-                    acc[h] = _mm512_fmadd_ps(qv, x0, acc[h]);
-                    acc[8 + h] = _mm512_fmadd_ps(qv, x1, acc[8 + h]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++) acc[r * 4 + h] = _mm512_fmadd_ps(qv, x[r], acc[r * 4 + h]);
                 }
             }
-            const __m512 s = _mm512_mul_ps(_mm512_set1_ps(a->scale), reduce16(acc));
+            const __m512 sv = _mm512_mul_ps(_mm512_set1_ps(a->scale), reduce16(acc));
             float *row = scores + (size_t)(t - t0) * H + h0;
-            _mm256_storeu_ps(row, _mm512_castps512_ps256(s));
-            if (pair) _mm256_storeu_ps(row + H, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+            _mm_storeu_ps(row, _mm512_castps512_ps128(sv));
+            if (nr > 1) _mm_storeu_ps(row + H, _mm512_extractf32x4_ps(sv, 1));
+            if (nr > 2) _mm_storeu_ps(row + 2 * (size_t)H, _mm512_extractf32x4_ps(sv, 2));
+            if (nr > 3) _mm_storeu_ps(row + 3 * (size_t)H, _mm512_extractf32x4_ps(sv, 3));
         }
     }
 }
