@@ -38,12 +38,32 @@ void ts_model_free(ts_model *m);
  * instead of page cache; makes one-token decoding faster. Results stay within float rounding of
  * the file layout's (same integer sums, another order of float additions). Call before creating
  * contexts; a second call does nothing. stats may be NULL. */
+enum ts_repack_cache_state {
+    TS_REPACK_CACHE_NONE = 0, /* no cache file involved (ts_model_repack, or nothing to repack) */
+    TS_REPACK_CACHE_MAPPED,   /* an earlier run's cache file was checked and mapped: no repacking */
+    TS_REPACK_CACHE_WRITTEN,  /* repacked into a new cache file (replacing a stale one), then mapped */
+};
 typedef struct ts_repack_stats {
     int matrices;   /* matrices (an expert stack counts once) now in a repacked layout */
     uint64_t bytes; /* bytes of repacked weights the model now holds */
-    double seconds; /* wall time the repacking took */
+    double seconds; /* wall time the repacking took (with a cache: checking or writing it too) */
+    int cache;      /* enum ts_repack_cache_state */
+    char cache_path[1024]; /* the cache file, when cache != TS_REPACK_CACHE_NONE */
+    char cache_note[256];  /* why an existing cache file was replaced ("" if none was) */
 } ts_repack_stats;
 int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err[TS_ERR_LEN]);
+/* ts_model_repack with the repacked weights kept in a file under cache_dir (created if missing),
+ * which the model maps read-only instead of holding a copy in its own memory: the first load
+ * repacks matrix by matrix into a new file (so it needs the disk space, not the memory; written
+ * under a temporary name, synced, then renamed), later loads of the same model file map it in
+ * a fraction of a second. A cache file is used only when its header matches the model file
+ * (device, inode, size, modification time of each part), the matrices and this CPU's layouts,
+ * and the first and last row group of every matrix, repacked afresh, equal the cached bytes;
+ * otherwise it is replaced. One file per model path and kernel set (`NAME.ISA.HASH.tsrp`).
+ * Returns 0 when the model now uses the cache file; 1 when it could not (err says why: too little
+ * room on the disk, a directory it cannot write, ...) and the model is unchanged. */
+int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, ts_repack_stats *stats,
+                           char err[TS_ERR_LEN]);
 /* Bytes of weights ts_model_repack would move into memory the model owns on this CPU (0: none has
  * a repacked layout here, or the model is repacked already). Front ends weigh it against the
  * machine's memory before repacking by default. */

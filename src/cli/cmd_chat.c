@@ -38,7 +38,8 @@ typedef struct chat_opts {
     const char *model, *template_name, *system, *cache_type;
     int n_predict, n_ctx, n_threads;
     ts_sampler_params sp;
-    bool temp_given, top_p_given, seed_given, hide_thinking, think_plain, no_reasoning, verbose, repack, no_repack;
+    bool temp_given, top_p_given, seed_given, hide_thinking, think_plain, no_reasoning, verbose;
+    cli_weight_opts weights;
 } chat_opts;
 
 typedef struct chat_session {
@@ -539,7 +540,7 @@ static int chat_main(const chat_opts *o) {
     s.render = (ts_chat_render_opts){.add_generation_prompt = true, .thinking = !o->no_reasoning, .bos = s.bos,
                                      .eos = s.eos};
 
-    if (cli_prepare_weights(s.model, o->repack, o->no_repack, o->n_threads, "tiefsee", o->verbose, NULL) != 0) goto done;
+    if (cli_prepare_weights(s.model, &o->weights, o->n_threads, "tiefsee", o->verbose, NULL) != 0) goto done;
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->n_threads;
@@ -597,8 +598,9 @@ int cmd_chat(int argc, char **argv) {
         {"-s", "--seed", OPT_SEED, &o.sp.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
         {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print the format, sampling and KV reuse to stderr", 0, 0, NULL},
-        {NULL, "--repack", OPT_FLAG, &o.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
-        {NULL, "--no-repack", OPT_FLAG, &o.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack", OPT_FLAG, &o.weights.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--no-repack", OPT_FLAG, &o.weights.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack-cache", OPT_FLAG, &o.weights.repack_cache, NULL, CLI_REPACK_CACHE_HELP, 0, 0, NULL},
     };
     arg_parser p = {"chat", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)
@@ -618,8 +620,8 @@ int cmd_chat(int argc, char **argv) {
         return usage_error("chat", "unknown --chat-template '%s'", o.template_name);
     if (o.hide_thinking && o.think_plain)
         return usage_error("chat", "--hide-thinking and --think exclude each other");
-    if (o.repack && o.no_repack)
-        return usage_error("chat", "--repack and --no-repack exclude each other");
+    if (o.weights.no_repack && (o.weights.repack || o.weights.repack_cache))
+        return usage_error("chat", "--no-repack excludes --repack and --repack-cache");
     enum ts_cache_type cache_check;
     if (ts_cache_type_from_name(o.cache_type, &cache_check) != 0)
         return usage_error("chat", "--cache-type must be f16, f32, bf16 or q8_0, got '%s'", o.cache_type);

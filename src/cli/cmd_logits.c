@@ -51,7 +51,7 @@ static int parse_token_list(const char *s, ts_token **out) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL, *cache_type = "f16";
-    bool step = false, repack = false;
+    bool step = false, repack = false, repack_cache = false;
     int n_threads = 0, n_ctx = 0;
     const opt_def opts[] = {
         {"-m", "--model", OPT_STR, &model_path, "FILE", "model (GGUF)", 0, 0, NULL},
@@ -59,6 +59,7 @@ int cmd_logits(int argc, char **argv) {
         {"-o", "--output", OPT_STR, &out_path, "FILE", "output file (default: stdout, if it is not a terminal)", 0, 0, NULL},
         {NULL, "--step", OPT_FLAG, &step, NULL, "decode one token per call instead of one batch", 0, 0, NULL},
         {NULL, "--repack", OPT_FLAG, &repack, NULL, "repack the weights into interleaved layouts at load (faster decode; costs load time and anonymous memory)", 0, 0, NULL},
+        {NULL, "--repack-cache", OPT_FLAG, &repack_cache, NULL, CLI_REPACK_CACHE_HELP, 0, 0, NULL},
         {NULL, "--cache-type", OPT_STR, &cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {"-t", "--threads", OPT_INT, &n_threads, "N", "threads (default: all cores)", 0, 1024, NULL},
         {"-c", "--ctx-size", OPT_INT, &n_ctx, "N", "context size (default: the number of tokens)", 0, 16777216, NULL},
@@ -113,7 +114,12 @@ int cmd_logits(int argc, char **argv) {
         }
     }
 
-    if (repack && cli_repack_model(m, n_threads, "tiefsee") != 0) goto done;
+    if (repack_cache) {
+        const cli_weight_opts w = {.repack = true, .repack_cache = true};
+        if (cli_prepare_weights(m, &w, n_threads, "tiefsee", false, NULL) != 0) goto done;
+    } else if (repack && cli_repack_model(m, n_threads, "tiefsee") != 0) {
+        goto done;
+    }
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = n_ctx ? n_ctx : n_tokens;
     cp.n_batch = step ? 1 : n_tokens;

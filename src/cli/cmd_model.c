@@ -1,5 +1,6 @@
 /* `tiefsee info`, `tiefsee synth` and the weight layout step the model commands share. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,21 +30,69 @@ static uint64_t physical_memory_bytes(void) {
     return (uint64_t)pages * (uint64_t)page;
 }
 
-int cli_prepare_weights(ts_model *m, bool force_on, bool force_off, int n_threads, const char *who, bool report,
+bool cli_repack_cache_dir(char *out, size_t cap) {
+    const char *env = getenv("TIEFSEE_REPACK_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int w;
+    if (env && env[0])
+        w = snprintf(out, cap, "%s", env);
+    else if (xdg && xdg[0] == '/')
+        w = snprintf(out, cap, "%s/tiefsee/repacked", xdg);
+    else if (home && home[0])
+        w = snprintf(out, cap, "%s/.cache/tiefsee/repacked", home);
+    else
+        return false;
+    return w > 0 && (size_t)w < cap;
+}
+
+/* --repack-cache: maps an earlier run's repacked weights, or repacks into a new cache file. Returns
+ * 0 when the model now uses the cache, 1 when it could not (said on stderr; the model unchanged). */
+static int prepare_from_cache(ts_model *m, int n_threads, const char *who, ts_repack_stats *stats) {
+    char dir[1024], err[TS_ERR_LEN] = "";
+    if (!cli_repack_cache_dir(dir, sizeof dir)) {
+        fprintf(stderr, "%s: --repack-cache: no folder for the cache (set TIEFSEE_REPACK_CACHE_DIR or HOME)\n", who);
+        return 1;
+    }
+    ts_repack_stats st;
+    if (ts_model_repack_cached(m, n_threads, dir, &st, err) != 0) {
+        fprintf(stderr, "%s: repacked weights not cached: %s\n", who, err);
+        return 1;
+    }
+    if (stats) *stats = st;
+    if (st.cache_note[0]) fprintf(stderr, "%s: replaced a stale cache file: %s\n", who, st.cache_note);
+    if (st.cache == TS_REPACK_CACHE_MAPPED)
+        fprintf(stderr, "%s: mapped %d repacked weight matrices (%.2f GB) from %s in %.2f s\n", who, st.matrices,
+                (double)st.bytes / 1e9, st.cache_path, st.seconds);
+    else if (st.cache == TS_REPACK_CACHE_WRITTEN)
+        fprintf(stderr,
+                "%s: repacked %d weight matrices (%.2f GB) into %s in %.2f s; later loads map it (delete the file "
+                "to reclaim the space)\n",
+                who, st.matrices, (double)st.bytes / 1e9, st.cache_path, st.seconds);
+    return 0;
+}
+
+int cli_prepare_weights(ts_model *m, const cli_weight_opts *o, int n_threads, const char *who, bool report,
                         ts_repack_stats *stats) {
     if (stats) memset(stats, 0, sizeof *stats);
-    if (force_on && force_off) {
+    if (o->repack && o->no_repack) {
         fprintf(stderr, "%s: --repack and --no-repack contradict each other\n", who);
         return EXIT_USAGE;
     }
-    if (force_off) return 0;
-    if (!force_on) {
+    if (o->repack_cache && o->no_repack) {
+        fprintf(stderr, "%s: --repack-cache and --no-repack contradict each other\n", who);
+        return EXIT_USAGE;
+    }
+    if (o->no_repack) return 0;
+    /* The cache is mapped file pages the kernel can drop and read again, like the model file's own:
+     * the 70 % rule for memory the model owns does not apply to it. */
+    if (o->repack_cache && ts_model_repack_bytes(m) > 0 && prepare_from_cache(m, n_threads, who, stats) == 0) return 0;
+    if (!o->repack) {
         const uint64_t bytes = ts_model_repack_bytes(m), mem = physical_memory_bytes();
         if (bytes == 0) return 0;
         if (!cli_repack_by_default(bytes, mem)) {
             fprintf(stderr,
                     "%s: weights kept in the file layout: repacking them for faster decoding would take %.2f GB, "
-                    "more than 70 %% of this machine's %.2f GB (--repack does it anyway)\n",
+                    "more than 70 %% of this machine's %.2f GB (--repack does it anyway; --repack-cache keeps them "
+                    "in a file instead)\n",
                     who, (double)bytes / 1e9, (double)mem / 1e9);
             return 0;
         }
@@ -55,9 +104,10 @@ int cli_prepare_weights(ts_model *m, bool force_on, bool force_off, int n_thread
         return 1;
     }
     if (stats) *stats = st;
-    if (force_on || report || st.seconds >= 1.0)
+    if (o->repack || report || st.seconds >= 1.0)
         fprintf(stderr, "%s: repacked %d weight matrices (%.2f GB) for faster decoding in %.2f s%s\n", who, st.matrices,
-                (double)st.bytes / 1e9, st.seconds, force_on ? "" : " (--no-repack skips it)");
+                (double)st.bytes / 1e9, st.seconds,
+                o->repack || o->repack_cache ? "" : " (--no-repack skips it; --repack-cache keeps them for later loads)");
     return 0;
 }
 

@@ -27,7 +27,8 @@ typedef struct run_opts {
     int n_predict, n_ctx, n_threads, top_k, repeat_last_n;
     float temp, top_p, min_p, repeat_penalty;
     uint64_t seed;
-    bool seed_given, verbose, repack, no_repack;
+    bool seed_given, verbose;
+    cli_weight_opts weights;
 } run_opts;
 
 static void print_run_help(const arg_parser *p) {
@@ -199,7 +200,7 @@ static int generate(const run_opts *o, const char *prompt, size_t prompt_len) {
     }
     ts_model_info info;
     ts_model_get_info(m, &info);
-    if (cli_prepare_weights(m, o->repack, o->no_repack, o->n_threads, "tiefsee", o->verbose, NULL) != 0) goto done;
+    if (cli_prepare_weights(m, &o->weights, o->n_threads, "tiefsee", o->verbose, NULL) != 0) goto done;
 
     ts_context_params cp = ts_context_default_params();
     cp.n_ctx = o->n_ctx;
@@ -358,8 +359,9 @@ int cmd_run(int argc, char **argv) {
         {"-s", "--seed", OPT_SEED, &o.seed, "S", "random seed (default: random)", 0, 0, &o.seed_given},
         {NULL, "--cache-type", OPT_STR, &o.cache_type, "f16|f32|bf16|q8_0", "KV cache type (default f16)", 0, 0, NULL},
         {NULL, "--verbose", OPT_FLAG, &o.verbose, NULL, "print sampling settings and timings to stderr", 0, 0, NULL},
-        {NULL, "--repack", OPT_FLAG, &o.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
-        {NULL, "--no-repack", OPT_FLAG, &o.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack", OPT_FLAG, &o.weights.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--no-repack", OPT_FLAG, &o.weights.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack-cache", OPT_FLAG, &o.weights.repack_cache, NULL, CLI_REPACK_CACHE_HELP, 0, 0, NULL},
     };
     arg_parser p = {"run", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)
@@ -370,8 +372,8 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.prompt && o.prompt_file)
         return usage_error("run", "give the prompt with -p or -f, not both");
-    if (o.repack && o.no_repack)
-        return usage_error("run", "--repack and --no-repack exclude each other");
+    if (o.weights.no_repack && (o.weights.repack || o.weights.repack_cache))
+        return usage_error("run", "--no-repack excludes --repack and --repack-cache");
     if (ts_cache_type_from_name(o.cache_type, &o.cache) != 0)
         return usage_error("run", "--cache-type must be f16, f32, bf16 or q8_0, got '%s'", o.cache_type);
     if (o.repeat_penalty <= 0.0f)

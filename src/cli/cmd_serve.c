@@ -24,8 +24,9 @@ int cmd_serve(int argc, char **argv) {
         {NULL, "--chat-template", OPT_STR, &cfg.chat_template, "NAME",
          "chat format instead of the model's (names as in 'tiefsee chat --help')", 0, 0, NULL},
         {"-t", "--threads", OPT_INT, &cfg.n_threads, "N", "threads (default: all cores)", 0, 1024, NULL},
-        {NULL, "--repack", OPT_FLAG, &cfg.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
-        {NULL, "--no-repack", OPT_FLAG, &cfg.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack", OPT_FLAG, &cfg.weights.repack, NULL, CLI_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--no-repack", OPT_FLAG, &cfg.weights.no_repack, NULL, CLI_NO_REPACK_HELP, 0, 0, NULL},
+        {NULL, "--repack-cache", OPT_FLAG, &cfg.weights.repack_cache, NULL, CLI_REPACK_CACHE_HELP, 0, 0, NULL},
     };
     arg_parser p = {"serve", opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, 0, false};
     if (args_parse(&p, argc, argv) != 0)
@@ -40,8 +41,8 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!cfg.model_path)
         return usage_error("serve", "no model given (-m FILE)");
-    if (cfg.repack && cfg.no_repack)
-        return usage_error("serve", "--repack and --no-repack exclude each other");
+    if (cfg.weights.no_repack && (cfg.weights.repack || cfg.weights.repack_cache))
+        return usage_error("serve", "--no-repack excludes --repack and --repack-cache");
     if (cfg.chat_template && ts_chat_format_from_name(cfg.chat_template) < 0)
         return usage_error("serve", "unknown --chat-template '%s'", cfg.chat_template);
     if (!cfg.alias)

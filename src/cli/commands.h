@@ -16,7 +16,10 @@ int cmd_chat_render(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "cli/weight_opts.h"
 
 struct ts_model;
 struct ts_repack_stats;
@@ -38,12 +41,23 @@ int cli_repack_model(struct ts_model *m, int n_threads, const char *who);
  * model the same way. */
 bool cli_repack_by_default(uint64_t repack_bytes, uint64_t physical_bytes);
 
-/* The weight layout step after loading: --repack (force_on) repacks, --no-repack (force_off)
- * keeps the file layout, neither repacks when cli_repack_by_default says so. Prints what it did
- * to stderr when forced, when `report` is set or when it took a second or more. stats (may be
- * NULL) receives what ts_model_repack reported (zeros when nothing was repacked). Returns 0, 1
- * after printing a runtime error, 2 after printing a usage error (both flags given). */
-int cli_prepare_weights(struct ts_model *m, bool force_on, bool force_off, int n_threads, const char *who, bool report,
+#define CLI_REPACK_CACHE_HELP                                                                                   \
+    "keep the repacked weights in a cache file (~/.cache/tiefsee/repacked, or $TIEFSEE_REPACK_CACHE_DIR) that " \
+    "later loads of the same model map instead of repacking: costs its size in disk space, saves the "          \
+    "repacking's time and memory"
+
+/* Where --repack-cache keeps its files: $TIEFSEE_REPACK_CACHE_DIR, else $XDG_CACHE_HOME/tiefsee/repacked,
+ * else ~/.cache/tiefsee/repacked. False when none can be named. */
+bool cli_repack_cache_dir(char *out, size_t cap);
+
+/* The weight layout step after loading: --repack repacks, --no-repack keeps the file layout,
+ * --repack-cache maps (or writes, then maps) a cache file of the repacked weights whatever their
+ * size, falling back to the default when it cannot; the default repacks when cli_repack_by_default
+ * says so. Prints what it did to stderr when forced, when `report` is set or when it took a second
+ * or more. stats (may be NULL) receives what ts_model_repack(_cached) reported (zeros when nothing
+ * was repacked). Returns 0, 1 after printing a runtime error, 2 after printing a usage error
+ * (contradicting flags). */
+int cli_prepare_weights(struct ts_model *m, const cli_weight_opts *o, int n_threads, const char *who, bool report,
                         struct ts_repack_stats *stats);
 
 /* Monotonic clock in seconds, for timings. */

@@ -9,21 +9,9 @@
 
 #include "arch/arch.h"
 #include "model/model.h"
+#include "model/repack_internal.h"
 #include "quant/repack.h"
 #include "util/threadpool.h"
-
-typedef struct repack_item {
-    ts_matrix *w;
-    int n_experts;
-    size_t *expert_bytes; /* NULL for a plain matrix */
-} repack_item;
-
-typedef struct repack_list {
-    const ts_model *m;
-    repack_item *items;
-    int n, cap;
-    bool out_of_memory;
-} repack_list;
 
 static const ts_repack_traits *repackable(const ts_model *m, const ts_matrix *w) {
     if (!w->data || w->repack || w->n_out % TS_REPACK_ROWS != 0) return NULL;
@@ -34,7 +22,7 @@ static const ts_repack_traits *repackable(const ts_model *m, const ts_matrix *w)
     return ts_repack_traits_for(m->isa, w->type);
 }
 
-static void collect(void *user, ts_matrix *w, int n_experts, size_t *expert_bytes) {
+void ts_repack_collect(void *user, ts_matrix *w, int n_experts, size_t *expert_bytes) {
     repack_list *l = user;
     if (!repackable(l->m, w) || n_experts < 1) return;
     if (l->n == l->cap) {
@@ -98,17 +86,45 @@ static void repack_task(void *arg, int ith, int nth) {
     free(buf);
 }
 
+int ts_repack_item_geometry(const ts_model *m, const repack_item *it, size_t *group_bytes, long *n_groups,
+                            size_t *total, ts_err *err) {
+    const ts_matrix *w = it->w;
+    const size_t gb = ts_repack_group_bytes(w->type, w->n_in);
+    const long groups_per_expert = (long)(w->n_out / TS_REPACK_ROWS);
+    const size_t expert_bytes = (size_t)groups_per_expert * gb;
+    if (gb == 0 || expert_bytes / gb != (size_t)groups_per_expert || expert_bytes > SIZE_MAX / (size_t)it->n_experts)
+        return ts_fail(err, "%s: a %s matrix of %lld x %lld is too large to repack", m->path, ts_type_name(w->type),
+                       (long long)w->n_out, (long long)w->n_in);
+    /* In the file layout an expert stack's matrices follow each other (expert_bytes = rows x
+     * row_bytes), so all groups' source rows are one contiguous range. */
+    if (it->expert_bytes && *it->expert_bytes != w->row_bytes * (size_t)w->n_out)
+        return ts_fail(err, "%s: an expert stack with a gap between experts cannot be repacked", m->path);
+    *group_bytes = gb;
+    *n_groups = groups_per_expert * it->n_experts;
+    *total = expert_bytes * (size_t)it->n_experts;
+    return 0;
+}
+
+void ts_repack_item_fill(const ts_model *m, ts_threadpool *pool, const repack_item *it, void *dst) {
+    const ts_matrix *w = it->w;
+    size_t group_bytes = 0, total = 0;
+    long n_groups = 0;
+    ts_err ignored;
+    if (ts_repack_item_geometry(m, it, &group_bytes, &n_groups, &total, &ignored) != 0) return; /* checked by callers */
+    const size_t src_total = w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts;
+    repack_job j = {.rt = ts_repack_traits_for(m->isa, w->type), .src = w->data, .fd = -1, .row_bytes = w->row_bytes,
+                    .dst = dst, .group_bytes = group_bytes, .n_groups = n_groups, .n = (int)w->n_in};
+    if (gguf_file_range(m->file, w->data, src_total, &j.fd, &j.src_offset) != 0) j.fd = -1;
+    ts_threadpool_run(pool, repack_task, &j);
+    if (j.fd >= 0) close(j.fd);
+}
+
 /* Repacks one matrix (or expert stack) into a new anonymous mapping and switches it over. */
 static int repack_one(ts_model *m, ts_threadpool *pool, const repack_item *it, uint64_t *bytes, ts_err *err) {
     ts_matrix *w = it->w;
-    const ts_repack_traits *rt = ts_repack_traits_for(m->isa, w->type);
-    const size_t group_bytes = ts_repack_group_bytes(w->type, w->n_in);
-    const long groups_per_expert = (long)(w->n_out / TS_REPACK_ROWS);
-    const size_t expert_bytes = (size_t)groups_per_expert * group_bytes;
-    if (expert_bytes / group_bytes != (size_t)groups_per_expert || expert_bytes > SIZE_MAX / (size_t)it->n_experts)
-        return ts_fail(err, "%s: a %s matrix of %lld x %lld is too large to repack", m->path, ts_type_name(w->type),
-                       (long long)w->n_out, (long long)w->n_in);
-    const size_t total = expert_bytes * (size_t)it->n_experts;
+    size_t group_bytes, total;
+    long n_groups;
+    if (ts_repack_item_geometry(m, it, &group_bytes, &n_groups, &total, err) != 0) return -1;
     if (m->n_repacked == m->cap_repacked) {
         const int cap = m->cap_repacked ? m->cap_repacked * 2 : 256;
         ts_owned_map *grown = realloc(m->repacked, (size_t)cap * sizeof *grown);
@@ -121,34 +137,29 @@ static int repack_one(ts_model *m, ts_threadpool *pool, const repack_item *it, u
         return ts_fail(err, "out of memory repacking the weights: %zu more bytes needed (run without --repack)", total);
     /* Decoding streams these bytes for every token: huge pages spare the TLB. Only a hint. */
     (void)madvise(dst, total, MADV_HUGEPAGE);
-    /* In the file layout an expert stack's matrices follow each other (expert_bytes = rows x
-     * row_bytes), so all groups' source rows are one contiguous range. */
-    const size_t src_total = w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts;
-    if (it->expert_bytes && *it->expert_bytes != w->row_bytes * (size_t)w->n_out) {
-        munmap(dst, total);
-        return ts_fail(err, "%s: an expert stack with a gap between experts cannot be repacked", m->path);
-    }
-    repack_job j = {.rt = rt, .src = w->data, .fd = -1, .row_bytes = w->row_bytes, .dst = dst,
-                    .group_bytes = group_bytes, .n_groups = groups_per_expert * it->n_experts, .n = (int)w->n_in};
-    if (gguf_file_range(m->file, w->data, src_total, &j.fd, &j.src_offset) != 0) j.fd = -1;
-    ts_threadpool_run(pool, repack_task, &j);
-    if (j.fd >= 0) close(j.fd);
+    ts_repack_item_fill(m, pool, it, dst);
     /* The file's copy is no longer read: give its pages back (they stay in the page cache). */
-    gguf_release_range(m->file, w->data, src_total);
+    gguf_release_range(m->file, w->data, w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts);
     m->repacked[m->n_repacked++] = (ts_owned_map){.base = dst, .size = total};
-    w->data = dst;
-    w->repack = rt;
-    if (it->expert_bytes) *it->expert_bytes = expert_bytes;
+    ts_repack_item_switch(m, it, dst);
     *bytes += total;
     return 0;
+}
+
+void ts_repack_item_switch(ts_model *m, const repack_item *it, const void *dst) {
+    const ts_matrix *w = it->w;
+    const size_t group_bytes = ts_repack_group_bytes(w->type, w->n_in);
+    it->w->data = dst;
+    it->w->repack = ts_repack_traits_for(m->isa, w->type);
+    if (it->expert_bytes) *it->expert_bytes = (size_t)(w->n_out / TS_REPACK_ROWS) * group_bytes;
 }
 
 uint64_t ts_model_repack_bytes(const ts_model *m) {
     if (!m->arch->each_matrix) return 0;
     repack_list list = {.m = m};
     /* the visitor hands out writable views; nothing is written here */
-    m->arch->each_matrix((ts_model *)m, collect, &list);
-    collect(&list, (ts_matrix *)&m->output, 1, NULL);
+    m->arch->each_matrix((ts_model *)m, ts_repack_collect, &list);
+    ts_repack_collect(&list, (ts_matrix *)&m->output, 1, NULL);
     uint64_t bytes = 0;
     for (int i = 0; !list.out_of_memory && i < list.n; i++) {
         const ts_matrix *w = list.items[i].w;
@@ -166,8 +177,8 @@ int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err
     if (stats) memset(stats, 0, sizeof *stats);
     if (!m->arch->each_matrix) return 0; /* an arch without the visitor keeps the file layout */
     repack_list list = {.m = m};
-    m->arch->each_matrix(m, collect, &list);
-    collect(&list, &m->output, 1, NULL);
+    m->arch->each_matrix(m, ts_repack_collect, &list);
+    ts_repack_collect(&list, &m->output, 1, NULL);
     int rc = 0;
     uint64_t bytes = 0;
     if (list.out_of_memory) {

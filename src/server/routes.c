@@ -979,7 +979,7 @@ int server_run(const server_config *cfg) {
         return 1;
     }
     ts_model_get_info(sv.model, &sv.info);
-    if (cli_prepare_weights(sv.model, cfg->repack, cfg->no_repack, cfg->n_threads, "tiefsee serve", true, NULL) != 0)
+    if (cli_prepare_weights(sv.model, &cfg->weights, cfg->n_threads, "tiefsee serve", true, NULL) != 0)
         goto done;
     size_t tlen;
     const char *tmpl = ts_chat_model_template(sv.model, &tlen);

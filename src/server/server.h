@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "chat/chat.h"
+#include "cli/weight_opts.h"
 #include "tiefsee.h"
 
 #define SERVER_MAX_STOP 4
@@ -25,7 +26,7 @@ typedef struct server_config {
     const char *chat_template; /* format name overriding the model's template, or NULL */
     int port; /* 0 = any free port (printed at start) */
     int n_slots, n_ctx, n_threads, queue_max;
-    bool repack, no_repack; /* --repack / --no-repack (neither: cli_prepare_weights's default) */
+    cli_weight_opts weights; /* --repack / --no-repack / --repack-cache (none: cli_prepare_weights's default) */
 } server_config;
 
 /* Runs until SIGTERM/SIGINT; returns the process exit status. */

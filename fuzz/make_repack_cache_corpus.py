@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of fuzz_repack_cache (fuzz/corpus/repack_cache): a cache file header
+matching the target's fixed items, and a few near misses. Run from the repository root."""
+import os
+import struct
+
+HEADER = "<8sIIIIQ"      # ts_rpc_header: magic, version, byte_order, isa, n_items, file_size
+ITEM = "<12Q"            # ts_rpc_item
+FILE_SIZE = 4 * 4096
+ITEMS = [
+    (2, 256, 32, 1, 4096, 7, 11, 65536, 1000000000, 4096, 4608, 0),
+    (12, 256, 16, 4, 16384, 7, 11, 65536, 1000000000, 12288, 4096, 0),
+]
+
+
+def header(magic=b"TSRPKCH1", version=1, order=0x01020304, isa=1, n=2, size=FILE_SIZE, items=ITEMS):
+    return struct.pack(HEADER, magic, version, order, isa, n, size) + b"".join(struct.pack(ITEM, *i) for i in items)
+
+
+def main():
+    out = "fuzz/corpus/repack_cache"
+    os.makedirs(out, exist_ok=True)
+    bad_offset = [ITEMS[0], ITEMS[1][:9] + (4096, 4096, 0)]            # overlaps the first item
+    past_end = [ITEMS[0], ITEMS[1][:9] + (12288, 1 << 63, 0)]          # bytes run past the end
+    seeds = {
+        "valid": header(),
+        "bad_magic": header(magic=b"GGUF\0\0\0\0"),
+        "wrong_size": header(size=FILE_SIZE + 1),
+        "overlap": header(items=bad_offset),
+        "past_end": header(items=past_end),
+        "short": header()[:70],
+    }
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+/* ts_model_repack_cached: the repacked weights in a file that later loads map instead of repacking.
+ *
+ * Why: repacking V2-Lite's 8.7 GB takes ~18 s per load here (most of it the first touch of fresh
+ * anonymous memory), while mapping a page-cached file of the same bytes takes a fraction of a
+ * second, and the pages are shared by every process that maps the model (a server and a CLI).
+ * Why it is safe: a cache file is used only when its header matches the model file's identity and
+ * this CPU's layouts, and a sample of it matches freshly repacked bytes (repack_cache.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "model/model.h"
+#include "model/repack_cache.h"
+#include "model/repack_internal.h"
+#include "quant/repack.h"
+#include "tiefsee.h"
+
+/* ---- the header check (fuzzed: fuzz/fuzz_repack_cache.c) ---------------------------------------- */
+
+static int why_fail(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int why_fail(char *why, size_t why_len, const char *fmt, ...) {
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, uint32_t isa, const ts_rpc_item *want, uint32_t n_want,
+                 char *why, size_t why_len) {
+    ts_rpc_header h;
+    if (len < sizeof h) return why_fail(why, why_len, "the file is shorter than its header");
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, TS_RPC_MAGIC, sizeof h.magic) != 0) return why_fail(why, why_len, "not a tiefsee cache file");
+    if (h.byte_order != TS_RPC_BYTE_ORDER) return why_fail(why, why_len, "written on a machine of another byte order");
+    if (h.version != TS_RPC_VERSION) return why_fail(why, why_len, "format version %u, not %u", h.version, TS_RPC_VERSION);
+    if (h.isa != isa) return why_fail(why, why_len, "made for another kernel set");
+    if (h.file_size != file_size)
+        return why_fail(why, why_len, "%llu bytes long, its header says %llu (cut short?)", (unsigned long long)file_size,
+                        (unsigned long long)h.file_size);
+    if (h.n_items != n_want)
+        return why_fail(why, why_len, "holds %u matrices, the model has %u to repack", h.n_items, n_want);
+    if ((len - sizeof h) / sizeof(ts_rpc_item) < n_want) return why_fail(why, why_len, "the item records are cut short");
+    const uint64_t records_end = sizeof h + (uint64_t)n_want * sizeof(ts_rpc_item);
+    uint64_t prev_end = records_end;
+    for (uint32_t i = 0; i < n_want; i++) {
+        ts_rpc_item it;
+        memcpy(&it, (const char *)buf + sizeof h + (size_t)i * sizeof it, sizeof it);
+        const ts_rpc_item *w = &want[i];
+        if (it.type != w->type || it.n_in != w->n_in || it.n_out != w->n_out || it.n_experts != w->n_experts)
+            return why_fail(why, why_len, "matrix %u has another shape or type", i);
+        if (it.src_offset != w->src_offset || it.src_dev != w->src_dev || it.src_ino != w->src_ino ||
+            it.src_size != w->src_size || it.src_mtime_ns != w->src_mtime_ns)
+            return why_fail(why, why_len, "the model file changed since the cache was written (matrix %u)", i);
+        if (it.bytes != w->bytes || it.reserved != 0)
+            return why_fail(why, why_len, "matrix %u has another repacked size", i);
+        if (it.cache_offset % TS_RPC_ALIGN != 0 || it.cache_offset < prev_end || it.cache_offset > file_size ||
+            it.bytes > file_size - it.cache_offset)
+            return why_fail(why, why_len, "matrix %u lies outside the file or overlaps another", i);
+        prev_end = it.cache_offset + it.bytes;
+    }
+    return 0;
+}
+
+/* ---- what the model expects ------------------------------------------------------------------- */
+
+typedef struct cache_plan {
+    repack_list list;
+    ts_rpc_item *want; /* list.n */
+    uint64_t file_size, bytes;
+    size_t max_item; /* the largest item's bytes: the write path's buffer */
+} cache_plan;
+
+static void plan_free(cache_plan *p) {
+    free(p->list.items);
+    free(p->want);
+}
+
+static int make_plan(ts_model *m, cache_plan *p, ts_err *err) {
+    memset(p, 0, sizeof *p);
+    p->list.m = m;
+    if (m->arch->each_matrix) {
+        m->arch->each_matrix(m, ts_repack_collect, &p->list);
+        ts_repack_collect(&p->list, &m->output, 1, NULL);
+    }
+    if (p->list.out_of_memory) return ts_fail(err, "out of memory listing the weights to repack");
+    if (p->list.n == 0) return 0;
+    p->want = calloc((size_t)p->list.n, sizeof *p->want);
+    if (!p->want) return ts_fail(err, "out of memory listing the weights to repack");
+    uint64_t off = sizeof(ts_rpc_header) + (uint64_t)p->list.n * sizeof(ts_rpc_item);
+    for (int i = 0; i < p->list.n; i++) {
+        const repack_item *it = &p->list.items[i];
+        const ts_matrix *w = it->w;
+        size_t group_bytes, total;
+        long n_groups;
+        if (ts_repack_item_geometry(m, it, &group_bytes, &n_groups, &total, err) != 0) return -1;
+        const size_t src_total = w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts;
+        int fd = -1;
+        uint64_t src_offset = 0;
+        struct stat st;
+        if (gguf_file_range(m->file, w->data, src_total, &fd, &src_offset) != 0)
+            return ts_fail(err, "%s: the weights are not in a file that a cache could be checked against", m->path);
+        const int rc = fstat(fd, &st);
+        close(fd);
+        if (rc != 0) return ts_fail(err, "%s: %s", m->path, strerror(errno));
+        off = (off + TS_RPC_ALIGN - 1) / TS_RPC_ALIGN * TS_RPC_ALIGN;
+        p->want[i] = (ts_rpc_item){
+            .type = (uint64_t)w->type, .n_in = (uint64_t)w->n_in, .n_out = (uint64_t)w->n_out,
+            .n_experts = (uint64_t)it->n_experts, .src_offset = src_offset, .src_dev = (uint64_t)st.st_dev,
+            .src_ino = (uint64_t)st.st_ino, .src_size = (uint64_t)st.st_size,
+            .src_mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec,
+            .cache_offset = off, .bytes = total};
+        off += total;
+        p->bytes += total;
+        if (total > p->max_item) p->max_item = total;
+    }
+    p->file_size = off;
+    return 0;
+}
+
+/* `DIR/NAME.ISA.HASH.tsrp`: one file per model path and kernel set, so a changed model file
+ * replaces its own cache instead of leaving old ones behind. HASH (FNV-1a of the real path) keeps
+ * two models of the same name in different folders apart. */
+static int cache_path(const ts_model *m, const char *dir, char *out, size_t out_len, ts_err *err) {
+    char real[PATH_MAX];
+    if (!realpath(m->path, real)) return ts_fail(err, "%s: %s", m->path, strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *c = real; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    const char *base = strrchr(real, '/');
+    base = base ? base + 1 : real;
+    const int n = snprintf(out, out_len, "%s/%s.%s.%016llx.tsrp", dir, base, ts_isa_name(m->isa), (unsigned long long)h);
+    if (n < 0 || (size_t)n >= out_len) return ts_fail(err, "the cache file's path under %s is too long", dir);
+    return 0;
+}
+
+/* mkdir -p, owner-only for the folders it creates. */
+static int make_dirs(const char *dir, ts_err *err) {
+    char buf[PATH_MAX];
+    const int n = snprintf(buf, sizeof buf, "%s", dir);
+    if (n <= 0 || (size_t)n >= sizeof buf) return ts_fail(err, "cache folder %s: path too long", dir);
+    for (char *c = buf + 1;; c++) {
+        const bool end = *c == '\0';
+        if (*c == '/' || end) {
+            *c = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) return ts_fail(err, "cache folder %s: %s", buf, strerror(errno));
+            if (end) break;
+            *c = '/';
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return ts_fail(err, "cache folder %s is not a folder", dir);
+    return 0;
+}
+
+/* ---- mapping an existing cache file ----------------------------------------------------------- */
+
+typedef enum { MAP_OK, MAP_ABSENT, MAP_STALE } map_result;
+
+/* Repacks group g of item it afresh and compares it with the cached bytes. */
+static bool group_matches(const ts_model *m, const repack_item *it, size_t group_bytes, long g, const char *cached,
+                          char *scratch) {
+    const ts_matrix *w = it->w;
+    const size_t src_group = TS_REPACK_ROWS * w->row_bytes;
+    ts_repack_traits_for(m->isa, w->type)->repack((int)w->n_in, (const char *)w->data + (size_t)g * src_group,
+                                                 w->row_bytes, scratch);
+    return memcmp(scratch, cached + (size_t)g * group_bytes, group_bytes) == 0;
+}
+
+static map_result map_cache(ts_model *m, const cache_plan *p, const char *path, void **base_out, char *why,
+                            size_t why_len) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return MAP_ABSENT;
+        why_fail(why, why_len, "cannot open it: %s", strerror(errno));
+        return MAP_STALE;
+    }
+    struct stat st;
+    const size_t head_len = sizeof(ts_rpc_header) + (size_t)p->list.n * sizeof(ts_rpc_item);
+    char *head = malloc(head_len);
+    map_result r = MAP_STALE;
+    void *base = MAP_FAILED;
+    if (!head || fstat(fd, &st) != 0) {
+        why_fail(why, why_len, "cannot read it");
+        goto done;
+    }
+    const ssize_t got = pread(fd, head, head_len, 0);
+    if (got < 0) {
+        why_fail(why, why_len, "cannot read it: %s", strerror(errno));
+        goto done;
+    }
+    if (ts_rpc_check(head, (size_t)got, (uint64_t)st.st_size, (uint32_t)m->isa, p->want, (uint32_t)p->list.n, why,
+                     why_len) != 0)
+        goto done;
+    if ((uint64_t)st.st_size > SIZE_MAX) goto done;
+    base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        why_fail(why, why_len, "cannot map it: %s", strerror(errno));
+        goto done;
+    }
+    /* Decoding streams these bytes for every token: with huge pages the page cache reads the
+     * file in 2 MiB folios that the mapping maps whole (as fast as the anonymous huge pages of an
+     * in-memory repacking; 4 KiB pages measured ~20 % slower). Then start reading the file into
+     * the page cache in the background. Both only hints. */
+    (void)madvise(base, (size_t)st.st_size, MADV_HUGEPAGE);
+    (void)madvise(base, (size_t)st.st_size, MADV_WILLNEED);
+    /* Spot check: a changed layout (another tiefsee) or other weights in an identical-looking file
+     * change every group, so the first and last of each matrix find them. */
+    size_t max_group = 0;
+    for (int i = 0; i < p->list.n; i++) {
+        const size_t gb = ts_repack_group_bytes(p->list.items[i].w->type, p->list.items[i].w->n_in);
+        if (gb > max_group) max_group = gb;
+    }
+    char *scratch = malloc(max_group);
+    bool same = scratch != NULL;
+    for (int i = 0; same && i < p->list.n; i++) {
+        const repack_item *it = &p->list.items[i];
+        const size_t gb = ts_repack_group_bytes(it->w->type, it->w->n_in);
+        const long n_groups = (long)(p->want[i].bytes / gb);
+        const char *cached = (const char *)base + p->want[i].cache_offset;
+        same = group_matches(m, it, gb, 0, cached, scratch) && group_matches(m, it, gb, n_groups - 1, cached, scratch);
+        if (!same) why_fail(why, why_len, "its bytes differ from the model's (matrix %d): another tiefsee or other weights", i);
+    }
+    free(scratch);
+    if (!same) {
+        munmap(base, (size_t)st.st_size);
+        base = MAP_FAILED;
+        goto done;
+    }
+    r = MAP_OK;
+    *base_out = base;
+done:
+    free(head);
+    close(fd);
+    return r;
+}
+
+/* ---- writing a new cache file ----------------------------------------------------------------- */
+
+static bool write_fully(int fd, const void *buf, size_t n, uint64_t offset) {
+    const char *c = buf;
+    while (n > 0) {
+        const ssize_t put = pwrite(fd, c, n, (off_t)offset);
+        if (put <= 0) return false;
+        c += put;
+        n -= (size_t)put;
+        offset += (uint64_t)put;
+    }
+    return true;
+}
+
+/* Room to leave on the cache's file system besides the file: 1 GiB or 5 % of it, whichever is more,
+ * so that a cache never fills the user's disk. */
+static int check_room(const char *dir, uint64_t need, ts_err *err) {
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0) return ts_fail(err, "cache folder %s: %s", dir, strerror(errno));
+    const uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize, total = (uint64_t)fs.f_blocks * fs.f_frsize;
+    uint64_t keep = total / 20;
+    if (keep < (1ull << 30)) keep = 1ull << 30;
+    if (avail < need || avail - need < keep)
+        return ts_fail(err, "not enough room in %s for the repacked weights' cache: %.2f GB needed, %.2f GB free "
+                            "(keeping %.2f GB free)", dir, (double)need / 1e9, (double)avail / 1e9, (double)keep / 1e9);
+    return 0;
+}
+
+static int write_cache(ts_model *m, const cache_plan *p, int n_threads, const char *dir, const char *path,
+                       ts_err *err) {
+    if (check_room(dir, p->file_size, err) != 0) return -1;
+    char tmp[PATH_MAX + 32];
+    const int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp) return ts_fail(err, "the cache file's path is too long");
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return ts_fail(err, "cannot create %s: %s", tmp, strerror(errno));
+    ts_threadpool *pool = NULL;
+    void *buf = MAP_FAILED;
+    int rc = ts_threadpool_new(n_threads, &pool, err);
+    if (rc == 0) {
+        buf = mmap(NULL, p->max_item, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (buf == MAP_FAILED) rc = ts_fail(err, "out of memory repacking the weights");
+    }
+    const size_t head_len = sizeof(ts_rpc_header) + (size_t)p->list.n * sizeof(ts_rpc_item);
+    char *head = rc == 0 ? calloc(1, head_len) : NULL;
+    if (rc == 0 && !head) rc = ts_fail(err, "out of memory writing the cache's header");
+    if (rc == 0) {
+        ts_rpc_header h = {.version = TS_RPC_VERSION, .byte_order = TS_RPC_BYTE_ORDER, .isa = (uint32_t)m->isa,
+                           .n_items = (uint32_t)p->list.n, .file_size = p->file_size};
+        memcpy(h.magic, TS_RPC_MAGIC, sizeof h.magic);
+        memcpy(head, &h, sizeof h);
+        memcpy(head + sizeof h, p->want, (size_t)p->list.n * sizeof(ts_rpc_item));
+    }
+    /* The items first and the header last: a file cut short by a crash before the rename is a
+     * temporary one anyway, and one cut short after it fails the size check. */
+    for (int i = 0; rc == 0 && i < p->list.n; i++) {
+        ts_repack_item_fill(m, pool, &p->list.items[i], buf);
+        if (!write_fully(fd, buf, p->want[i].bytes, p->want[i].cache_offset))
+            rc = ts_fail(err, "writing %s: %s", tmp, errno ? strerror(errno) : "short write");
+    }
+    if (rc == 0 && !write_fully(fd, head, head_len, 0))
+        rc = ts_fail(err, "writing %s: %s", tmp, errno ? strerror(errno) : "short write");
+    if (rc == 0 && ftruncate(fd, (off_t)p->file_size) != 0) rc = ts_fail(err, "writing %s: %s", tmp, strerror(errno));
+    if (rc == 0 && fdatasync(fd) != 0) rc = ts_fail(err, "writing %s: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && rc == 0) rc = ts_fail(err, "writing %s: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0) rc = ts_fail(err, "renaming %s: %s", tmp, strerror(errno));
+    if (rc != 0) unlink(tmp);
+    free(head);
+    if (buf != MAP_FAILED) munmap(buf, p->max_item);
+    ts_threadpool_free(pool);
+    return rc;
+}
+
+/* ---- the entry point -------------------------------------------------------------------------- */
+
+static void switch_to(ts_model *m, const cache_plan *p, void *base) {
+    for (int i = 0; i < p->list.n; i++) {
+        const repack_item *it = &p->list.items[i];
+        const ts_matrix *w = it->w;
+        /* The file's copy is no longer read (the spot check touched a page or two of it). */
+        gguf_release_range(m->file, w->data, w->row_bytes * (size_t)w->n_out * (size_t)it->n_experts);
+        ts_repack_item_switch(m, it, (const char *)base + p->want[i].cache_offset);
+    }
+}
+
+int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, ts_repack_stats *stats,
+                           char err_out[TS_ERR_LEN]) {
+    ts_err err = {{0}};
+    ts_repack_stats st = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (n_threads <= 0) {
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = cores > 0 && cores <= 1024 ? (int)cores : 1;
+    }
+    cache_plan p;
+    int rc = make_plan(m, &p, &err);
+    if (rc == 0 && p.list.n > 0) {
+        rc = m->n_repacked + 1 <= m->cap_repacked ? 0 : -1;
+        if (rc != 0) {
+            const int cap = m->cap_repacked ? m->cap_repacked * 2 : 16;
+            ts_owned_map *grown = realloc(m->repacked, (size_t)cap * sizeof *grown);
+            if (grown) {
+                m->repacked = grown;
+                m->cap_repacked = cap;
+                rc = 0;
+            } else {
+                ts_fail(&err, "out of memory");
+            }
+        }
+        if (rc == 0) rc = make_dirs(cache_dir, &err);
+        if (rc == 0) rc = cache_path(m, cache_dir, st.cache_path, sizeof st.cache_path, &err);
+        void *base = NULL;
+        map_result r = MAP_ABSENT;
+        if (rc == 0) r = map_cache(m, &p, st.cache_path, &base, st.cache_note, sizeof st.cache_note);
+        if (rc == 0 && r != MAP_OK) {
+            rc = write_cache(m, &p, n_threads, cache_dir, st.cache_path, &err);
+            char why[sizeof st.cache_note];
+            if (rc == 0 && map_cache(m, &p, st.cache_path, &base, why, sizeof why) != MAP_OK)
+                rc = ts_fail(&err, "%s: the cache just written does not check: %s", st.cache_path, why);
+            st.cache = TS_REPACK_CACHE_WRITTEN;
+        } else if (rc == 0) {
+            st.cache = TS_REPACK_CACHE_MAPPED;
+        }
+        if (rc == 0) {
+            m->repacked[m->n_repacked++] = (ts_owned_map){.base = base, .size = (size_t)p.file_size};
+            switch_to(m, &p, base);
+            st.matrices = p.list.n;
+            st.bytes = p.bytes;
+        } else {
+            st.cache = TS_REPACK_CACHE_NONE;
+        }
+    }
+    plan_free(&p);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    st.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (stats) *stats = st;
+    if (rc != 0) {
+        if (err_out) snprintf(err_out, TS_ERR_LEN, "%s", err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `--repack-cache` from the front ends: the first load says it wrote the cache file (in
+# $TIEFSEE_REPACK_CACHE_DIR, else $XDG_CACHE_HOME/tiefsee/repacked), the second that it mapped it;
+# the logits equal those of `--repack` bit for bit; `bench` records say "written" / "mapped";
+# --no-repack with --repack or --repack-cache is a usage error (exit 2) in every command; a cache
+# folder that cannot be made falls back to repacking in memory with a message, same logits.
+# (tests/model/test_repack_cache.c checks the cache's contents and stale-file handling.)
+# Usage: bash tests/cli/test_cli_repack_cache.sh BUILD_DIR
+set -u
+BUILD=${1:?usage: test_cli_repack_cache.sh BUILD_DIR}
+TS="$BUILD/tiefsee"
+[ -x "$TS" ] || { echo "test_cli_repack_cache: $TS not found"; exit 1; }
+command -v python3 > /dev/null || { echo "test_cli_repack_cache: python3 needed to read the JSON"; exit 77; }
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export XDG_CACHE_HOME="$WORK/xdg" # never the user's own cache
+unset TIEFSEE_REPACK_CACHE_DIR
+failures=0
+fail() { echo "test_cli_repack_cache: FAIL: $*"; failures=$((failures + 1)); }
+
+"$TS" synth tiny-deepseek2-lite --type q4_0 -o "$WORK/m.gguf" > /dev/null 2>&1 || { echo "synth failed"; exit 1; }
+TOK=1,2,3,4,5,6
+
+# ---- logits: written, then mapped, equal to --repack ----
+"$TS" logits -m "$WORK/m.gguf" --tokens $TOK --repack -o "$WORK/mem.f32" 2> "$WORK/err" || fail "logits --repack: $(cat "$WORK/err")"
+"$TS" logits -m "$WORK/m.gguf" --tokens $TOK --repack-cache -o "$WORK/c1.f32" 2> "$WORK/err1" \
+    || fail "logits --repack-cache (1): $(cat "$WORK/err1")"
+grep -Eq "repacked [0-9]+ weight matrices \([0-9.]+ GB\) into $WORK/xdg/tiefsee/repacked/m\.gguf\.[a-z0-9]+\.[0-9a-f]{16}\.tsrp" "$WORK/err1" \
+    || fail "first load does not say it wrote the cache under XDG_CACHE_HOME: $(cat "$WORK/err1")"
+"$TS" logits -m "$WORK/m.gguf" --tokens $TOK --repack-cache -o "$WORK/c2.f32" 2> "$WORK/err2" \
+    || fail "logits --repack-cache (2): $(cat "$WORK/err2")"
+grep -q "mapped [0-9]* repacked weight matrices" "$WORK/err2" || fail "second load did not map the cache: $(cat "$WORK/err2")"
+cmp -s "$WORK/mem.f32" "$WORK/c1.f32" || fail "logits with a new cache differ from --repack"
+cmp -s "$WORK/mem.f32" "$WORK/c2.f32" || fail "logits with a mapped cache differ from --repack"
+[ "$(ls "$WORK/xdg/tiefsee/repacked" | wc -l)" = 1 ] || fail "cache folder: $(ls "$WORK/xdg/tiefsee/repacked")"
+
+# ---- TIEFSEE_REPACK_CACHE_DIR wins ----
+TIEFSEE_REPACK_CACHE_DIR="$WORK/own" "$TS" logits -m "$WORK/m.gguf" --tokens $TOK --repack-cache -o "$WORK/c3.f32" 2> "$WORK/err3" \
+    || fail "logits with TIEFSEE_REPACK_CACHE_DIR: $(cat "$WORK/err3")"
+ls "$WORK/own"/m.gguf.*.tsrp > /dev/null 2>&1 || fail "TIEFSEE_REPACK_CACHE_DIR not used: $(cat "$WORK/err3")"
+
+# ---- an unusable folder: falls back to repacking in memory, says why ----
+: > "$WORK/afile"
+TIEFSEE_REPACK_CACHE_DIR="$WORK/afile/sub" "$TS" logits -m "$WORK/m.gguf" --tokens $TOK --repack-cache -o "$WORK/c4.f32" 2> "$WORK/err4" \
+    || fail "an unusable cache folder failed the command: $(cat "$WORK/err4")"
+grep -q "repacked weights not cached: cache folder" "$WORK/err4" || fail "no reason given: $(cat "$WORK/err4")"
+cmp -s "$WORK/mem.f32" "$WORK/c4.f32" || fail "fallback logits differ from --repack"
+
+# ---- bench records ----
+for want in mapped; do
+    "$TS" bench -m "$WORK/m.gguf" --repack-cache -p 0 -n 4 -r 1 -t 1 --bandwidth cached --probe-mb 16 -o json \
+        > "$WORK/b.json" 2> "$WORK/berr" || fail "bench --repack-cache: $(cat "$WORK/berr")"
+    got=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r["repack_cache"], r["repack"])' "$WORK/b.json" 2>&1)
+    [ "$got" = "$want True" ] || fail "bench record repack_cache/repack: $got, want $want True"
+done
+rm -rf "$WORK/xdg/tiefsee/repacked"
+"$TS" bench -m "$WORK/m.gguf" --repack-cache -p 0 -n 4 -r 1 -t 1 --bandwidth cached --probe-mb 16 -o json \
+    > "$WORK/b.json" 2> "$WORK/berr" || fail "bench --repack-cache (new): $(cat "$WORK/berr")"
+got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["repack_cache"])' "$WORK/b.json" 2>&1)
+[ "$got" = written ] || fail "bench record repack_cache: $got, want written"
+"$TS" bench -m "$WORK/m.gguf" -p 0 -n 4 -r 1 -t 1 --bandwidth cached --probe-mb 16 -o json > "$WORK/b.json" 2> "$WORK/berr" \
+    || fail "bench: $(cat "$WORK/berr")"
+got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["repack_cache"])' "$WORK/b.json" 2>&1)
+[ "$got" = None ] || fail "bench record without --repack-cache: repack_cache $got, want null"
+
+# ---- usage errors ----
+for cmd in run chat serve bench; do
+    for other in --repack --repack-cache; do
+        "$TS" $cmd -m "$WORK/m.gguf" --no-repack $other < /dev/null > /dev/null 2> "$WORK/uerr"
+        rc=$?
+        [ $rc = 2 ] && grep -q "excludes" "$WORK/uerr" || fail "$cmd --no-repack $other: exit $rc, want 2 ($(head -c 300 "$WORK/uerr"))"
+    done
+done
+
+if [ $failures -gt 0 ]; then
+    echo "test_cli_repack_cache: $failures failure(s)"
+    exit 1
+fi
+echo "test_cli_repack_cache: ok"
