@@ -5,8 +5,10 @@
  * second, and the pages are shared by every process that maps the model (a server and a CLI).
  * Why it is safe: a cache file is used only when its header matches the model file's identity and
  * this CPU's layouts, and a sample of it matches freshly repacked bytes (repack_cache.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -275,13 +277,39 @@ static int check_room(const char *dir, uint64_t need, ts_err *err) {
     return 0;
 }
 
+/* Removes PATH.tmp.PID.* files whose writer is gone (killed while writing a cache): each holds up to
+ * a model's size of disk that nothing would ever reclaim. A live writer's file is left alone. */
+static void remove_orphans(const char *dir, const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char prefix[PATH_MAX];
+    const int n = snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+    if (n <= 0 || (size_t)n >= sizeof prefix) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, (size_t)n) != 0) continue;
+        char *end = NULL;
+        errno = 0;
+        const long pid = strtol(e->d_name + n, &end, 10);
+        if (errno != 0 || !end || *end != '.' || pid <= 0 || pid > INT_MAX) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char victim[PATH_MAX + 300];
+        if (snprintf(victim, sizeof victim, "%s/%s", dir, e->d_name) < (int)sizeof victim) (void)unlink(victim);
+    }
+    closedir(d);
+}
+
 static int write_cache(ts_model *m, const cache_plan *p, int n_threads, const char *dir, const char *path,
                        ts_err *err) {
+    remove_orphans(dir, path);
     if (check_room(dir, p->file_size, err) != 0) return -1;
-    char tmp[PATH_MAX + 32];
-    const int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    /* PATH.tmp.PID.XXXXXX: unique even for two writers in one process; the PID tells
+     * remove_orphans whose it is. */
+    char tmp[PATH_MAX + 40];
+    const int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp) return ts_fail(err, "the cache file's path is too long");
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) return ts_fail(err, "cannot create %s: %s", tmp, strerror(errno));
     ts_threadpool *pool = NULL;
     void *buf = MAP_FAILED;

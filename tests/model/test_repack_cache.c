@@ -2,7 +2,7 @@
  * memory, later loads map it (same logits, bit for bit); a cache that no longer fits the model — a
  * changed model file, weights changed in place under the same size and time, a flipped byte in a
  * checked group, a file cut short, a foreign header — is replaced, never used; a cache folder that
- * cannot be made leaves the model untouched and says why. On tiny synthetic models of a dense and
+ * cannot be made leaves the model untouched and says why; a dead writer's temporary file is removed. On tiny synthetic models of a dense and
  * an MLA+MoE architecture, with the best ISA's layouts and the scalar ones. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arch/arch.h"
@@ -192,6 +193,18 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     free(got);
     ts_model_free(b);
 
+    /* A temporary file of a writer that died is removed by the next write; a live one's is kept. */
+    char orphan[1100], live[1100];
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    CHECK(child > 0 && waitpid(child, NULL, 0) == child, "fork");
+    snprintf(orphan, sizeof orphan, "%s.tmp.%ld.a1b2c3", cache_path, (long)child);
+    snprintf(live, sizeof live, "%s.tmp.%ld.a1b2c3", cache_path, (long)getppid());
+    FILE *f1 = fopen(orphan, "w"), *f2 = fopen(live, "w");
+    CHECK(f1 && f2, "create fake temporary files");
+    if (f1) fclose(f1);
+    if (f2) fclose(f2);
+
     /* Stale or damaged caches are replaced, each for the reason it names. */
     const int n = in_memory.l.n;
     ts_rpc_item *items = calloc((size_t)n, sizeof *items);
@@ -231,6 +244,9 @@ static void test_model(const char *dir, const char *preset, const char *type, en
         }
     }
     free(items);
+    CHECK(access(orphan, F_OK) != 0, "%s: a dead writer's temporary file was left behind", label);
+    CHECK(access(live, F_OK) == 0, "%s: a live writer's temporary file was removed", label);
+    unlink(live);
     CHECK(count_files(cache_dir) == 1, "%s: %d files in the cache folder after the replacements, want 1", label,
           count_files(cache_dir));
 
