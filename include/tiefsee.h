@@ -52,7 +52,8 @@ typedef struct ts_repack_stats {
     char cache_note[256];  /* why an existing cache file was replaced ("" if none was) */
 } ts_repack_stats;
 int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err[TS_ERR_LEN]);
-/* ts_model_repack with the repacked weights kept in a file under cache_dir (created if missing),
+/* ts_model_repack with the repacked weights kept in a file under cache_dir (created if missing; with
+ * write false only an existing, matching cache file is mapped, nothing is written or created),
  * which the model maps read-only instead of holding a copy in its own memory: the first load
  * repacks matrix by matrix into a new file (so it needs the disk space, not the memory; written
  * under a temporary name, synced, then renamed), later loads of the same model file map it in
@@ -61,8 +62,9 @@ int ts_model_repack(ts_model *m, int n_threads, ts_repack_stats *stats, char err
  * and the first and last row group of every matrix, repacked afresh, equal the cached bytes;
  * otherwise it is replaced. One file per model path and kernel set (`NAME.ISA.HASH.tsrp`).
  * Returns 0 when the model now uses the cache file; 1 when it could not (err says why: too little
- * room on the disk, a directory it cannot write, ...) and the model is unchanged. */
-int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, ts_repack_stats *stats,
+ * room on the disk, a directory it cannot write, no cache file or a stale one when not writing,
+ * ...) and the model is unchanged. */
+int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, bool write, ts_repack_stats *stats,
                            char err[TS_ERR_LEN]);
 /* Bytes of weights ts_model_repack would move into memory the model owns on this CPU (0: none has
  * a repacked layout here, or the model is repacked already). Front ends weigh it against the

@@ -44,22 +44,27 @@ bool cli_repack_cache_dir(char *out, size_t cap) {
     return w > 0 && (size_t)w < cap;
 }
 
-/* --repack-cache: maps an earlier run's repacked weights, or repacks into a new cache file. Returns
- * 0 when the model now uses the cache, 1 when it could not (said on stderr; the model unchanged). */
-static int prepare_from_cache(ts_model *m, int n_threads, const char *who, ts_repack_stats *stats) {
+/* Maps an earlier run's repacked weights from the cache or, with write (--repack-cache), repacks
+ * into a new cache file when there is none. Returns 0 when the model now uses the cache, 1 when it
+ * could not (the model unchanged; said on stderr when the cache was asked for or is stale). */
+static int prepare_from_cache(ts_model *m, int n_threads, const char *who, bool write, bool report,
+                              ts_repack_stats *stats) {
     char dir[1024], err[TS_ERR_LEN] = "";
     if (!cli_repack_cache_dir(dir, sizeof dir)) {
-        fprintf(stderr, "%s: --repack-cache: no folder for the cache (set TIEFSEE_REPACK_CACHE_DIR or HOME)\n", who);
+        if (write) fprintf(stderr, "%s: --repack-cache: no folder for the cache (set TIEFSEE_REPACK_CACHE_DIR or HOME)\n", who);
         return 1;
     }
     ts_repack_stats st;
-    if (ts_model_repack_cached(m, n_threads, dir, &st, err) != 0) {
-        fprintf(stderr, "%s: repacked weights not cached: %s\n", who, err);
+    if (ts_model_repack_cached(m, n_threads, dir, write, &st, err) != 0) {
+        if (write)
+            fprintf(stderr, "%s: repacked weights not cached: %s\n", who, err);
+        else if (st.cache_note[0])
+            fprintf(stderr, "%s: not using the %s (--repack-cache rewrites it)\n", who, err);
         return 1;
     }
     if (stats) *stats = st;
     if (st.cache_note[0]) fprintf(stderr, "%s: replaced a stale cache file: %s\n", who, st.cache_note);
-    if (st.cache == TS_REPACK_CACHE_MAPPED)
+    if (st.cache == TS_REPACK_CACHE_MAPPED && (write || report))
         fprintf(stderr, "%s: mapped %d repacked weight matrices (%.2f GB) from %s in %.2f s\n", who, st.matrices,
                 (double)st.bytes / 1e9, st.cache_path, st.seconds);
     else if (st.cache == TS_REPACK_CACHE_WRITTEN)
@@ -83,8 +88,13 @@ int cli_prepare_weights(ts_model *m, const cli_weight_opts *o, int n_threads, co
     }
     if (o->no_repack) return 0;
     /* The cache is mapped file pages the kernel can drop and read again, like the model file's own:
-     * the 70 % rule for memory the model owns does not apply to it. */
-    if (o->repack_cache && ts_model_repack_bytes(m) > 0 && prepare_from_cache(m, n_threads, who, stats) == 0) return 0;
+     * the 70 % rule for memory the model owns does not apply to it. Without --repack-cache an
+     * existing cache file is still used (the default and a cache give the same bytes); only
+     * --repack insists on a copy in memory. */
+    const bool have_work = ts_model_repack_bytes(m) > 0;
+    if (o->repack_cache && have_work && prepare_from_cache(m, n_threads, who, true, report, stats) == 0) return 0;
+    if (!o->repack_cache && !o->repack && have_work && prepare_from_cache(m, n_threads, who, false, report, stats) == 0)
+        return 0;
     if (!o->repack) {
         const uint64_t bytes = ts_model_repack_bytes(m), mem = physical_memory_bytes();
         if (bytes == 0) return 0;

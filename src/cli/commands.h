@@ -43,8 +43,8 @@ bool cli_repack_by_default(uint64_t repack_bytes, uint64_t physical_bytes);
 
 #define CLI_REPACK_CACHE_HELP                                                                                   \
     "keep the repacked weights in a cache file (~/.cache/tiefsee/repacked, or $TIEFSEE_REPACK_CACHE_DIR) that " \
-    "later loads of the same model map instead of repacking: costs its size in disk space, saves the "          \
-    "repacking's time and memory"
+    "later loads of the same model map instead of repacking (also without this flag, once it exists): costs "   \
+    "its size in disk space, saves the repacking's time and memory"
 
 /* Where --repack-cache keeps its files: $TIEFSEE_REPACK_CACHE_DIR, else $XDG_CACHE_HOME/tiefsee/repacked,
  * else ~/.cache/tiefsee/repacked. False when none can be named. */

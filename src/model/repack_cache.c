@@ -360,7 +360,7 @@ static void switch_to(ts_model *m, const cache_plan *p, void *base) {
     }
 }
 
-int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, ts_repack_stats *stats,
+int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, bool write, ts_repack_stats *stats,
                            char err_out[TS_ERR_LEN]) {
     ts_err err = {{0}};
     ts_repack_stats st = {0};
@@ -385,12 +385,15 @@ int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, ts
                 ts_fail(&err, "out of memory");
             }
         }
-        if (rc == 0) rc = make_dirs(cache_dir, &err);
+        if (rc == 0 && write) rc = make_dirs(cache_dir, &err);
         if (rc == 0) rc = cache_path(m, cache_dir, st.cache_path, sizeof st.cache_path, &err);
         void *base = NULL;
         map_result r = MAP_ABSENT;
         if (rc == 0) r = map_cache(m, &p, st.cache_path, &base, st.cache_note, sizeof st.cache_note);
-        if (rc == 0 && r != MAP_OK) {
+        if (rc == 0 && r != MAP_OK && !write) {
+            rc = r == MAP_ABSENT ? ts_fail(&err, "no cache file %s", st.cache_path)
+                                 : ts_fail(&err, "stale cache file %s: %s", st.cache_path, st.cache_note);
+        } else if (rc == 0 && r != MAP_OK) {
             rc = write_cache(m, &p, n_threads, cache_dir, st.cache_path, &err);
             char why[sizeof st.cache_note];
             if (rc == 0 && map_cache(m, &p, st.cache_path, &base, why, sizeof why) != MAP_OK)

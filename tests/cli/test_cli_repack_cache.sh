@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `--repack-cache` from the front ends: the first load says it wrote the cache file (in
 # $TIEFSEE_REPACK_CACHE_DIR, else $XDG_CACHE_HOME/tiefsee/repacked), the second that it mapped it;
-# the logits equal those of `--repack` bit for bit; `bench` records say "written" / "mapped";
+# the logits equal those of `--repack` bit for bit; `bench` records say "written" / "mapped"; without
+# the flag an existing cache is mapped (a stale one ignored with a word, not rewritten), --repack
+# keeps a copy in memory;
 # --no-repack with --repack or --repack-cache is a usage error (exit 2) in every command; a cache
 # folder that cannot be made falls back to repacking in memory with a message, same logits.
 # (tests/model/test_repack_cache.c checks the cache's contents and stale-file handling.)
@@ -58,10 +60,26 @@ rm -rf "$WORK/xdg/tiefsee/repacked"
     > "$WORK/b.json" 2> "$WORK/berr" || fail "bench --repack-cache (new): $(cat "$WORK/berr")"
 got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["repack_cache"])' "$WORK/b.json" 2>&1)
 [ "$got" = written ] || fail "bench record repack_cache: $got, want written"
+# Without the flag an existing cache file is still used; --repack insists on memory, --no-repack on
+# the file layout.
+for case in ":mapped True" "--repack:None True" "--no-repack:None False"; do
+    flag=${case%%:*} want=${case#*:}
+    "$TS" bench -m "$WORK/m.gguf" $flag -p 0 -n 4 -r 1 -t 1 --bandwidth cached --probe-mb 16 -o json > "$WORK/b.json" 2> "$WORK/berr" \
+        || fail "bench $flag: $(cat "$WORK/berr")"
+    got=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r["repack_cache"], r["repack"])' "$WORK/b.json" 2>&1)
+    [ "$got" = "$want" ] || fail "bench ${flag:-(no flag)} with a cache file: repack_cache/repack $got, want $want"
+done
+# A stale cache file is not used without the flag (and said so), nor rewritten.
+cache=$(ls "$WORK"/xdg/tiefsee/repacked/*.tsrp)
+printf 'XXXXXXXX' | dd of="$cache" bs=1 seek=0 conv=notrunc 2> /dev/null
+before=$(cksum < "$cache")
 "$TS" bench -m "$WORK/m.gguf" -p 0 -n 4 -r 1 -t 1 --bandwidth cached --probe-mb 16 -o json > "$WORK/b.json" 2> "$WORK/berr" \
-    || fail "bench: $(cat "$WORK/berr")"
-got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["repack_cache"])' "$WORK/b.json" 2>&1)
-[ "$got" = None ] || fail "bench record without --repack-cache: repack_cache $got, want null"
+    || fail "bench with a stale cache: $(cat "$WORK/berr")"
+grep -q "not using the stale cache file .*not a tiefsee cache file (--repack-cache rewrites it)" "$WORK/berr" \
+    || fail "no word about the stale cache: $(cat "$WORK/berr")"
+got=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r["repack_cache"], r["repack"])' "$WORK/b.json" 2>&1)
+[ "$got" = "None True" ] || fail "bench with a stale cache: repack_cache/repack $got, want None True (repacked in memory)"
+[ "$(cksum < "$cache")" = "$before" ] || fail "a stale cache file was rewritten without --repack-cache"
 
 # ---- usage errors ----
 for cmd in run chat serve bench; do

@@ -128,7 +128,7 @@ static void expect_replaced(const char *model_path, enum ts_isa isa, const char 
     ts_model *m = load(model_path, isa);
     if (!m) return;
     ts_repack_stats st;
-    const int rc = ts_model_repack_cached(m, 2, cache_dir, &st, err);
+    const int rc = ts_model_repack_cached(m, 2, cache_dir, true, &st, err);
     CHECK(rc == 0 && st.cache == TS_REPACK_CACHE_WRITTEN, "%s: stale cache not replaced (rc %d, state %d): %s", label,
           rc, st.cache, err);
     CHECK(strstr(st.cache_note, why_part) != NULL, "%s: note \"%s\" does not say \"%s\"", label, st.cache_note, why_part);
@@ -157,12 +157,22 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     CHECK(ts_model_repack(mem, 2, NULL, err) == 0, "%s: repack: %s", label, err);
     float *want = logits_of(mem), *want_plain = logits_of(plain);
 
+    /* Map-only with no cache file: declines, writes and creates nothing, leaves the model alone. */
+    ts_model *z = load(path, isa);
+    if (!z) return;
+    ts_repack_stats zst;
+    err[0] = '\0';
+    CHECK(ts_model_repack_cached(z, 2, cache_dir, false, &zst, err) == 1 && zst.cache == TS_REPACK_CACHE_NONE &&
+              strstr(err, "no cache file") && access(cache_dir, F_OK) != 0,
+          "%s: map-only without a cache: \"%s\", state %d", label, err, zst.cache);
+    ts_model_free(z);
+
     /* First load: writes the cache, same bytes and logits as in memory, no temporary file left. */
     ts_model *a = load(path, isa);
     if (!a) return;
     list_of(a, &first);
     ts_repack_stats st;
-    int rc = ts_model_repack_cached(a, 2, cache_dir, &st, err);
+    int rc = ts_model_repack_cached(a, 2, cache_dir, true, &st, err);
     CHECK(rc == 0 && st.cache == TS_REPACK_CACHE_WRITTEN && st.cache_note[0] == '\0',
           "%s: first load did not write the cache (rc %d, state %d): %s", label, rc, st.cache, err);
     CHECK(st.matrices == first.l.n, "%s: %d matrices in the cache, %d to repack", label, st.matrices, first.l.n);
@@ -173,7 +183,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
           label);
     free(got);
     ts_repack_stats again;
-    CHECK(ts_model_repack_cached(a, 2, cache_dir, &again, err) == 0 && again.matrices == 0,
+    CHECK(ts_model_repack_cached(a, 2, cache_dir, true, &again, err) == 0 && again.matrices == 0,
           "%s: a second call changed %d matrices", label, again.matrices);
     char cache_path[1024];
     snprintf(cache_path, sizeof cache_path, "%s", st.cache_path);
@@ -183,7 +193,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model *b = load(path, isa);
     if (!b) return;
     list_of(b, &second);
-    rc = ts_model_repack_cached(b, 2, cache_dir, &st, err);
+    rc = ts_model_repack_cached(b, 2, cache_dir, false, &st, err);
     CHECK(rc == 0 && st.cache == TS_REPACK_CACHE_MAPPED, "%s: second load did not map the cache (rc %d, state %d): %s",
           label, rc, st.cache, err);
     CHECK(same_repacked_bytes(&in_memory, &second), "%s: mapped bytes differ from the in-memory repacking", label);
@@ -211,6 +221,14 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     CHECK(items && read_items(cache_path, items, n), "%s: read the cache's items", label);
     if (items) {
         flip_byte(cache_path, items[0].cache_offset + 5);
+        ts_model *y = load(path, isa);
+        if (y) {
+            err[0] = '\0';
+            CHECK(ts_model_repack_cached(y, 2, cache_dir, false, &st, err) == 1 && strstr(err, "stale cache file") &&
+                      strstr(st.cache_note, "differ"),
+                  "%s: map-only on a damaged cache: \"%s\"", label, err);
+            ts_model_free(y);
+        }
         expect_replaced(path, isa, cache_dir, "differ", want, label);
         flip_byte(cache_path, items[n - 1].cache_offset + items[n - 1].bytes - 3);
         expect_replaced(path, isa, cache_dir, "differ", want, label);
@@ -258,7 +276,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
         listed before;
         list_of(c, &before);
         err[0] = '\0';
-        rc = ts_model_repack_cached(c, 2, bad_dir, &st, err);
+        rc = ts_model_repack_cached(c, 2, bad_dir, true, &st, err);
         CHECK(rc == 1 && st.cache == TS_REPACK_CACHE_NONE && strstr(err, "cache folder") != NULL,
               "%s: an unusable cache folder gave rc %d, state %d, \"%s\"", label, rc, st.cache, err);
         bool untouched = true;
