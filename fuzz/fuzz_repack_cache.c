@@ -1,7 +1,7 @@
 /* libFuzzer target for the header of a repacked-weights cache file (ts_rpc_check): a cache file
  * is read back from disk, where anything may have happened to it, so arbitrary bytes must be
- * refused with one sentence or accepted only when every item lies inside the file. The expected
- * items are fixed; the seed corpus (fuzz/corpus/repack_cache, written by make_repack_cache_corpus.py)
+ * refused with one sentence or accepted only when every item lies inside the file (ts_rpc_parse,
+ * and ts_rpc_check against a fixed model: path, identity and items); the seed corpus (fuzz/corpus/repack_cache, written by make_repack_cache_corpus.py)
  * holds a header that matches them, for the fuzzer to mutate. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,7 +21,18 @@ static const ts_rpc_item want[2] = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char why[256] = "";
-    if (ts_rpc_check(data, size, FILE_SIZE, 1, want, 2, why, sizeof why) != 0) {
+    ts_rpc_header h;
+    /* The parse alone (what `tiefsee cache` does with any file in the folder). */
+    if (ts_rpc_parse(data, size, FILE_SIZE, &h, why, sizeof why) != 0) {
+        fuzz_check_message(why);
+    } else if (!memchr(h.model_path, '\0', sizeof h.model_path)) {
+        abort();
+    }
+    ts_rpc_header want_header = {.isa = 1, .model_dev = 7, .model_ino = 11, .model_size = 65536,
+                                 .model_mtime_ns = 1000000000};
+    memcpy(want_header.model_path, "/models/m.gguf", sizeof "/models/m.gguf");
+    why[0] = '\0';
+    if (ts_rpc_check(data, size, FILE_SIZE, &want_header, want, 2, why, sizeof why) != 0) {
         fuzz_check_message(why);
         return 0;
     }

@@ -69,8 +69,8 @@ static int prepare_from_cache(ts_model *m, int n_threads, const char *who, bool 
                 (double)st.bytes / 1e9, st.cache_path, st.seconds);
     else if (st.cache == TS_REPACK_CACHE_WRITTEN)
         fprintf(stderr,
-                "%s: repacked %d weight matrices (%.2f GB) into %s in %.2f s; later loads map it (delete the file "
-                "to reclaim the space)\n",
+                "%s: repacked %d weight matrices (%.2f GB) into %s in %.2f s; later loads map it ('tiefsee "
+                "cache' lists and prunes these files)\n",
                 who, st.matrices, (double)st.bytes / 1e9, st.cache_path, st.seconds);
     return 0;
 }

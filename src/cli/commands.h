@@ -14,6 +14,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_chat_render(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -31,6 +31,7 @@ static void print_help(FILE *out) {
             "  chat    talk with a model in its chat format:  tiefsee chat -m MODEL.gguf\n"
             "  serve   an OpenAI-compatible HTTP server:  tiefsee serve -m MODEL.gguf --port 8080\n"
             "  chat-render  print the prompt a conversation JSON renders to:  tiefsee chat-render --template NAME -f conv.json\n"
+            "  cache   list or prune the repacked-weights cache of --repack-cache:  tiefsee cache [list|prune|clear]\n"
             "\n"
             "options:\n"
             "  -h, --help     this help ('tiefsee COMMAND --help' for a command's options)\n"
@@ -70,10 +71,12 @@ int main(int argc, char **argv) {
         return cmd_chat_render(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "cache") == 0)
+        return cmd_cache(argc - 2, argv + 2);
     if (cmd[0] == '-') {
         fprintf(stderr, "tiefsee: unknown option '%s' (see 'tiefsee --help')\n", cmd);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth, tokenize, chat, chat-render, serve, bench; see 'tiefsee --help')\n", cmd);
+    fprintf(stderr, "tiefsee: unknown command '%s' (commands: run, logits, info, synth, tokenize, chat, chat-render, serve, bench, cache; see 'tiefsee --help')\n", cmd);
     return EXIT_USAGE;
 }

@@ -41,23 +41,45 @@ static int why_fail(char *why, size_t why_len, const char *fmt, ...) {
     return -1;
 }
 
-int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, uint32_t isa, const ts_rpc_item *want, uint32_t n_want,
-                 char *why, size_t why_len) {
-    ts_rpc_header h;
-    if (len < sizeof h) return why_fail(why, why_len, "the file is shorter than its header");
-    memcpy(&h, buf, sizeof h);
-    if (memcmp(h.magic, TS_RPC_MAGIC, sizeof h.magic) != 0) return why_fail(why, why_len, "not a tiefsee cache file");
-    if (h.byte_order != TS_RPC_BYTE_ORDER) return why_fail(why, why_len, "written on a machine of another byte order");
-    if (h.version != TS_RPC_VERSION) return why_fail(why, why_len, "format version %u, not %u", h.version, TS_RPC_VERSION);
-    if (h.isa != isa) return why_fail(why, why_len, "made for another kernel set");
-    if (h.file_size != file_size)
+int ts_rpc_parse(const void *buf, size_t len, uint64_t file_size, ts_rpc_header *h, char *why, size_t why_len) {
+    if (len < sizeof *h) return why_fail(why, why_len, "the file is shorter than its header");
+    memcpy(h, buf, sizeof *h);
+    if (memcmp(h->magic, TS_RPC_MAGIC, sizeof h->magic) != 0) return why_fail(why, why_len, "not a tiefsee cache file");
+    if (h->byte_order != TS_RPC_BYTE_ORDER) return why_fail(why, why_len, "written on a machine of another byte order");
+    if (h->version != TS_RPC_VERSION)
+        return why_fail(why, why_len, "format version %u, not %u", h->version, TS_RPC_VERSION);
+    if (!memchr(h->model_path, '\0', sizeof h->model_path)) return why_fail(why, why_len, "the model path is not terminated");
+    if (h->file_size != file_size)
         return why_fail(why, why_len, "%llu bytes long, its header says %llu (cut short?)", (unsigned long long)file_size,
-                        (unsigned long long)h.file_size);
+                        (unsigned long long)h->file_size);
+    const uint64_t max_items = (file_size - sizeof *h) / sizeof(ts_rpc_item);
+    if (h->n_items > max_items) return why_fail(why, why_len, "more item records than the file holds");
+    if ((len - sizeof *h) / sizeof(ts_rpc_item) < h->n_items) return 0; /* items not given: header only */
+    uint64_t prev_end = sizeof *h + (uint64_t)h->n_items * sizeof(ts_rpc_item);
+    for (uint32_t i = 0; i < h->n_items; i++) {
+        ts_rpc_item it;
+        memcpy(&it, (const char *)buf + sizeof *h + (size_t)i * sizeof it, sizeof it);
+        if (it.cache_offset % TS_RPC_ALIGN != 0 || it.cache_offset < prev_end || it.cache_offset > file_size ||
+            it.bytes > file_size - it.cache_offset)
+            return why_fail(why, why_len, "matrix %u lies outside the file or overlaps another", i);
+        prev_end = it.cache_offset + it.bytes;
+    }
+    return 0;
+}
+
+int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, const ts_rpc_header *want_header,
+                 const ts_rpc_item *want, uint32_t n_want, char *why, size_t why_len) {
+    ts_rpc_header h;
+    if (ts_rpc_parse(buf, len, file_size, &h, why, why_len) != 0) return -1;
+    if (h.isa != want_header->isa) return why_fail(why, why_len, "made for another kernel set");
+    if (strcmp(h.model_path, want_header->model_path) != 0)
+        return why_fail(why, why_len, "made for another model file (%.200s)", h.model_path);
+    if (h.model_dev != want_header->model_dev || h.model_ino != want_header->model_ino ||
+        h.model_size != want_header->model_size || h.model_mtime_ns != want_header->model_mtime_ns)
+        return why_fail(why, why_len, "the model file changed since the cache was written");
     if (h.n_items != n_want)
         return why_fail(why, why_len, "holds %u matrices, the model has %u to repack", h.n_items, n_want);
     if ((len - sizeof h) / sizeof(ts_rpc_item) < n_want) return why_fail(why, why_len, "the item records are cut short");
-    const uint64_t records_end = sizeof h + (uint64_t)n_want * sizeof(ts_rpc_item);
-    uint64_t prev_end = records_end;
     for (uint32_t i = 0; i < n_want; i++) {
         ts_rpc_item it;
         memcpy(&it, (const char *)buf + sizeof h + (size_t)i * sizeof it, sizeof it);
@@ -69,10 +91,6 @@ int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, uint32_t isa, 
             return why_fail(why, why_len, "the model file changed since the cache was written (matrix %u)", i);
         if (it.bytes != w->bytes || it.reserved != 0)
             return why_fail(why, why_len, "matrix %u has another repacked size", i);
-        if (it.cache_offset % TS_RPC_ALIGN != 0 || it.cache_offset < prev_end || it.cache_offset > file_size ||
-            it.bytes > file_size - it.cache_offset)
-            return why_fail(why, why_len, "matrix %u lies outside the file or overlaps another", i);
-        prev_end = it.cache_offset + it.bytes;
     }
     return 0;
 }
@@ -81,7 +99,8 @@ int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, uint32_t isa, 
 
 typedef struct cache_plan {
     repack_list list;
-    ts_rpc_item *want; /* list.n */
+    ts_rpc_header header; /* the header a matching file has (version, isa, model path and identity) */
+    ts_rpc_item *want;    /* list.n */
     uint64_t file_size, bytes;
     size_t max_item; /* the largest item's bytes: the write path's buffer */
 } cache_plan;
@@ -100,6 +119,20 @@ static int make_plan(ts_model *m, cache_plan *p, ts_err *err) {
     }
     if (p->list.out_of_memory) return ts_fail(err, "out of memory listing the weights to repack");
     if (p->list.n == 0) return 0;
+    char real[PATH_MAX];
+    struct stat ms;
+    if (!realpath(m->path, real) || stat(real, &ms) != 0) return ts_fail(err, "%s: %s", m->path, strerror(errno));
+    if (strlen(real) >= TS_RPC_PATH_MAX) return ts_fail(err, "%s: path too long for a cache file's header", real);
+    memcpy(p->header.magic, TS_RPC_MAGIC, sizeof p->header.magic);
+    p->header.version = TS_RPC_VERSION;
+    p->header.byte_order = TS_RPC_BYTE_ORDER;
+    p->header.isa = (uint32_t)m->isa;
+    p->header.n_items = (uint32_t)p->list.n;
+    memcpy(p->header.model_path, real, strlen(real) + 1);
+    p->header.model_dev = (uint64_t)ms.st_dev;
+    p->header.model_ino = (uint64_t)ms.st_ino;
+    p->header.model_size = (uint64_t)ms.st_size;
+    p->header.model_mtime_ns = (uint64_t)ms.st_mtim.tv_sec * 1000000000u + (uint64_t)ms.st_mtim.tv_nsec;
     p->want = calloc((size_t)p->list.n, sizeof *p->want);
     if (!p->want) return ts_fail(err, "out of memory listing the weights to repack");
     uint64_t off = sizeof(ts_rpc_header) + (uint64_t)p->list.n * sizeof(ts_rpc_item);
@@ -130,15 +163,14 @@ static int make_plan(ts_model *m, cache_plan *p, ts_err *err) {
         if (total > p->max_item) p->max_item = total;
     }
     p->file_size = off;
+    p->header.file_size = off;
     return 0;
 }
 
 /* `DIR/NAME.ISA.HASH.tsrp`: one file per model path and kernel set, so a changed model file
  * replaces its own cache instead of leaving old ones behind. HASH (FNV-1a of the real path) keeps
  * two models of the same name in different folders apart. */
-static int cache_path(const ts_model *m, const char *dir, char *out, size_t out_len, ts_err *err) {
-    char real[PATH_MAX];
-    if (!realpath(m->path, real)) return ts_fail(err, "%s: %s", m->path, strerror(errno));
+static int cache_path(const ts_model *m, const char *real, const char *dir, char *out, size_t out_len, ts_err *err) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (const char *c = real; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
     const char *base = strrchr(real, '/');
@@ -203,8 +235,7 @@ static map_result map_cache(ts_model *m, const cache_plan *p, const char *path, 
         why_fail(why, why_len, "cannot read it: %s", strerror(errno));
         goto done;
     }
-    if (ts_rpc_check(head, (size_t)got, (uint64_t)st.st_size, (uint32_t)m->isa, p->want, (uint32_t)p->list.n, why,
-                     why_len) != 0)
+    if (ts_rpc_check(head, (size_t)got, (uint64_t)st.st_size, &p->header, p->want, (uint32_t)p->list.n, why, why_len) != 0)
         goto done;
     if ((uint64_t)st.st_size > SIZE_MAX) goto done;
     base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -322,11 +353,8 @@ static int write_cache(ts_model *m, const cache_plan *p, int n_threads, const ch
     char *head = rc == 0 ? calloc(1, head_len) : NULL;
     if (rc == 0 && !head) rc = ts_fail(err, "out of memory writing the cache's header");
     if (rc == 0) {
-        ts_rpc_header h = {.version = TS_RPC_VERSION, .byte_order = TS_RPC_BYTE_ORDER, .isa = (uint32_t)m->isa,
-                           .n_items = (uint32_t)p->list.n, .file_size = p->file_size};
-        memcpy(h.magic, TS_RPC_MAGIC, sizeof h.magic);
-        memcpy(head, &h, sizeof h);
-        memcpy(head + sizeof h, p->want, (size_t)p->list.n * sizeof(ts_rpc_item));
+        memcpy(head, &p->header, sizeof p->header);
+        memcpy(head + sizeof p->header, p->want, (size_t)p->list.n * sizeof(ts_rpc_item));
     }
     /* The items first and the header last: a file cut short by a crash before the rename is a
      * temporary one anyway, and one cut short after it fails the size check. */
@@ -386,7 +414,7 @@ int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, bo
             }
         }
         if (rc == 0 && write) rc = make_dirs(cache_dir, &err);
-        if (rc == 0) rc = cache_path(m, cache_dir, st.cache_path, sizeof st.cache_path, &err);
+        if (rc == 0) rc = cache_path(m, p.header.model_path, cache_dir, st.cache_path, sizeof st.cache_path, &err);
         void *base = NULL;
         map_result r = MAP_ABSENT;
         if (rc == 0) r = map_cache(m, &p, st.cache_path, &base, st.cache_note, sizeof st.cache_note);

@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 #define TS_RPC_MAGIC "TSRPKCH1"
-#define TS_RPC_VERSION 1u
+#define TS_RPC_VERSION 2u
 #define TS_RPC_BYTE_ORDER 0x01020304u
 #define TS_RPC_ALIGN 4096u
+#define TS_RPC_PATH_MAX 1024
 
 typedef struct ts_rpc_header {
     char magic[8];
@@ -22,6 +23,10 @@ typedef struct ts_rpc_header {
     uint32_t isa; /* enum ts_isa whose layouts the file holds */
     uint32_t n_items;
     uint64_t file_size;
+    /* The model file it was made from (its real path, NUL-terminated) and that file's identity
+     * then: what `tiefsee cache` reports and prunes by. */
+    char model_path[TS_RPC_PATH_MAX];
+    uint64_t model_dev, model_ino, model_size, model_mtime_ns;
 } ts_rpc_header;
 
 /* One matrix (or expert stack): what identifies its source, and where its repacked bytes are. */
@@ -33,12 +38,17 @@ typedef struct ts_rpc_item {
     uint64_t reserved; /* 0 */
 } ts_rpc_item;
 
-/* Checks a cache file's first len bytes (header and item records) against the n_want items the
- * model expects (every field but cache_offset compared) for file_size bytes of file and the given
- * isa. Returns 0 when they match and every item's bytes lie in the file, page aligned, ascending
- * and after the records; otherwise -1 with a sentence in why saying what differs. Safe on any
+/* Parses a cache file's first len bytes (header and item records) for a file of file_size bytes:
+ * returns 0 with *h filled when the header is one of this version and byte order, the model path is
+ * terminated, and every item's bytes lie in the file (page aligned, ascending, after the records);
+ * otherwise -1 with a sentence in why. Items are checked only when len holds them all. Safe on any
  * bytes. */
-int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, uint32_t isa, const ts_rpc_item *want, uint32_t n_want,
-                 char *why, size_t why_len);
+int ts_rpc_parse(const void *buf, size_t len, uint64_t file_size, ts_rpc_header *h, char *why, size_t why_len);
+
+/* ts_rpc_parse, then compares the header with the model that expects it (model_path, its identity
+ * in want_header's model_* fields, isa) and every item with want[0..n_want) (every field but
+ * cache_offset). Returns 0 when all match, -1 with a sentence in why saying what differs. */
+int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, const ts_rpc_header *want_header,
+                 const ts_rpc_item *want, uint32_t n_want, char *why, size_t why_len);
 
 #endif

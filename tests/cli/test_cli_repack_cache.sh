@@ -3,7 +3,8 @@
 # $TIEFSEE_REPACK_CACHE_DIR, else $XDG_CACHE_HOME/tiefsee/repacked), the second that it mapped it;
 # the logits equal those of `--repack` bit for bit; `bench` records say "written" / "mapped"; without
 # the flag an existing cache is mapped (a stale one ignored with a word, not rewritten), --repack
-# keeps a copy in memory;
+# keeps a copy in memory; `tiefsee cache` lists the files and their state, prunes the stale and
+# orphaned ones, clears the rest, and never deletes a file that is not a tiefsee cache;
 # --no-repack with --repack or --repack-cache is a usage error (exit 2) in every command; a cache
 # folder that cannot be made falls back to repacking in memory with a message, same logits.
 # (tests/model/test_repack_cache.c checks the cache's contents and stale-file handling.)
@@ -80,6 +81,43 @@ grep -q "not using the stale cache file .*not a tiefsee cache file (--repack-cac
 got=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[0]; print(r["repack_cache"], r["repack"])' "$WORK/b.json" 2>&1)
 [ "$got" = "None True" ] || fail "bench with a stale cache: repack_cache/repack $got, want None True (repacked in memory)"
 [ "$(cksum < "$cache")" = "$before" ] || fail "a stale cache file was rewritten without --repack-cache"
+
+# ---- tiefsee cache: list, prune, clear; a foreign file is never deleted ----
+C="$WORK/managed"
+export TIEFSEE_REPACK_CACHE_DIR="$C"
+"$TS" cache > "$WORK/list0" 2>&1 || fail "cache list without a folder: $(cat "$WORK/list0")"
+grep -q "no cache folder" "$WORK/list0" || fail "cache list without a folder: $(cat "$WORK/list0")"
+cp "$WORK/m.gguf" "$WORK/a.gguf"
+cp "$WORK/m.gguf" "$WORK/b.gguf"
+for x in a b; do
+    "$TS" logits -m "$WORK/$x.gguf" --tokens $TOK --repack-cache -o /dev/null 2> "$WORK/err" || fail "cache for $x: $(cat "$WORK/err")"
+done
+echo "my notes, not a cache" > "$C/notes.tsrp"
+sleep 0.1 & dead=$!
+wait $dead
+: > "$C/a.gguf.avx2.0123456789abcdef.tsrp.tmp.$dead.Xy12Ab"
+"$TS" cache list > "$WORK/list1" 2>&1 || fail "cache list: $(cat "$WORK/list1")"
+[ "$(grep -c ' current ' "$WORK/list1")" = 2 ] || fail "cache list: not 2 current files: $(cat "$WORK/list1")"
+grep -q "not a tiefsee cache file .*notes.tsrp" "$WORK/list1" || fail "cache list: foreign file: $(cat "$WORK/list1")"
+grep -q "left by a writer that died" "$WORK/list1" || fail "cache list: orphan: $(cat "$WORK/list1")"
+grep -q "^4 file(s)" "$WORK/list1" || fail "cache list: total line: $(tail -1 "$WORK/list1")"
+touch -d '2001-01-01' "$WORK/a.gguf"
+rm "$WORK/b.gguf"
+"$TS" cache > "$WORK/list2" 2>&1
+grep -q "model file changed .*$WORK/a.gguf" "$WORK/list2" || fail "cache list after touch: $(cat "$WORK/list2")"
+grep -q "model file missing .*$WORK/b.gguf" "$WORK/list2" || fail "cache list after rm: $(cat "$WORK/list2")"
+"$TS" cache prune > "$WORK/prune" 2>&1 || fail "cache prune: $(cat "$WORK/prune")"
+grep -q "^deleted 3 file(s)" "$WORK/prune" || fail "cache prune: $(cat "$WORK/prune")"
+[ "$(ls "$C")" = notes.tsrp ] || fail "after prune the folder holds: $(ls "$C")"
+"$TS" logits -m "$WORK/a.gguf" --tokens $TOK --repack-cache -o /dev/null 2> "$WORK/err" || fail "cache for a again: $(cat "$WORK/err")"
+"$TS" cache prune > "$WORK/prune2" 2>&1
+grep -q "^deleted 0 file(s)" "$WORK/prune2" || fail "cache prune deleted a current file: $(cat "$WORK/prune2")"
+"$TS" cache clear > "$WORK/clear" 2>&1 || fail "cache clear: $(cat "$WORK/clear")"
+grep -q "^deleted 1 file(s)" "$WORK/clear" || fail "cache clear: $(cat "$WORK/clear")"
+[ "$(ls "$C")" = notes.tsrp ] && grep -q "my notes" "$C/notes.tsrp" || fail "cache clear touched a foreign file: $(ls "$C")"
+"$TS" cache bogus > /dev/null 2>&1
+[ $? = 2 ] || fail "cache bogus: not a usage error"
+unset TIEFSEE_REPACK_CACHE_DIR
 
 # ---- usage errors ----
 for cmd in run chat serve bench; do

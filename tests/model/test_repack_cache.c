@@ -298,7 +298,44 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     if (system(cmd) != 0) printf("note: could not remove %s\n", cache_dir);
 }
 
+/* The fuzzer's seed corpus (fuzz/make_repack_cache_corpus.py) is what it claims: the valid header
+ * passes ts_rpc_check against the fuzz target's expectations, each near miss fails for its reason. */
+static void test_seed_corpus(void) {
+    static const ts_rpc_item want[2] = {
+        {.type = 2, .n_in = 256, .n_out = 32, .n_experts = 1, .src_offset = 4096, .src_dev = 7, .src_ino = 11,
+         .src_size = 65536, .src_mtime_ns = 1000000000, .cache_offset = 4096, .bytes = 4608},
+        {.type = 12, .n_in = 256, .n_out = 16, .n_experts = 4, .src_offset = 16384, .src_dev = 7, .src_ino = 11,
+         .src_size = 65536, .src_mtime_ns = 1000000000, .cache_offset = 12288, .bytes = 4096},
+    };
+    ts_rpc_header wh = {.isa = 1, .model_dev = 7, .model_ino = 11, .model_size = 65536, .model_mtime_ns = 1000000000};
+    memcpy(wh.model_path, "/models/m.gguf", sizeof "/models/m.gguf");
+    const struct { const char *name, *why; } seeds[] = {
+        {"valid", NULL}, {"bad_magic", "not a tiefsee cache"}, {"wrong_size", "header says"},
+        {"overlap", "overlaps"}, {"past_end", "outside the file"}, {"short", "shorter than its header"},
+        {"other_model", "another model file"}, {"model_touched", "model file changed"},
+        {"unterminated_path", "not terminated"}, {"too_many_items", "more item records"}};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[256], why[256] = "";
+        unsigned char buf[4096];
+        snprintf(path, sizeof path, "fuzz/corpus/repack_cache/%s", seeds[i].name);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            CHECK(false, "open %s", path);
+            continue;
+        }
+        const size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        const int rc = ts_rpc_check(buf, len, 4 * TS_RPC_ALIGN, &wh, want, 2, why, sizeof why);
+        if (!seeds[i].why)
+            CHECK(rc == 0, "seed %s refused: %s", seeds[i].name, why);
+        else
+            CHECK(rc != 0 && strstr(why, seeds[i].why), "seed %s: rc %d, \"%s\", want \"%s\"", seeds[i].name, rc, why,
+                  seeds[i].why);
+    }
+}
+
 int main(void) {
+    test_seed_corpus();
     char dir[] = "/tmp/ts_repack_cache_XXXXXX";
     if (!mkdtemp(dir)) {
         printf("FAIL: mkdtemp\n");
