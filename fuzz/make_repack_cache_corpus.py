@@ -34,6 +34,7 @@ def main():
         "past_end": header(items=past_end),
         "short": header()[:70],
         "other_model": header(path=b"/models/other.gguf"),
+        "newline_in_path": header(path=b"/mo\ndels/m.gguf"),  # once made the message two lines
         "model_touched": header(mtime=2000000000),
         "unterminated_path": header(path=b"x" * 1024),
         "too_many_items": header(n=1 << 30),

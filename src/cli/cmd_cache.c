@@ -63,6 +63,19 @@ static long temp_pid(const char *name) {
     return errno == 0 && end && *end == '.' && pid > 0 && pid <= INT_MAX ? pid : 0;
 }
 
+/* A path read from a file (or a file's name) may hold any bytes: control characters are shown as
+ * '?', so that a damaged or crafted header cannot break the listing's lines or drive the terminal. */
+static void printable(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
+static const char *shown(const char *s, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", s);
+    printable(buf);
+    return buf;
+}
+
 static void classify(const char *dir, const char *name, entry *e) {
     memset(e, 0, sizeof *e);
     snprintf(e->path, sizeof e->path, "%s/%s", dir, name);
@@ -94,6 +107,7 @@ static void classify(const char *dir, const char *name, entry *e) {
         return;
     }
     snprintf(e->model, sizeof e->model, "%s", h.model_path);
+    printable(e->model);
     struct stat ms;
     if (stat(h.model_path, &ms) != 0) {
         e->state = ENTRY_MODEL_MISSING;
@@ -165,24 +179,27 @@ int cmd_cache(int argc, char **argv) {
         const bool prunable = e->state == ENTRY_MODEL_CHANGED || e->state == ENTRY_MODEL_MISSING ||
                               e->state == ENTRY_UNUSABLE || e->state == ENTRY_ORPHAN;
         const bool remove_it = (mode == 1 && prunable) || (mode == 2 && (prunable || e->state == ENTRY_CURRENT));
-        char detail[TS_RPC_PATH_MAX + 300];
+        char detail[TS_RPC_PATH_MAX + 300], shown_path[PATH_MAX];
         if (e->model[0])
             snprintf(detail, sizeof detail, "%s%s%s", e->model, e->why[0] ? ": " : "", e->why);
         else
             snprintf(detail, sizeof detail, "%s", e->why);
         if (remove_it) {
             if (unlink(e->path) != 0) {
-                fprintf(stderr, "tiefsee cache: cannot delete %s: %s\n", e->path, strerror(errno));
+                fprintf(stderr, "tiefsee cache: cannot delete %s: %s\n", shown(e->path, shown_path, sizeof shown_path),
+                        strerror(errno));
                 rc = 1;
                 continue;
             }
-            printf("deleted %s (%.2f GB, %s%s%s)\n", e->path, (double)e->bytes / 1e9, state_name(e->state),
+            printf("deleted %s (%.2f GB, %s%s%s)\n", shown(e->path, shown_path, sizeof shown_path), (double)e->bytes / 1e9,
+                   state_name(e->state),
                    detail[0] ? "; " : "", detail);
             freed += e->bytes;
             removed++;
         } else {
             if (mode == 0)
-                printf("%9.2f GB  %-26s %s%s%s\n", (double)e->bytes / 1e9, state_name(e->state), e->path,
+                printf("%9.2f GB  %-26s %s%s%s\n", (double)e->bytes / 1e9, state_name(e->state),
+                       shown(e->path, shown_path, sizeof shown_path),
                        detail[0] ? "  <- " : "", detail);
             total += e->bytes;
         }

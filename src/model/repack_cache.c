@@ -73,7 +73,7 @@ int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, const ts_rpc_h
     if (ts_rpc_parse(buf, len, file_size, &h, why, why_len) != 0) return -1;
     if (h.isa != want_header->isa) return why_fail(why, why_len, "made for another kernel set");
     if (strcmp(h.model_path, want_header->model_path) != 0)
-        return why_fail(why, why_len, "made for another model file (%.200s)", h.model_path);
+        return why_fail(why, why_len, "made for another model file"); /* (its path: any bytes, so not echoed) */
     if (h.model_dev != want_header->model_dev || h.model_ino != want_header->model_ino ||
         h.model_size != want_header->model_size || h.model_mtime_ns != want_header->model_mtime_ns)
         return why_fail(why, why_len, "the model file changed since the cache was written");

@@ -312,7 +312,7 @@ static void test_seed_corpus(void) {
     const struct { const char *name, *why; } seeds[] = {
         {"valid", NULL}, {"bad_magic", "not a tiefsee cache"}, {"wrong_size", "header says"},
         {"overlap", "overlaps"}, {"past_end", "outside the file"}, {"short", "shorter than its header"},
-        {"other_model", "another model file"}, {"model_touched", "model file changed"},
+        {"other_model", "another model file"}, {"newline_in_path", "another model file"}, {"model_touched", "model file changed"},
         {"unterminated_path", "not terminated"}, {"too_many_items", "more item records"}};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         char path[256], why[256] = "";
