@@ -15,6 +15,7 @@
 
 #include "arch/arch.h"
 #include "check.h"
+#include "load_isa.h"
 #include "model/model.h"
 #include "model/repack_cache.h"
 #include "model/repack_internal.h"
@@ -23,18 +24,6 @@
 #include "tiefsee.h"
 
 #define N_TOK 8
-
-static ts_model *load(const char *path, enum ts_isa isa) {
-    char err[TS_ERR_LEN];
-    ts_model *m = NULL;
-    if (ts_model_load(path, &m, err) != 0) {
-        CHECK(false, "load %s: %s", path, err);
-        return NULL;
-    }
-    m->isa = isa;
-    m->types = ts_type_table(isa);
-    return m;
-}
 
 static float *logits_of(ts_model *m) {
     ts_model_info info;
@@ -125,7 +114,7 @@ static int count_files(const char *dir) {
 static void expect_replaced(const char *model_path, enum ts_isa isa, const char *cache_dir, const char *why_part,
                             const float *want, const char *label) {
     char err[TS_ERR_LEN] = "";
-    ts_model *m = load(model_path, isa);
+    ts_model *m = load_isa(model_path, isa);
     if (!m) return;
     ts_repack_stats st;
     const int rc = ts_model_repack_cached(m, 2, cache_dir, true, &st, err);
@@ -151,14 +140,14 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     static listed in_memory, first, second;
 
     /* The in-memory repacking is the reference. */
-    ts_model *mem = load(path, isa), *plain = load(path, isa);
+    ts_model *mem = load_isa(path, isa), *plain = load_isa(path, isa);
     if (!mem || !plain) return;
     list_of(mem, &in_memory);
     CHECK(ts_model_repack(mem, 2, NULL, err) == 0, "%s: repack: %s", label, err);
     float *want = logits_of(mem), *want_plain = logits_of(plain);
 
     /* Map-only with no cache file: declines, writes and creates nothing, leaves the model alone. */
-    ts_model *z = load(path, isa);
+    ts_model *z = load_isa(path, isa);
     if (!z) return;
     ts_repack_stats zst;
     err[0] = '\0';
@@ -168,7 +157,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model_free(z);
 
     /* First load: writes the cache, same bytes and logits as in memory, no temporary file left. */
-    ts_model *a = load(path, isa);
+    ts_model *a = load_isa(path, isa);
     if (!a) return;
     list_of(a, &first);
     ts_repack_stats st;
@@ -190,7 +179,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model_free(a);
 
     /* Second load: maps it. */
-    ts_model *b = load(path, isa);
+    ts_model *b = load_isa(path, isa);
     if (!b) return;
     list_of(b, &second);
     rc = ts_model_repack_cached(b, 2, cache_dir, false, &st, err);
@@ -221,7 +210,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     CHECK(items && read_items(cache_path, items, n), "%s: read the cache's items", label);
     if (items) {
         flip_byte(cache_path, items[0].cache_offset + 5);
-        ts_model *y = load(path, isa);
+        ts_model *y = load_isa(path, isa);
         if (y) {
             err[0] = '\0';
             CHECK(ts_model_repack_cached(y, 2, cache_dir, false, &st, err) == 1 && strstr(err, "stale cache file") &&
@@ -252,7 +241,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
         flip_byte(path, items[0].src_offset + 3);
         struct timespec same[2] = {ms.st_atim, ms.st_mtim};
         CHECK(utimensat(AT_FDCWD, path, same, 0) == 0, "utimensat %s", path);
-        ts_model *changed = load(path, isa);
+        ts_model *changed = load_isa(path, isa);
         if (changed) {
             CHECK(ts_model_repack(changed, 2, NULL, err) == 0, "%s: repack: %s", label, err);
             float *want_changed = logits_of(changed);
@@ -271,7 +260,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     /* A cache folder that cannot be made: an error naming it, and the model left in the file layout. */
     char bad_dir[600];
     snprintf(bad_dir, sizeof bad_dir, "%s/sub", path); /* under a regular file */
-    ts_model *c = load(path, isa);
+    ts_model *c = load_isa(path, isa);
     if (c) {
         listed before;
         list_of(c, &before);

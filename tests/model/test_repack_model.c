@@ -11,6 +11,7 @@
 
 #include "arch/arch.h"
 #include "check.h"
+#include "load_isa.h"
 #include "ops/ops.h"
 #include "util/threadpool.h"
 #include "model/model.h"
@@ -19,19 +20,6 @@
 #include "tiefsee.h"
 
 #define N_TOK 12
-
-static ts_model *load(const char *path, enum ts_isa isa) {
-    char err[TS_ERR_LEN];
-    ts_model *m = NULL;
-    if (ts_model_load(path, &m, err) != 0) {
-        CHECK(false, "load %s: %s", path, err);
-        return NULL;
-    }
-    /* The kernels are chosen once per model at load; a test may pick another supported table. */
-    m->isa = isa;
-    m->types = ts_type_table(isa);
-    return m;
-}
 
 /* Every matrix of both models, in the arch's visiting order (the output matrix last). */
 typedef struct matrix_list {
@@ -112,7 +100,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
             return;
         }
     }
-    ts_model *file_layout = load(path, isa), *repacked = load(path, isa);
+    ts_model *file_layout = load_isa(path, isa), *repacked = load_isa(path, isa);
     if (!file_layout || !repacked) {
         ts_model_free(file_layout);
         ts_model_free(repacked);
