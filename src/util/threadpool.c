@@ -7,10 +7,14 @@
 #include <stdlib.h>
 
 /* A waiter first spins briefly (the next step of a forward pass usually follows within
- * microseconds), then yields the CPU for a while (so an oversubscribed or shared machine runs the
- * thread being waited for), then blocks. */
+ * microseconds: 256 pauses are ~6 us on Zen 4), then yields the CPU (so an oversubscribed or shared
+ * machine runs the thread being waited for) for up to ~250 us (512 sched_yield calls of ~0.5 us),
+ * then blocks. The yield phase was 64 calls: a V2-Lite token then slept and was woken (futex) ~150
+ * times, a few us each and more in a VM, where now it is ~1 time (perf stat, tg128 x 3: 42.5-43.3 k
+ * futex calls -> 337-370); generation in fast-memory minutes 33.1-35.8 -> 35.8-37.3 t/s, the same
+ * in slow ones. Spinning 8192 pauses instead gave the same speed but holds the core while waiting. */
 #define TS_POOL_SPIN 256
-#define TS_POOL_YIELD 64
+#define TS_POOL_YIELD 512
 
 typedef struct worker {
     ts_threadpool *pool;
