@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/repack_internal.h"
 #include "quant/repack.h"
+#include "util/fileio.h"
 #include "util/threadpool.h"
 
 static const ts_repack_traits *repackable(const ts_model *m, const ts_matrix *w) {
@@ -54,17 +55,6 @@ typedef struct repack_job {
  * enough to stay in L2/L3 until it is repacked. */
 #define REPACK_CHUNK_BYTES (2u << 20)
 
-static bool read_fully(int fd, char *dst, size_t n, uint64_t offset) {
-    while (n > 0) {
-        const ssize_t got = pread(fd, dst, n, (off_t)offset);
-        if (got <= 0) return false;
-        dst += got;
-        n -= (size_t)got;
-        offset += (uint64_t)got;
-    }
-    return true;
-}
-
 static void repack_task(void *arg, int ith, int nth) {
     const repack_job *j = arg;
     long begin, end;
@@ -79,7 +69,7 @@ static void repack_task(void *arg, int ith, int nth) {
         /* Reading through the mapping costs a page fault per page touched for the first time; a
          * pread copies the same page-cache bytes without them. The mapping is the fallback. */
         const char *src = j->src + (size_t)k0 * src_group;
-        if (buf && read_fully(j->fd, buf, bytes, j->src_offset + (uint64_t)k0 * src_group)) src = buf;
+        if (buf && ts_pread_full(j->fd, buf, bytes, j->src_offset + (uint64_t)k0 * src_group)) src = buf;
         for (long k = k0; k < k1; k++)
             j->rt->repack(j->n, src + (size_t)(k - k0) * src_group, j->row_bytes, j->dst + (size_t)k * j->group_bytes);
     }

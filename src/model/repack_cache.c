@@ -26,6 +26,7 @@
 #include "model/repack_cache.h"
 #include "model/repack_internal.h"
 #include "quant/repack.h"
+#include "util/fileio.h"
 #include "tiefsee.h"
 
 /* ---- the header check (fuzzed: fuzz/fuzz_repack_cache.c) ---------------------------------------- */
@@ -282,18 +283,6 @@ done:
 
 /* ---- writing a new cache file ----------------------------------------------------------------- */
 
-static bool write_fully(int fd, const void *buf, size_t n, uint64_t offset) {
-    const char *c = buf;
-    while (n > 0) {
-        const ssize_t put = pwrite(fd, c, n, (off_t)offset);
-        if (put <= 0) return false;
-        c += put;
-        n -= (size_t)put;
-        offset += (uint64_t)put;
-    }
-    return true;
-}
-
 /* Room to leave on the cache's file system besides the file: 1 GiB or 5 % of it, whichever is more,
  * so that a cache never fills the user's disk. */
 static int check_room(const char *dir, uint64_t need, ts_err *err) {
@@ -360,10 +349,10 @@ static int write_cache(ts_model *m, const cache_plan *p, int n_threads, const ch
      * temporary one anyway, and one cut short after it fails the size check. */
     for (int i = 0; rc == 0 && i < p->list.n; i++) {
         ts_repack_item_fill(m, pool, &p->list.items[i], buf);
-        if (!write_fully(fd, buf, p->want[i].bytes, p->want[i].cache_offset))
+        if (!ts_pwrite_full(fd, buf, p->want[i].bytes, p->want[i].cache_offset))
             rc = ts_fail(err, "writing %s: %s", tmp, errno ? strerror(errno) : "short write");
     }
-    if (rc == 0 && !write_fully(fd, head, head_len, 0))
+    if (rc == 0 && !ts_pwrite_full(fd, head, head_len, 0))
         rc = ts_fail(err, "writing %s: %s", tmp, errno ? strerror(errno) : "short write");
     if (rc == 0 && ftruncate(fd, (off_t)p->file_size) != 0) rc = ts_fail(err, "writing %s: %s", tmp, strerror(errno));
     if (rc == 0 && fdatasync(fd) != 0) rc = ts_fail(err, "writing %s: %s", tmp, strerror(errno));
