@@ -44,6 +44,7 @@ fail() { echo "FAIL: $*" >&2; echo "--- server log" >&2; tail -n 20 "$TMP/server
 
 "$TS" synth tiny-qwen2 -o "$TMP/m.gguf" >/dev/null 2>&1 || fail "synth"
 KEY=sk-load-test
+: >"$TMP/server.log" # exists before the background server opens it (the loop below reads it at once)
 "$TS" serve -m "$TMP/m.gguf" --port 0 -t 1 --alias tiny --api-key "$KEY" -np "$SLOTS" -c 256 \
     --chat-template deepseek-v3 >"$TMP/server.log" 2>&1 &
 PID=$!

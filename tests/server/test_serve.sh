@@ -25,6 +25,9 @@ fail() { echo "FAIL: $*" >&2; for f in "$TMP"/*.log; do echo "--- $f" >&2; tail 
 start_server() {
     local log="$TMP/server$1.log"
     shift
+    # The log exists before the server starts: the redirection below happens in the background
+    # child, and a slow machine ran the first sed before it had created the file.
+    : >"$log"
     "$TS" serve -m "${SERVE_MODEL:-$TMP/m.gguf}" --port 0 -t 1 --alias tiny "$@" >"$log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
