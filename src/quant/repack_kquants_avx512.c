@@ -85,8 +85,19 @@ static void q4_K_fill_acts(const block_q8_K *y, int nbc, int c, int nt, act_bloc
 }
 
 /* Prefetch of the block processed next (pf), one 64-byte line per 64-byte step of this one plus the
- * 320-byte header in the first steps: the hardware prefetcher alone left these loops well below
- * memory speed, and a fixed distance in bytes would run into the wrong rows at chunk ends. */
+ * 320-byte header in the first steps: the hardware prefetcher alone left the wider tiles well below
+ * memory speed, and a fixed distance in bytes would run into the wrong rows at chunk ends.
+ * Tiles of one or two tokens (decode) prefetch nothing: each thread's share of a matrix is one
+ * sequential stream that the hardware prefetcher follows, and the software prefetches only took
+ * fill buffers from it: R1-Distill-Qwen-1.5B q4_K_M decode 31-32 -> 33-34 t/s in slow-memory
+ * minutes, 41-45 -> 46-49 in fast ones (two threads, alternating builds). Three or more tokens
+ * still gain from them (single thread, from memory: 15-21 against 12-17 GB/s without). The same
+ * rule as the legacy kernels' PREFETCH_MIN_TILE (repack_legacy_avx512.c). */
+#define PREFETCH_MIN_TILE 3
+
+static ALWAYS_INLINE void tile_prefetch(const int NT, const char *p) {
+    if (NT >= PREFETCH_MIN_TILE) _mm_prefetch(p, _MM_HINT_T0);
+}
 #define Q4_HEADER_BYTES 320
 /* Q4_K goes through a block faster than Q6_K: one block ahead was too close at one token (5 %
  * below the old kernel), two blocks ahead (the one after the next) restored it. */
@@ -115,8 +126,8 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbl, const block_q4_Kx16 *
 #pragma GCC unroll 8
                 for (int t = 0; t < 8; t++) {
                     const int step = pair * 8 + t;
-                    _mm_prefetch(pf + Q4_HEADER_BYTES + step * 64, _MM_HINT_T0);
-                    if (step < 5) _mm_prefetch(pf + step * 64, _MM_HINT_T0);
+                    tile_prefetch(NT, pf + Q4_HEADER_BYTES + step * 64);
+                    if (step < 5) tile_prefetch(NT, pf + step * 64);
                     const __m512i w = _mm512_loadu_si512(xb->qs + step * 64);
                     const __m512i wl = _mm512_and_si512(w, low_nibbles);
                     const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), low_nibbles);
@@ -145,8 +156,8 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbl, const block_q4_Kx16 *
 #pragma GCC unroll 8
                 for (int t = 0; t < 8; t++) {
                     const int step = (j / 2) * 8 + t;
-                    if (j % 2 == 0) _mm_prefetch(pf + Q4_HEADER_BYTES + step * 64, _MM_HINT_T0);
-                    if (j == 0 && t < 5) _mm_prefetch(pf + t * 64, _MM_HINT_T0);
+                    if (j % 2 == 0) tile_prefetch(NT, pf + Q4_HEADER_BYTES + step * 64);
+                    if (j == 0 && t < 5) tile_prefetch(NT, pf + t * 64);
                     const __m512i w = _mm512_loadu_si512(xb->qs + step * 64);
                     const __m512i wq = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(w, 4) : w, low_nibbles);
 #pragma GCC unroll 8
@@ -224,10 +235,10 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbl, const block_q6_Kx16 *
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
             /* the next block's step j (3 lines) and, in the first steps, its header */
-            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192, _MM_HINT_T0);
-            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192 + 64, _MM_HINT_T0);
-            _mm_prefetch(pf + Q6_HEADER_BYTES + j * 192 + 128, _MM_HINT_T0);
-            if (j < 5) _mm_prefetch(pf + j * 64, _MM_HINT_T0);
+            tile_prefetch(NT, pf + Q6_HEADER_BYTES + j * 192);
+            tile_prefetch(NT, pf + Q6_HEADER_BYTES + j * 192 + 64);
+            tile_prefetch(NT, pf + Q6_HEADER_BYTES + j * 192 + 128);
+            if (j < 5) tile_prefetch(NT, pf + j * 64);
             const uint8_t *q6 = xb->qs + j * 192;
             const __m512i ql_a = _mm512_loadu_si512(q6);
             const __m512i ql_b = _mm512_loadu_si512(q6 + 64);
