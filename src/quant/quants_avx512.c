@@ -75,7 +75,8 @@ static ALWAYS_INLINE float hsum16(__m512 v) {
  * follows at memory speed, where RM rows at once are RM short streams restarted every RM rows (one
  * core streamed a V2-Lite Q8_0 matrix at 10-17 GB/s in 4-row tiles, 19-24 GB/s row by row;
  * bench/kernels/bench_repack_legacy.c "file"). Results are unchanged: every (row, token) pair runs
- * the same operations whatever the tile shape. */
+ * the same operations whatever the tile shape. ONE_TOKEN_ROWS(n, n_rows, s, x, x_stride, y) may
+ * take a one-token product whole (a type's own row loop; false: not taken). */
 #define DEFINE_TILE_ENTRY_POINTS(name, KERNEL, RM, CM, ONE_TOKEN_ROWS)                                        \
     void ts_dot_tile_##name##_avx512(int n, int n_rows, int n_cols, float *restrict s, size_t s_stride,       \
                                      const void *restrict x, size_t x_stride, const void *restrict y,          \
@@ -119,6 +120,14 @@ static ALWAYS_INLINE float hsum16(__m512 v) {
     void ts_dot_##name##_avx512(int n, float *restrict s, const void *restrict x, const void *restrict y) {   \
         KERNEL(n, 1, 1, s, 0, x, 0, y, 0);                                                                    \
     }
+
+/* ONE_TOKEN_ROWS of the types without a separate one-token loop (Q8_0: bound by memory; the
+ * K-quants: their tiles' activation side is one load per step). */
+static ALWAYS_INLINE bool no_one_token_rows(int n, int n_rows, float *restrict s, const char *restrict x, size_t x_stride,
+                                            const char *restrict y) {
+    (void)n, (void)n_rows, (void)s, (void)x, (void)x_stride, (void)y;
+    return false;
+}
 
 #define MAX_R 4
 #define MAX_C 4
@@ -238,12 +247,14 @@ static ALWAYS_INLINE void tile_q8_0_like(int is_q4, int n, int R, int C, float *
 /* One token against n_rows rows, row by row (decode; see DEFINE_TILE_ENTRY_POINTS): the same
  * operations per row as tile_q8_0_like with R = C = 1, but the activation's side of every pair
  * (its bytes, the offset start, its scales) is prepared once for all rows instead of once per
- * row, which was a third of a row's work: one core, from memory, Q4_0 13-14 -> 16-19 GB/s and
- * Q8_0 18-23 -> 21-26 GB/s on 1408- and 2048-wide rows (bench/kernels/bench_repack_legacy.c);
- * V2-Lite Q4_0 --no-repack decode 17.7-19.0 -> 19.2-20.7 t/s.
- * The prepared pairs must stay in L1 next to the streaming weights: 8960-wide Q8_0 rows (27 KB
- * of them) ran at 12 GB/s against 21-24 without, so longer rows return false (nothing done) and
- * the caller runs the plain kernel. */
+ * row, which was a third of a row's work: one core, from memory, Q4_0 13-14 -> 16-19 GB/s on
+ * 1408- and 2048-wide rows (bench/kernels/bench_repack_legacy.c); V2-Lite Q4_0 --no-repack decode
+ * 17.7-19.0 -> 19.2-20.7 t/s. Q4_0 only: Q8_0 rows are bound by memory, not by this work, and
+ * two threads decoding V2-Lite Q8_0 this way ran 15.5 against 16.4-17.8 t/s (the extra loads of
+ * the prepared pairs compete with the weights' stream).
+ * The prepared pairs must stay in L1 next to the streaming weights: 8960-wide rows (27 KB of
+ * them) ran at 12 GB/s against 21-24 without, so longer rows return false (nothing done) and the
+ * caller runs the plain kernel. */
 #define ROWS_MAX_PAIRS 64 /* 4096 values: 12 KiB */
 typedef struct {
     __m512i act, start;
@@ -300,24 +311,14 @@ static ALWAYS_INLINE void tile_q4_0(int n, int R, int C, float *restrict s, size
     tile_q8_0_like(1, n, R, C, s, s_stride, x, x_stride, y, y_stride);
 }
 
-static bool rows_q8_0(int n, int n_rows, float *restrict s, const char *restrict x, size_t x_stride, const char *restrict y) {
-    return rows_q8_0_like(0, n, n_rows, s, x, x_stride, y);
-}
 static bool rows_q4_0(int n, int n_rows, float *restrict s, const char *restrict x, size_t x_stride, const char *restrict y) {
     return rows_q8_0_like(1, n, n_rows, s, x, x_stride, y);
 }
 
-DEFINE_TILE_ENTRY_POINTS(q8_0, tile_q8_0, 4, 4, rows_q8_0)
+DEFINE_TILE_ENTRY_POINTS(q8_0, tile_q8_0, 4, 4, no_one_token_rows)
 DEFINE_TILE_ENTRY_POINTS(q4_0, tile_q4_0, 4, 4, rows_q4_0)
 
 /* ---------------------------------------------------------------- K-quants: shared epilogue */
-
-/* (The K-quants have no separate one-token loop: their tiles' activation side is a load per step.) */
-static ALWAYS_INLINE bool no_one_token_rows(int n, int n_rows, float *restrict s, const char *restrict x, size_t x_stride,
-                                            const char *restrict y) {
-    (void)n, (void)n_rows, (void)s, (void)x, (void)x_stride, (void)y;
-    return false;
-}
 
 /* The K-quant kernels sum each 256-block of a pair exactly in int32, so the order of that sum
  * does not matter; it is reduced to one integer per pair and the float work is done with the R
