@@ -1,6 +1,7 @@
 #include "quant/types.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
@@ -197,7 +198,7 @@ static bool cpu_has_avx512_vnni(void) {
 }
 #endif
 
-bool ts_isa_supported(enum ts_isa isa) {
+static bool isa_check(enum ts_isa isa) {
     switch (isa) {
     case TS_ISA_SCALAR: return true;
 #if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
@@ -211,6 +212,21 @@ bool ts_isa_supported(enum ts_isa isa) {
 #endif
     default: return false;
     }
+}
+
+/* CPUID traps to the hypervisor in a virtual machine (21 us a call on the development host, four
+ * leaves per check) and the loader asks once per matrix (a cache file's check twice more): V2-Lite
+ * spent ~30 ms of its 0.2 s load to first token here. The answer is a fact about the CPU, so each
+ * ISA's is computed once; threads racing to fill an entry compute the same value. */
+bool ts_isa_supported(enum ts_isa isa) {
+    static _Atomic signed char known[TS_ISA_COUNT]; /* 0 not yet asked, 1 no, 2 yes */
+    if ((unsigned)isa >= TS_ISA_COUNT) return false;
+    signed char v = atomic_load_explicit(&known[isa], memory_order_relaxed);
+    if (v == 0) {
+        v = isa_check(isa) ? 2 : 1;
+        atomic_store_explicit(&known[isa], v, memory_order_relaxed);
+    }
+    return v == 2;
 }
 
 enum ts_isa ts_isa_best(void) {
