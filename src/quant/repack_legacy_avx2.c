@@ -41,21 +41,12 @@
 #define KEEP(x) __asm__("" : "+x"(x))
 
 #define MAX_TILE TS_RP_TILE_LEGACY_AVX2 /* tokens per unpacked weight step (16 ymm registers) */
-/* Software prefetch distance (bytes ahead in the group's weights) for the one-token tiles, one
- * prefetch per 64-byte line of each block. A decode step is all one-token
- * tiles, which leave the hardware prefetcher behind: V2-Lite q4_0 decoding with these kernels,
- * 19.53 against 18.63 t/s (means of 10 A B pairs on a noisy VM, 7 won; 4096 bytes ahead was
- * slower). Wider tiles (prompts) showed no gain from it. */
-#ifndef RP_LEGACY_AVX2_PREFETCH_BYTES
-#define RP_LEGACY_AVX2_PREFETCH_BYTES 2048
-#endif
-
-/* Prefetches the `bytes` bytes (a block) that lie RP_LEGACY_AVX2_PREFETCH_BYTES past blk. */
-static ALWAYS_INLINE void prefetch_ahead(const void *blk, size_t bytes) {
-    if (RP_LEGACY_AVX2_PREFETCH_BYTES <= 0) return;
-    const uintptr_t ahead = (uintptr_t)blk + RP_LEGACY_AVX2_PREFETCH_BYTES; /* integer math: may pass the end */
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T0);
-}
+/* No software prefetch: a decode step's one-token tiles stream each thread's contiguous share of
+ * a matrix once, in order, which the hardware prefetcher follows; prefetching each block's lines
+ * 2048 bytes ahead took fill buffers from it. V2-Lite q4_0 decoding with these kernels, two
+ * threads, with and without it alternating: 29.0-30.9 against 29.6-34.6 t/s (mostly 32.8-34.1)
+ * in the host's fast-memory minutes, 21.6-23.0 against 22.1-24.0 in the slow ones (BENCHMARKS.md,
+ * "AVX2 decode without software prefetches"). Wider tiles (prompts) never gained from it. */
 
 static ALWAYS_INLINE __m256i bcast4(const int8_t *p) {
     int32_t v;
@@ -149,7 +140,6 @@ static ALWAYS_INLINE void tile_q4_0_rows16(int C, int nbc, const void *restrict 
             acc[c][h] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + (size_t)c * s_stride + 8 * h);
     for (int b = 0; b < nbc; b++) {
         const block_q4_0x16 *blk = (const block_q4_0x16 *)w + b;
-        if (C == 1) prefetch_ahead(blk, sizeof *blk);
         __m256i sum[MAX_TILE][2]; /* int16 pair sums, exact (see the top comment) */
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) sum[c][0] = sum[c][1] = _mm256_setzero_si256();
@@ -219,7 +209,6 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
     __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
     for (int b = 0; b < nbc; b++) {
         const block_q8_0x16 *blk = (const block_q8_0x16 *)w + b;
-        prefetch_ahead(blk, sizeof *blk);
         /* int16 sums of the low and high nibbles of u = q + 128, per half (exact: top comment) */
         __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
         const int8_t *q = a[0][b].qs;
@@ -256,7 +245,6 @@ static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, 
     __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
     for (int b = 0; b < nbc; b++) {
         const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
-        prefetch_ahead(blk, sizeof *blk);
         const __m256i qh0 = _mm256_loadu_si256((const __m256i *)blk->qh);
         const __m256i qh1 = _mm256_loadu_si256((const __m256i *)(blk->qh + 32));
         /* int16 sums of values 0..15 (lo) and 16..31 (hi) per half, 4 steps each (exact: top comment) */
