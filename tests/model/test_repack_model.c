@@ -4,6 +4,7 @@
  * counted, a second call does nothing). Run with the best ISA's repacked kernels (when this CPU has
  * them) and with the scalar reference kernels (always). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,45 @@ static void compare_matrices(ts_model *file_layout, ts_model *repacked, const ch
     ts_threadpool_free(pool);
 }
 
+/* The repacked matrices lie in one mapping, in order, without overlap: the first at a 2 MiB
+ * boundary (where huge pages can start), each at a 4 KiB one; their sizes add up to the bytes
+ * reported. */
+typedef struct placed {
+    uintptr_t at;
+    uint64_t bytes;
+} placed;
+static int cmp_placed(const void *a, const void *b) {
+    const uintptr_t x = ((const placed *)a)->at, y = ((const placed *)b)->at;
+    return x < y ? -1 : x > y;
+}
+static void check_layout(ts_model *repacked, const ts_repack_stats *st, const char *label) {
+    static matrix_list l;
+    static placed p[4096];
+    l.n = 0;
+    repacked->arch->each_matrix(repacked, list_matrix, &l);
+    list_matrix(&l, &repacked->output, 1, NULL);
+    int n = 0;
+    for (int i = 0; i < l.n; i++) {
+        const ts_matrix *w = l.w[i];
+        if (!w->repack) continue;
+        p[n++] = (placed){.at = (uintptr_t)w->data,
+                          .bytes = (uint64_t)(w->n_out / TS_REPACK_ROWS) * ts_repack_group_bytes(w->type, (int)w->n_in) *
+                                   (uint64_t)l.n_experts[i]};
+    }
+    qsort(p, (size_t)n, sizeof *p, cmp_placed);
+    uint64_t sum = 0;
+    uintptr_t end = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK(p[i].at % (i == 0 ? (2u << 20) : 4096u) == 0, "%s: repacked matrix %d at %#lx is not aligned", label, i,
+              (unsigned long)p[i].at);
+        CHECK(p[i].at >= end, "%s: repacked matrices %d and %d overlap", label, i - 1, i);
+        end = p[i].at + p[i].bytes;
+        sum += p[i].bytes;
+    }
+    CHECK(n > 0 && sum == st->bytes, "%s: %d repacked matrices hold %llu bytes, %llu reported", label, n,
+          (unsigned long long)sum, (unsigned long long)st->bytes);
+}
+
 static void test_model(const char *dir, const char *preset, const char *type, enum ts_isa isa) {
     char path[512], err[TS_ERR_LEN];
     snprintf(path, sizeof path, "%s/%s-%s.gguf", dir, preset, type);
@@ -121,6 +161,7 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     char label[160];
     snprintf(label, sizeof label, "%s %s %s", preset, type, ts_isa_name(isa));
     compare_matrices(file_layout, repacked, label);
+    check_layout(repacked, &st, label);
 
     ts_token toks[N_TOK];
     for (int i = 0; i < N_TOK; i++) toks[i] = (ts_token)((i * 37 + 5) % V);
