@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "arch/arch.h"
@@ -192,6 +193,77 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model_free(repacked);
 }
 
+/* Out of address space for the repacked weights (RLIMIT_AS just above what the process maps): the
+ * repacking fails with an error that says so, changes no matrix, and the model still decodes from
+ * the file layout as before. Skipped under AddressSanitizer, whose shadow memory exceeds any such
+ * limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+static void test_out_of_memory(const char *dir) {
+#if defined(UNDER_ASAN)
+    (void)dir;
+#else
+    char path[512], err[TS_ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/tiny-qwen2-q4_K.gguf", dir);
+    ts_synth_params sp = {.preset = "tiny-qwen2", .type = "q4_K", .seed = 3, .out_path = path, .overwrite = true, .n_threads = 2};
+    if (ts_synth(&sp, err) != 0) {
+        CHECK(false, "synth: %s", err);
+        return;
+    }
+    ts_model *file_layout = load_isa(path, ts_isa_best()), *m = load_isa(path, ts_isa_best());
+    if (!file_layout || !m) {
+        ts_model_free(file_layout);
+        ts_model_free(m);
+        return;
+    }
+    ts_model_info info;
+    ts_model_get_info(m, &info);
+    ts_token toks[N_TOK];
+    for (int i = 0; i < N_TOK; i++) toks[i] = (ts_token)((i * 37 + 5) % info.n_vocab);
+    float *want = ref_engine_logits(file_layout, TS_CACHE_F32, false, toks, N_TOK, info.n_vocab, NULL);
+
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    const bool have_size = f && fscanf(f, "%ld", &pages) == 1;
+    if (f) fclose(f);
+    struct rlimit old;
+    if (have_size && getrlimit(RLIMIT_AS, &old) == 0) {
+        const size_t mapped = (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+        struct rlimit tight = old;
+        tight.rlim_cur = mapped + ((size_t)1 << 20); /* a little heap, not the 2 MiB-aligned mapping */
+        ts_repack_stats st;
+        int rc = 0;
+        if (setrlimit(RLIMIT_AS, &tight) == 0) {
+            rc = ts_model_repack(m, 2, &st, err);
+            setrlimit(RLIMIT_AS, &old);
+            CHECK(rc != 0 && strstr(err, "out of memory") != NULL, "repack without address space: rc %d, error '%s'", rc, err);
+            CHECK(st.matrices == 0 && st.bytes == 0, "a failed repack reports %d matrices", st.matrices);
+            static matrix_list l;
+            l.n = 0;
+            m->arch->each_matrix(m, list_matrix, &l);
+            int repacked = 0;
+            for (int i = 0; i < l.n; i++) repacked += l.w[i]->repack != NULL;
+            CHECK(repacked == 0, "a failed repack switched %d matrices", repacked);
+            float *got = ref_engine_logits(m, TS_CACHE_F32, false, toks, N_TOK, info.n_vocab, NULL);
+            CHECK(want && got && memcmp(want, got, (size_t)N_TOK * (size_t)info.n_vocab * sizeof *got) == 0,
+                  "the model decodes differently after a failed repack");
+            free(got);
+            /* and with the memory back, the same model repacks */
+            CHECK(ts_model_repack(m, 2, &st, err) == 0 && st.matrices > 0, "repack after the failure: %s", err);
+        }
+    }
+    free(want);
+    ts_model_free(file_layout);
+    ts_model_free(m);
+    remove(path);
+#endif
+}
+
 int main(void) {
     char dir[] = "/tmp/ts_repack_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -212,6 +284,7 @@ int main(void) {
             snprintf(path, sizeof path, "%s/%s-%s.gguf", dir, presets[p], types[t]);
             remove(path);
         }
+    test_out_of_memory(dir);
     rmdir(dir);
     if (failures) printf("%d check(s) failed\n", failures);
     return failures ? 1 : 0;
