@@ -113,6 +113,72 @@ static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int nbc, const void
     for (int c = 0; c < C; c++) _mm512_storeu_ps(s + (size_t)c * s_stride, acc[c]);
 }
 
+/* One token (decode) with 256-bit vectors: rows 0-7 and 8-15 of the group as two halves, the same
+ * operations per row as tile(). Zen 4 splits 512-bit operations into halves anyway; what changes
+ * is that the weights are read with 32-byte loads, which this host's memory streams faster
+ * (repack_kquants_avx512.c, q4_K_tile1_ymm, has the numbers). */
+static ALWAYS_INLINE __m256i bcast4_256(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+static ALWAYS_INLINE void tile1_ymm(enum legacy_kind kind, int nbc, const void *restrict w, const block_q8_0 *const *a,
+                                    const act_const *k, float *restrict s, int first_pass) {
+    __m256 acc[2];
+    for (int h = 0; h < 2; h++) acc[h] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const int8_t *q = a[0][b].qs;
+        const act_const kc = k[b];
+        __m256i qa[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) qa[t] = bcast4_256(q + 4 * t);
+        const __m256 dk = _mm256_set1_ps(kc.d);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i wq[8];
+            __m256 dw;
+            if (kind == LEGACY_Q5_0) {
+                const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
+                const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8 * h)));
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32 * h));
+                    const __m256i h_lo = _mm256_and_si256(_mm256_slli_epi16(qh, 4 - t), bit4);
+                    const __m256i h_hi = _mm256_and_si256(_mm256_srli_epi16(qh, t), bit4);
+                    wq[t] = _mm256_ternarylogic_epi32(h_lo, v, low4, 0xD8);
+                    wq[4 + t] = _mm256_ternarylogic_epi32(h_hi, _mm256_srli_epi16(v, 4), low4, 0xD8);
+                }
+            } else if (kind == LEGACY_Q4_0) {
+                const block_q4_0x16 *blk = (const block_q4_0x16 *)w + b;
+                const __m256i low4 = _mm256_set1_epi8(0x0F);
+                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8 * h)));
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32 * h));
+                    wq[t] = _mm256_and_si256(v, low4);
+                    wq[4 + t] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+                }
+            } else {
+                const block_q8_0x16 *blk = (const block_q8_0x16 *)w + b;
+                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk->d + 8 * h)));
+#pragma GCC unroll 8
+                for (int t = 0; t < 8; t++) wq[t] = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32 * h));
+            }
+            __m256i even = _mm256_set1_epi32(kc.corr), odd = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int t = 0; t < 8; t += 2) {
+                even = _mm256_dpbusd_epi32(even, wq[t], qa[t]);
+                odd = _mm256_dpbusd_epi32(odd, wq[t + 1], qa[t + 1]);
+            }
+            const __m256 isum = _mm256_cvtepi32_ps(_mm256_add_epi32(even, odd));
+            acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dk), isum, acc[h]);
+        }
+    }
+    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s + 8 * h, acc[h]);
+}
+
 /* One out-of-line function per (type, tile width): each gets its own fully unrolled code with the
  * accumulators in registers (a shared inlined body lets the compiler merge the cases into one loop
  * over a variable width). */
@@ -122,8 +188,15 @@ static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int nbc, const void
                                                int first_pass) {                                         \
         tile(kind, C, nbc, w, a, k, s, s_stride, first_pass);                                           \
     }
+#define DEFINE_TILE1(name, kind)                                                                         \
+    static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
+                                               const act_const *k, float *restrict s, size_t s_stride,  \
+                                               int first_pass) {                                         \
+        (void)s_stride;                                                                                  \
+        tile1_ymm(kind, nbc, w, a, k, s, first_pass);                                                    \
+    }
 #define DEFINE_TILES(t, kind)                                                                            \
-    DEFINE_TILE(tile_##t##_1, kind, 1) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
+    DEFINE_TILE1(tile_##t##_1, kind) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
     DEFINE_TILE(tile_##t##_4, kind, 4) DEFINE_TILE(tile_##t##_5, kind, 5) DEFINE_TILE(tile_##t##_6, kind, 6) \
     DEFINE_TILE(tile_##t##_7, kind, 7) DEFINE_TILE(tile_##t##_8, kind, 8)                                  \
     static const legacy_tile_fn tiles_##t[MAX_TILE] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4, \
