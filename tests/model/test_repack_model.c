@@ -4,6 +4,7 @@
  * counted, a second call does nothing). Run with the best ISA's repacked kernels (when this CPU has
  * them) and with the scalar reference kernels (always). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,22 +132,32 @@ static void check_layout(ts_model *repacked, const ts_repack_stats *st, const ch
           (unsigned long long)sum, (unsigned long long)st->bytes);
 }
 
-static void test_model(const char *dir, const char *preset, const char *type, enum ts_isa isa) {
+/* Two independent loads of the tiny model dir/preset-type.gguf (written first when missing) with
+ * isa's kernels, into *a and *b; false (both NULL) when that fails. */
+static bool load_two(const char *dir, const char *preset, const char *type, enum ts_isa isa, ts_model **a, ts_model **b) {
     char path[512], err[TS_ERR_LEN];
+    *a = *b = NULL;
     snprintf(path, sizeof path, "%s/%s-%s.gguf", dir, preset, type);
     if (access(path, R_OK) != 0) {
         ts_synth_params sp = {.preset = preset, .type = type, .seed = 3, .out_path = path, .overwrite = true, .n_threads = 2};
         if (ts_synth(&sp, err) != 0) {
             CHECK(false, "synth %s %s: %s", preset, type, err);
-            return;
+            return false;
         }
     }
-    ts_model *file_layout = load_isa(path, isa), *repacked = load_isa(path, isa);
-    if (!file_layout || !repacked) {
-        ts_model_free(file_layout);
-        ts_model_free(repacked);
-        return;
-    }
+    *a = load_isa(path, isa);
+    *b = load_isa(path, isa);
+    if (*a && *b) return true;
+    ts_model_free(*a);
+    ts_model_free(*b);
+    *a = *b = NULL;
+    return false;
+}
+
+static void test_model(const char *dir, const char *preset, const char *type, enum ts_isa isa) {
+    char err[TS_ERR_LEN];
+    ts_model *file_layout, *repacked;
+    if (!load_two(dir, preset, type, isa, &file_layout, &repacked)) return;
     ts_model_info info;
     ts_model_get_info(file_layout, &info);
     const int V = info.n_vocab;
@@ -210,17 +221,8 @@ static void test_out_of_memory(const char *dir) {
 #else
     char path[512], err[TS_ERR_LEN] = "";
     snprintf(path, sizeof path, "%s/tiny-qwen2-q4_K.gguf", dir);
-    ts_synth_params sp = {.preset = "tiny-qwen2", .type = "q4_K", .seed = 3, .out_path = path, .overwrite = true, .n_threads = 2};
-    if (ts_synth(&sp, err) != 0) {
-        CHECK(false, "synth: %s", err);
-        return;
-    }
-    ts_model *file_layout = load_isa(path, ts_isa_best()), *m = load_isa(path, ts_isa_best());
-    if (!file_layout || !m) {
-        ts_model_free(file_layout);
-        ts_model_free(m);
-        return;
-    }
+    ts_model *file_layout, *m;
+    if (!load_two(dir, "tiny-qwen2", "q4_K", ts_isa_best(), &file_layout, &m)) return;
     ts_model_info info;
     ts_model_get_info(m, &info);
     ts_token toks[N_TOK];
