@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/work_share.h"
 #include "quant/repack.h"
 
 typedef struct convert_job {
@@ -86,6 +87,7 @@ typedef struct matmul_job {
     long total_units, chunk;
     long shared_units;     /* units [0, shared_units) are cut into one contiguous share per thread */
     atomic_long next_unit; /* the next row unit (of all items laid end to end) to hand out */
+    ts_share_range *shares; /* one per thread when the shared units go through them (work_share.h) */
 } matmul_job;
 
 static long row_units(const ts_matrix *w) { return (long)((w->n_out + TS_ROW_UNIT - 1) / TS_ROW_UNIT); }
@@ -121,7 +123,12 @@ static void matmul_task(void *arg, int ith, int nth) {
             return;
         }
     }
-    if (j->shared_units > 0) {
+    if (j->shared_units > 0 && j->shares) {
+        long ub, ue;
+        while (ts_share_take(&j->shares[ith], true, &ub, &ue)) run_units(j, ub, ue);
+        for (int k = 1; k < nth; k++)
+            while (ts_share_take(&j->shares[(ith + k) % nth], false, &ub, &ue)) run_units(j, ub, ue);
+    } else if (j->shared_units > 0) {
         long ub, ue;
         ts_split_range(j->shared_units, ith, nth, &ub, &ue);
         run_units(j, ub, ue);
@@ -152,6 +159,21 @@ static void run_job(ts_threadpool *pool, matmul_job *j) {
     j->chunk = (j->total_units + 8L * nth - 1) / (8L * nth);
     if (j->chunk < 1) j->chunk = 1;
     atomic_init(&j->next_unit, j->shared_units);
+    /* ... and a thread done with its share helps with the others' (work_share.h): in fast-memory
+     * minutes +1.6-2.2 % for R1-Distill-Qwen-1.5B q4_K_M tg128 (12 alternating pairs, 10 won),
+     * V2-Lite q4_0 within the noise (+0.3 %), unchanged in slow minutes. Up to SHARE_THREADS
+     * threads (on the stack); more split in fixed shares. */
+    enum { SHARE_THREADS = 64 };
+    ts_share_range shares[SHARE_THREADS];
+    j->shares = NULL;
+    if (j->shared_units > 0 && nth > 1 && nth <= SHARE_THREADS && j->shared_units <= TS_SHARE_MAX_UNITS) {
+        for (int t = 0; t < nth; t++) {
+            long b, e;
+            ts_split_range(j->shared_units, t, nth, &b, &e);
+            ts_share_init(&shares[t], b, e);
+        }
+        j->shares = shares;
+    }
     ts_threadpool_run(pool, matmul_task, j);
 }
 
