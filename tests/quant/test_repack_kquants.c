@@ -378,9 +378,9 @@ int main(void) {
         /* sizes: one block, a few, the model widths (1536, 2048, 8960), and past the kernels'
          * 64-block chunk (18432 = 72 blocks) */
         const int ns[] = {256, 768, 1536, 2048, 8960, 18432};
-        /* token counts: the AVX-512 kernel's tiles of 1..8 tokens, two tiles per block for 9..16,
-         * and more than one 16-token chunk (17, 33) */
-        const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 33};
+        /* token counts: the AVX-512 kernel's tiles of 1..8 tokens (1 and 2 on 256-bit halves), two
+         * tiles per block for 9..16 (10: 8 + 2), and more than one 16-token chunk (17, 33) */
+        const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 17, 33};
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
@@ -394,6 +394,7 @@ int main(void) {
         check_problem(type, 2048, 2, 4, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
         check_problem(type, 1536, 2, 5, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
         check_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
+        check_problem(type, 1536, 2, 2, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
     }
     check_avx2_kernels();
     if (!has_avx512) printf("(AVX-512 not available: only the reference kernels were tested)\n");
