@@ -133,7 +133,7 @@ static void matmul_task(void *arg, int ith, int nth) {
         ts_split_range(j->shared_units, ith, nth, &ub, &ue);
         run_units(j, ub, ue);
     }
-    /* The rest (all of it with more than one token) is handed out in chunks from a shared counter
+    /* The rest (all of it with more than STREAM_MAX_TOKENS tokens) is handed out in chunks from a shared counter
      * rather than split in equal halves: a core slowed by something else (another process, an
      * interrupt) then takes fewer chunks instead of making the other wait at the barrier. No
      * result depends on who computes it. */
@@ -146,15 +146,18 @@ static void matmul_task(void *arg, int ith, int nth) {
 
 static void run_job(ts_threadpool *pool, matmul_job *j) {
     const int nth = ts_threadpool_size(pool);
-    /* One token (decoding): each thread streams one contiguous share of the rows. The weights
-     * then arrive as a few long reads instead of 8 pieces per thread at scattered places, which
-     * the memory system serves faster: R1-Distill-Qwen-1.5B q4_K_M tg128 +6 % (7 of 8 rounds
-     * won, AVX-512 kernels; 4 of 4 with the AVX2 ones), V2-Lite unchanged (BENCHMARKS.md). With
-     * more tokens the products are bound by arithmetic, and chunks from the counter balance the
-     * threads. */
-    bool one_token = true;
-    for (int i = 0; i < j->n_items; i++) one_token = one_token && j->items[i].act.n_rows == 1;
-    j->shared_units = one_token ? j->total_units : 0;
+    /* Up to STREAM_MAX_TOKENS tokens (decoding one or a few sequences, bound by memory): each
+     * thread streams one contiguous share of the rows. The weights then arrive as a few long reads
+     * instead of 8 pieces per thread at scattered places, which the memory system serves faster:
+     * R1-Distill-Qwen-1.5B q4_K_M tg128 +6 % (7 of 8 rounds won, AVX-512 kernels; 4 of 4 with the
+     * AVX2 ones), V2-Lite unchanged; two and four sequences decoding together (`-np 2`, `-np 4`)
+     * +2-6 % (15 of 16 pairs won), V2-Lite `-np 2` unchanged (BENCHMARKS.md).
+     * With more tokens the products are bound by arithmetic, and chunks from the counter balance
+     * the threads. */
+    enum { STREAM_MAX_TOKENS = 4 };
+    bool few_tokens = true;
+    for (int i = 0; i < j->n_items; i++) few_tokens = few_tokens && j->items[i].act.n_rows <= STREAM_MAX_TOKENS;
+    j->shared_units = few_tokens ? j->total_units : 0;
     /* About 8 chunks per thread: a small enough tail, few enough hand-outs. */
     j->chunk = (j->total_units + 8L * nth - 1) / (8L * nth);
     if (j->chunk < 1) j->chunk = 1;

@@ -1,4 +1,4 @@
-/* Shares of a one-token product that finished threads can take from.
+/* Shares of a decode product (one to a few tokens) that finished threads can take from.
  *
  * Decoding streams each thread's contiguous share of a matrix's rows, which the memory system
  * serves best as one long read. With fixed shares the threads of a V2-Lite or R1-Distill-Qwen-1.5B

@@ -1,6 +1,6 @@
 /* The shares of one-token products (ops/work_share.h): an owner taking from the front and other
  * threads taking from the back split a range into pieces that cover every unit exactly once, also
- * when they race; and one-token products give the same bits on 1, 2, 3 and 5 threads. */
+ * when they race; and products of 1-6 tokens give the same bits on 1, 2, 3 and 5 threads. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -124,20 +124,21 @@ static void test_race(void) {
     free(r);
 }
 
-/* One-token products of several matrices at once (a MoE step's shape): the same bits whatever the
- * thread count, so whoever computes a unit computes it the same way. */
-static void test_one_token_bits(void) {
+/* Products of T tokens (decoding 1..4 sequences: contiguous shares taken from both ends) of several
+ * matrices at once (a MoE step's shape): the same bits whatever the thread count, so whoever
+ * computes a unit computes it the same way. */
+static void test_decode_bits(const int T) {
     const ts_type_traits *table = ts_type_table(ts_isa_best());
     enum { N_IN = 96, N_ITEMS = 5 };
     const int n_out[N_ITEMS] = {40, 333, 16, 1000, 77};
-    float *w[N_ITEMS], *x = malloc(sizeof(float) * N_IN), *out[2][N_ITEMS];
+    float *w[N_ITEMS], *x = malloc(sizeof(float) * N_IN * T), *out[2][N_ITEMS];
     uint64_t s = 99;
-    for (int i = 0; i < N_IN; i++) s = s * 6364136223846793005ull + 1, x[i] = (float)((int)(s >> 40) % 2001 - 1000) / 997.0f;
+    for (int i = 0; i < N_IN * T; i++) s = s * 6364136223846793005ull + 1, x[i] = (float)((int)(s >> 40) % 2001 - 1000) / 997.0f;
     for (int k = 0; k < N_ITEMS; k++) {
         w[k] = malloc(sizeof(float) * N_IN * n_out[k]);
         for (int i = 0; i < N_IN * n_out[k]; i++)
             s = s * 6364136223846793005ull + 1, w[k][i] = (float)((int)(s >> 40) % 2001 - 1000) / 991.0f;
-        for (int v = 0; v < 2; v++) out[v][k] = malloc(sizeof(float) * n_out[k]);
+        for (int v = 0; v < 2; v++) out[v][k] = malloc(sizeof(float) * n_out[k] * T);
     }
     ts_matrix m[N_ITEMS];
     ts_matmul_item items[N_ITEMS];
@@ -153,14 +154,14 @@ static void test_one_token_bits(void) {
         for (int k = 0; k < N_ITEMS; k++) {
             m[k] = (ts_matrix){.data = w[k], .type = TS_TYPE_F32, .n_in = N_IN, .n_out = n_out[k],
                                .row_bytes = sizeof(float) * N_IN};
-            items[k] = (ts_matmul_item){.w = &m[k], .act = {.data = x, .type = TS_TYPE_F32, .row_bytes = sizeof(float) * N_IN, .n_rows = 1},
+            items[k] = (ts_matmul_item){.w = &m[k], .act = {.data = x, .type = TS_TYPE_F32, .row_bytes = sizeof(float) * N_IN, .n_rows = T},
                                         .out = out[v][k], .out_stride = n_out[k]};
-            memset(out[v][k], 0xff, sizeof(float) * n_out[k]); /* NaN: a row nobody wrote shows */
+            memset(out[v][k], 0xff, sizeof(float) * n_out[k] * T); /* NaN: a row nobody wrote shows */
         }
         for (int rep = 0; rep < 20; rep++) ts_matmul_many(pool, table, items, N_ITEMS);
         for (int k = 0; k < N_ITEMS && v == 1; k++)
-            CHECK(memcmp(out[0][k], out[1][k], sizeof(float) * n_out[k]) == 0, "%d threads: item %d differs from 1 thread",
-                  threads[ti], k);
+            CHECK(memcmp(out[0][k], out[1][k], sizeof(float) * n_out[k] * T) == 0,
+                  "%d tokens, %d threads: item %d differs from 1 thread", T, threads[ti], k);
         ts_threadpool_free(pool);
     }
     for (int k = 0; k < N_ITEMS; k++) free(w[k]), free(out[0][k]), free(out[1][k]);
@@ -170,7 +171,7 @@ static void test_one_token_bits(void) {
 int main(void) {
     test_sequential();
     test_race();
-    test_one_token_bits();
+    for (int t = 1; t <= 6; t++) test_decode_bits(t); /* 5, 6: the counter's chunks */
     if (failures) {
         printf("%d failure(s)\n", failures);
         return 1;
