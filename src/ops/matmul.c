@@ -150,11 +150,12 @@ static void run_job(ts_threadpool *pool, matmul_job *j) {
      * thread streams one contiguous share of the rows. The weights then arrive as a few long reads
      * instead of 8 pieces per thread at scattered places, which the memory system serves faster:
      * R1-Distill-Qwen-1.5B q4_K_M tg128 +6 % (7 of 8 rounds won, AVX-512 kernels; 4 of 4 with the
-     * AVX2 ones), V2-Lite unchanged; two and four sequences decoding together (`-np 2`, `-np 4`)
-     * +2-6 % (15 of 16 pairs won), V2-Lite `-np 2` unchanged (BENCHMARKS.md).
-     * With more tokens the products are bound by arithmetic, and chunks from the counter balance
-     * the threads. */
-    enum { STREAM_MAX_TOKENS = 4 };
+     * AVX2 ones), V2-Lite unchanged; 2, 4 and 8 sequences decoding together +2-6 % (`-np 2`,
+     * `-np 4`: 15 of 16 pairs won; 8 rather than 4 tokens: `-np 8` +3 %, 4 of 5; `--isa avx2
+     * -np 6` +1 %, 3 of 4), V2-Lite `-np 2` unchanged (BENCHMARKS.md); 16 was not clearly better
+     * than 8. With more tokens the products are bound by arithmetic, and chunks from the counter
+     * balance the threads. */
+    enum { STREAM_MAX_TOKENS = 8 };
     bool few_tokens = true;
     for (int i = 0; i < j->n_items; i++) few_tokens = few_tokens && j->items[i].act.n_rows <= STREAM_MAX_TOKENS;
     j->shared_units = few_tokens ? j->total_units : 0;

@@ -1,6 +1,6 @@
 /* The shares of one-token products (ops/work_share.h): an owner taking from the front and other
  * threads taking from the back split a range into pieces that cover every unit exactly once, also
- * when they race; and products of 1-6 tokens give the same bits on 1, 2, 3 and 5 threads. */
+ * when they race; and products of 1-10 tokens give the same bits on 1, 2, 3 and 5 threads. */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -124,7 +124,7 @@ static void test_race(void) {
     free(r);
 }
 
-/* Products of T tokens (decoding 1..4 sequences: contiguous shares taken from both ends) of several
+/* Products of T tokens (decoding 1..8 sequences: contiguous shares taken from both ends) of several
  * matrices at once (a MoE step's shape): the same bits whatever the thread count, so whoever
  * computes a unit computes it the same way. */
 static void test_decode_bits(const int T) {
@@ -171,7 +171,7 @@ static void test_decode_bits(const int T) {
 int main(void) {
     test_sequential();
     test_race();
-    for (int t = 1; t <= 6; t++) test_decode_bits(t); /* 5, 6: the counter's chunks */
+    for (int t = 1; t <= 10; t++) test_decode_bits(t); /* 9, 10: the counter's chunks */
     if (failures) {
         printf("%d failure(s)\n", failures);
         return 1;
