@@ -133,10 +133,10 @@ static void matmul_task(void *arg, int ith, int nth) {
         ts_split_range(j->shared_units, ith, nth, &ub, &ue);
         run_units(j, ub, ue);
     }
-    /* The rest (all of it with more than STREAM_MAX_TOKENS tokens) is handed out in chunks from a shared counter
-     * rather than split in equal halves: a core slowed by something else (another process, an
-     * interrupt) then takes fewer chunks instead of making the other wait at the barrier. No
-     * result depends on who computes it. */
+    /* The rest (all of it with more than STREAM_MAX_TOKENS tokens) is handed out in chunks from a
+     * shared counter rather than split in equal halves: a core slowed by something else (another
+     * process, an interrupt) then takes fewer chunks instead of making the other wait at the
+     * barrier. No result depends on who computes it. */
     for (;;) {
         const long b = atomic_fetch_add_explicit(&j->next_unit, j->chunk, memory_order_relaxed);
         if (b >= j->total_units) break;

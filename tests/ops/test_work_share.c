@@ -127,17 +127,22 @@ static void test_race(void) {
 /* Products of T tokens (decoding 1..8 sequences: contiguous shares taken from both ends) of several
  * matrices at once (a MoE step's shape): the same bits whatever the thread count, so whoever
  * computes a unit computes it the same way. */
+/* Values in [-1, 1] from a test-local LCG. */
+static float next_value(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1;
+    return (float)((int)(*s >> 40) % 2001 - 1000) / 997.0f;
+}
+
 static void test_decode_bits(const int T) {
     const ts_type_traits *table = ts_type_table(ts_isa_best());
     enum { N_IN = 96, N_ITEMS = 5 };
     const int n_out[N_ITEMS] = {40, 333, 16, 1000, 77};
     float *w[N_ITEMS], *x = malloc(sizeof(float) * N_IN * T), *out[2][N_ITEMS];
     uint64_t s = 99;
-    for (int i = 0; i < N_IN * T; i++) s = s * 6364136223846793005ull + 1, x[i] = (float)((int)(s >> 40) % 2001 - 1000) / 997.0f;
+    for (int i = 0; i < N_IN * T; i++) x[i] = next_value(&s);
     for (int k = 0; k < N_ITEMS; k++) {
         w[k] = malloc(sizeof(float) * N_IN * n_out[k]);
-        for (int i = 0; i < N_IN * n_out[k]; i++)
-            s = s * 6364136223846793005ull + 1, w[k][i] = (float)((int)(s >> 40) % 2001 - 1000) / 991.0f;
+        for (int i = 0; i < N_IN * n_out[k]; i++) w[k][i] = next_value(&s);
         for (int v = 0; v < 2; v++) out[v][k] = malloc(sizeof(float) * n_out[k] * T);
     }
     ts_matrix m[N_ITEMS];
@@ -154,8 +159,8 @@ static void test_decode_bits(const int T) {
         for (int k = 0; k < N_ITEMS; k++) {
             m[k] = (ts_matrix){.data = w[k], .type = TS_TYPE_F32, .n_in = N_IN, .n_out = n_out[k],
                                .row_bytes = sizeof(float) * N_IN};
-            items[k] = (ts_matmul_item){.w = &m[k], .act = {.data = x, .type = TS_TYPE_F32, .row_bytes = sizeof(float) * N_IN, .n_rows = T},
-                                        .out = out[v][k], .out_stride = n_out[k]};
+            const ts_act act = {.data = x, .type = TS_TYPE_F32, .row_bytes = sizeof(float) * N_IN, .n_rows = T};
+            items[k] = (ts_matmul_item){.w = &m[k], .act = act, .out = out[v][k], .out_stride = n_out[k]};
             memset(out[v][k], 0xff, sizeof(float) * n_out[k] * T); /* NaN: a row nobody wrote shows */
         }
         for (int rep = 0; rep < 20; rep++) ts_matmul_many(pool, table, items, N_ITEMS);
