@@ -61,6 +61,10 @@ int ts_flash_simd_level(enum ts_isa isa);
 
 /* Partial state of rows [t0, t1) (t1 - t0 <= TS_FLASH_CHUNK) into `partial`. */
 void ts_flash_chunk(const ts_flash_args *a, int t0, int t1, float *partial, float *work);
+/* The same bits, for a partial in memory that is not in the cache (a decode split's array of
+ * partials): on x86-64 the values go there with non-temporal stores, and the caller issues a store
+ * fence (_mm_sfence) before another thread reads them. */
+void ts_flash_chunk_cold(const ts_flash_args *a, int t0, int t1, float *partial, float *work);
 /* run = merge(run, part): the running state absorbs the next chunk's. */
 void ts_flash_merge(int n_head, int v_width, float *run, const float *part);
 /* out + h * out_stride (v_width floats) = the normalized result of head h. */

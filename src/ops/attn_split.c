@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include "util/alloc.h"
 
@@ -37,19 +40,43 @@ bool ts_flash_split_wanted(const ts_flash_split *s, int n_units, int nth) {
     return n_units > 0 && nth > 1 && n_units <= s->max_units;
 }
 
-/* The (unit, chunk) pairs, an even contiguous share per thread. */
+/* The first (unit, chunk) pair whose middle row (cached position, counting every earlier unit's)
+ * lies at or past total_rows * share / nth: threads get contiguous runs of pairs with about equal
+ * rows, not equal pair counts. A unit's last chunk is short (a decode step at depth 8200 has 32
+ * full chunks and one of 8 rows), and dealing pairs by count gave one thread 17 full chunks and
+ * the other 15 and the short one. */
+static long first_pair_at(const ts_flash_split *s, long total_rows, int share, int nth) {
+    long item = 0, base = 0;
+    for (int u = 0; u < s->n_units; u++) {
+        const int n_kv = s->units[u].n_kv, chunks = ts_flash_n_chunks(n_kv);
+        /* middle = start + rows / 2 >= total_rows * share / nth, in integers */
+        for (int c = 0; c < chunks; c++, item++) {
+            const long start = base + (long)c * TS_FLASH_CHUNK;
+            const long rows = c + 1 < chunks ? TS_FLASH_CHUNK : n_kv - (long)c * TS_FLASH_CHUNK;
+            if ((2 * start + rows) * nth >= 2 * total_rows * share) return item;
+        }
+        base += n_kv;
+    }
+    return item;
+}
+
+/* The (unit, chunk) pairs, a contiguous share of about equal rows per thread. */
 static void split_chunks_task(void *arg, int ith, int nth) {
     const ts_flash_split *s = arg;
     float *work = s->scratch + (size_t)ith * s->scratch_len;
-    long begin, end;
-    ts_split_range(s->first[s->n_units], ith, nth, &begin, &end);
+    long total_rows = 0;
+    for (int u = 0; u < s->n_units; u++) total_rows += s->units[u].n_kv;
+    const long begin = first_pair_at(s, total_rows, ith, nth), end = first_pair_at(s, total_rows, ith + 1, nth);
     int u = 0;
     for (long item = begin; item < end; item++) {
         while (item >= s->first[u + 1]) u++;
         const int chunk = (int)(item - s->first[u]), n_kv = s->units[u].n_kv;
         const int t0 = chunk * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
-        ts_flash_chunk(&s->units[u].args, t0, t1, s->partials + (size_t)item * s->partial, work);
+        ts_flash_chunk_cold(&s->units[u].args, t0, t1, s->partials + (size_t)item * s->partial, work);
     }
+#if defined(__x86_64__)
+    _mm_sfence(); /* the partials' non-temporal stores reach memory before the merge reads them */
+#endif
 }
 
 /* Each unit's chunks merged in order, as ts_flash_attention merges them; the (unit, head) pairs

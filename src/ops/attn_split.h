@@ -6,10 +6,11 @@
  * a dense model has as many units as KV heads (2 for R1-Distill-Qwen-1.5B, so 14 of 16 cores would
  * idle through its attention at depth), MLA's token is one unit, and the tokens of a few sequences
  * decoding together are as many units as do not share out evenly (3 on 2 threads), or are of
- * different lengths. Then the (unit, chunk) pairs are dealt evenly to the threads, each chunk's
- * partial state kept, and the chunks of each unit merged in order afterwards, the (unit, head)
- * pairs of the merge split across the threads (heads merge independently). The chunks and the
- * merge order are those of ts_flash_attention, so both paths give the same bits (attn_flash.h). */
+ * different lengths. Then the (unit, chunk) pairs are dealt to the threads in contiguous runs of
+ * about equal cached positions, each chunk's partial state kept, and the chunks of each unit
+ * merged in order afterwards, the (unit, head) pairs of the merge split across the threads (heads
+ * merge independently). The chunks and the merge order are those of ts_flash_attention, so both
+ * paths give the same bits (attn_flash.h). */
 #ifndef TS_OPS_ATTN_SPLIT_H
 #define TS_OPS_ATTN_SPLIT_H
 

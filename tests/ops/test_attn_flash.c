@@ -56,14 +56,16 @@ static double max_err(const float *got, const double *want, size_t n) {
     return e;
 }
 
-/* The flash-decoding order: every chunk into its own buffer, then merged in order. */
+/* The flash-decoding order: every chunk into its own buffer, then merged in order. Every other
+ * chunk goes through ts_flash_chunk_cold (non-temporal stores, as attn_split.c writes its partials
+ * on x86-64): the same bits either way. */
 static void split_order(const ts_flash_args *a, int n_kv, float *work, float *out) {
     const int n_chunks = ts_flash_n_chunks(n_kv);
     const size_t P = ts_flash_partial_floats(a->n_head, a->v_width);
-    float *parts = malloc((size_t)n_chunks * P * sizeof(float));
+    float *parts = ts_alloc_floats((size_t)n_chunks, P);
     for (int c = n_chunks - 1; c >= 0; c--) { /* reverse: order of computation must not matter */
         const int t0 = c * TS_FLASH_CHUNK, t1 = t0 + TS_FLASH_CHUNK < n_kv ? t0 + TS_FLASH_CHUNK : n_kv;
-        ts_flash_chunk(a, t0, t1, parts + (size_t)c * P, work);
+        (c % 2 ? ts_flash_chunk_cold : ts_flash_chunk)(a, t0, t1, parts + (size_t)c * P, work);
     }
     for (int c = 1; c < n_chunks; c++) ts_flash_merge(a->n_head, a->v_width, parts, parts + (size_t)c * P);
     ts_flash_finish(a->n_head, a->v_width, parts, out, (size_t)a->v_width);
