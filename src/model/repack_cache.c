@@ -283,17 +283,25 @@ done:
 
 /* ---- writing a new cache file ----------------------------------------------------------------- */
 
-/* Room to leave on the cache's file system besides the file: 1 GiB or 5 % of it, whichever is more,
- * so that a cache never fills the user's disk. */
+uint64_t ts_rpc_keep_free(uint64_t total_bytes) {
+    const uint64_t low = 1ull << 30, high = 4ull << 30;
+    const uint64_t keep = total_bytes / 20;
+    return keep < low ? low : keep > high ? high : keep;
+}
+
+int ts_rpc_room_ok(uint64_t need, uint64_t avail, uint64_t total_bytes) {
+    return avail >= need && avail - need >= ts_rpc_keep_free(total_bytes);
+}
+
+/* A cache never fills the user's disk: it leaves ts_rpc_keep_free of its file system free. */
 static int check_room(const char *dir, uint64_t need, ts_err *err) {
     struct statvfs fs;
     if (statvfs(dir, &fs) != 0) return ts_fail(err, "cache folder %s: %s", dir, strerror(errno));
     const uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize, total = (uint64_t)fs.f_blocks * fs.f_frsize;
-    uint64_t keep = total / 20;
-    if (keep < (1ull << 30)) keep = 1ull << 30;
-    if (avail < need || avail - need < keep)
+    if (!ts_rpc_room_ok(need, avail, total))
         return ts_fail(err, "not enough room in %s for the repacked weights' cache: %.2f GB needed, %.2f GB free "
-                            "(keeping %.2f GB free)", dir, (double)need / 1e9, (double)avail / 1e9, (double)keep / 1e9);
+                            "(keeping %.2f GB free)", dir, (double)need / 1e9, (double)avail / 1e9,
+                       (double)ts_rpc_keep_free(total) / 1e9);
     return 0;
 }
 

@@ -51,4 +51,13 @@ int ts_rpc_parse(const void *buf, size_t len, uint64_t file_size, ts_rpc_header 
 int ts_rpc_check(const void *buf, size_t len, uint64_t file_size, const ts_rpc_header *want_header,
                  const ts_rpc_item *want, uint32_t n_want, char *why, size_t why_len);
 
+/* How many bytes a cache file must leave free on a file system of total_bytes: 5 % of it, but at
+ * least 1 GiB (never fill a small disk) and at most 4 GiB (5 % of a multi-terabyte disk, or of a
+ * busy build machine's, would refuse a cache that fits with room to spare). */
+uint64_t ts_rpc_keep_free(uint64_t total_bytes);
+
+/* Whether a cache file of need bytes fits on a file system with avail of total_bytes free,
+ * leaving ts_rpc_keep_free(total_bytes). */
+int ts_rpc_room_ok(uint64_t need, uint64_t avail, uint64_t total_bytes);
+
 #endif

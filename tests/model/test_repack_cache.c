@@ -323,7 +323,25 @@ static void test_seed_corpus(void) {
     }
 }
 
+/* The room rule (the CI machine once had 13.4 GB free of 268 GB, and the old rule, 5 % of the disk
+ * with no ceiling, refused even a few-kilobyte cache): 5 % of the disk, clamped to 1..4 GiB. */
+static void test_room_rule(void) {
+    const uint64_t GiB = 1ull << 30, GB = 1000000000ull;
+    CHECK(ts_rpc_keep_free(0) == GiB, "empty disk keeps %llu", (unsigned long long)ts_rpc_keep_free(0));
+    CHECK(ts_rpc_keep_free(8 * GB) == GiB, "8 GB disk keeps %llu", (unsigned long long)ts_rpc_keep_free(8 * GB));
+    CHECK(ts_rpc_keep_free(40 * GiB) == 2 * GiB, "40 GiB disk keeps %llu", (unsigned long long)ts_rpc_keep_free(40 * GiB));
+    CHECK(ts_rpc_keep_free(268 * GB) == 4 * GiB, "268 GB disk keeps %llu", (unsigned long long)ts_rpc_keep_free(268 * GB));
+    CHECK(ts_rpc_keep_free(UINT64_MAX) == 4 * GiB, "huge disk");
+    CHECK(ts_rpc_room_ok(4096, (uint64_t)(13.42 * GB), 268 * GB), "a small cache on the CI disk refused");
+    CHECK(!ts_rpc_room_ok(10 * GB, (uint64_t)(13.42 * GB), 268 * GB), "a cache leaving 3.4 GB of 268 GB accepted");
+    CHECK(ts_rpc_room_ok(9 * GB, (uint64_t)(13.42 * GB), 268 * GB), "a cache leaving 4.4 GB of 268 GB refused");
+    CHECK(!ts_rpc_room_ok(100, 50, 268 * GB), "a cache larger than the free space accepted");
+    CHECK(!ts_rpc_room_ok(UINT64_MAX, UINT64_MAX - 1, UINT64_MAX), "overflowing sizes accepted");
+    CHECK(!ts_rpc_room_ok(GiB, 2 * GiB - 1, 8 * GiB), "a cache leaving under 1 GiB accepted");
+}
+
 int main(void) {
+    test_room_rule();
     test_seed_corpus();
     char dir[] = "/tmp/ts_repack_cache_XXXXXX";
     if (!mkdtemp(dir)) {
