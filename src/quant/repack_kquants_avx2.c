@@ -138,7 +138,8 @@ static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *
                 for (int t = 0; t < 8; t++) {
                     const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
                     if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
-                    const __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+                    __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+                    KEEP(w);
                     const __m256i wl = _mm256_and_si256(w, low4);
                     const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
 #pragma GCC unroll 8
