@@ -300,9 +300,11 @@ done
 echo "ok: disconnect mid-stream frees the slot"
 # ---- SIGTERM with a long request in flight: it completes in full, new connections are refused,
 # and the server exits 0. ----
-curl -s "${AUTH[@]}" "$BASE/v1/completions" --data-binary '{"prompt":"Once","max_tokens":3000,"temperature":0}' >"$TMP/inflight" &
+# (12000 tokens: ~4.5 s on a Zen 5 core, where 3000 were done before the signal and so tested nothing)
+curl -s "${AUTH[@]}" "$BASE/v1/completions" --data-binary '{"prompt":"Once","max_tokens":12000,"temperature":0}' >"$TMP/inflight" &
 CURL=$!
 sleep 0.5
+kill -0 "$CURL" 2>/dev/null || fail "the long request finished within 0.5 s: this test needs a longer one on this machine"
 kill -TERM "$PID"
 sleep 0.2
 r=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/health" || true)
@@ -311,12 +313,12 @@ wait "$CURL" || fail "in-flight request failed after SIGTERM"
 set +e; wait "$PID"; rc=$?; set -e
 [[ $rc == 0 ]] || fail "exit status after SIGTERM: $rc"
 b=$(cat "$TMP/inflight")
-[[ $(json "$b" 'd["usage"]["completion_tokens"]') == 3000 ]] || fail "in-flight request after SIGTERM: ${b:0:300}"
+[[ $(json "$b" 'd["usage"]["completion_tokens"]') == 12000 ]] || fail "in-flight request after SIGTERM: ${b:0:300}"
 echo "ok: SIGTERM finishes the request in flight, refuses new ones and exits 0"
 
 # ---- V3.1 with a larger context: a tool round trip through generation (the tools block fits),
 # tools in the V3.1 system prompt, streaming with tools, the OpenAI client's tool types ----
-start_server C --api-key "$KEY" -np 2 -c 4096 --chat-template deepseek-v3.1
+start_server C --api-key "$KEY" -np 2 -c 16384 --chat-template deepseek-v3.1
 r=$(post /apply-template "$TOOLS_REQ"); expect_status 200 "$r" "V3.1 apply-template with tools"
 python3 - "${r#* }" <<'PY' || fail "V3.1 tools prompt: ${r:0:900}"
 import json, sys
@@ -347,9 +349,13 @@ if [[ -d $ROOT/tests/conformance/node_modules/openai ]] && command -v node >/dev
 fi
 
 # ---- SIGINT twice: the first starts the drain (a long request keeps it busy), the second exits at once with 130 ----
-curl -s "${AUTH[@]}" "$BASE/v1/completions" --data-binary '{"prompt":"Once","max_tokens":3900,"temperature":0}' >/dev/null 2>&1 &
+# The request must outlast the 0.8 s below on any machine: the tiny model decodes ~8900 tokens/s on
+# a Zen 5 core, so 3900 tokens were over before the first SIGINT there; 16000 tokens, whose attention
+# grows with the cache, take ~4.7 s on that machine.
+curl -s "${AUTH[@]}" "$BASE/v1/completions" --data-binary '{"prompt":"Once","max_tokens":16000,"temperature":0}' >/dev/null 2>&1 &
 CURL=$!
 sleep 0.5
+kill -0 "$CURL" 2>/dev/null || fail "the long request finished within 0.5 s: this test needs a longer one on this machine"
 kill -INT "$PID"
 sleep 0.3
 kill -0 "$PID" 2>/dev/null || fail "the first SIGINT did not wait for the request in flight"
