@@ -25,6 +25,8 @@
 #include "quant/types.h"
 #include "util/fp16.h"
 
+#include "../../tests/quant/test_rng.h" /* the tests' xorshift64*, local state */
+
 static double thread_cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -53,16 +55,9 @@ static double core_ghz(void) {
     return best;
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
 /* Random file-layout rows made valid by quantizing random floats with the type's own quantizer. */
 static void bench_type(enum ts_isa isa, int type, int n_tok, double seconds, double ghz) {
+    rng r = {0x9E3779B97F4A7C15ULL};
     const int n = 1536, rows = 256, n_groups = rows / TS_REPACK_ROWS;
     const ts_repack_traits *rt = ts_repack_traits_for(isa, type);
     const ts_type_traits *tt = &ts_type_table(TS_ISA_SCALAR)[type];
@@ -73,9 +68,9 @@ static void bench_type(enum ts_isa isa, int type, int n_tok, double seconds, dou
     const size_t row_bytes = ts_row_size(type, n), group_bytes = ts_repack_group_bytes(type, n);
     uint8_t *file = malloc(row_bytes * rows), *packed = malloc(group_bytes * n_groups);
     float *f = malloc(sizeof(float) * n);
-    for (int r = 0; r < rows; r++) {
-        for (int i = 0; i < n; i++) f[i] = (float)((int64_t)(rng_next() % 2001) - 1000) * 1e-3f;
-        tt->from_float(f, file + (size_t)r * row_bytes, n);
+    for (int row = 0; row < rows; row++) {
+        for (int i = 0; i < n; i++) f[i] = rng_signed(&r);
+        tt->from_float(f, file + (size_t)row * row_bytes, n);
     }
     for (int g = 0; g < n_groups; g++)
         rt->repack(n, file + (size_t)g * TS_REPACK_ROWS * row_bytes, row_bytes, packed + (size_t)g * group_bytes);
@@ -83,7 +78,7 @@ static void bench_type(enum ts_isa isa, int type, int n_tok, double seconds, dou
     const size_t act_stride = ts_row_size(act_type, n);
     uint8_t *acts = malloc(act_stride * (size_t)n_tok);
     for (int c = 0; c < n_tok; c++) {
-        for (int i = 0; i < n; i++) f[i] = (float)((int64_t)(rng_next() % 2001) - 1000) * 1e-3f;
+        for (int i = 0; i < n; i++) f[i] = rng_signed(&r);
         ts_type_table(TS_ISA_SCALAR)[act_type].from_float(f, acts + (size_t)c * act_stride, n);
     }
     float *s = malloc(sizeof(float) * rows * (size_t)n_tok);
