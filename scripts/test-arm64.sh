@@ -44,7 +44,7 @@ cflags=(-std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -DTS_HAVE_NEON_KERNELS=
 objs=()
 for src in "$repo"/src/quant/*.c "$repo"/src/util/error.c "$repo"/src/util/threadpool.c \
            "$repo"/src/util/flops_probe.c "$repo"/src/util/flops_probe_neon.c; do
-    case "$src" in *_avx2.c | *_avx512.c) continue ;; esac
+    case "$src" in *_avx2.c | *_avx512.c | *_avxvnni.c) continue ;; esac
     obj="$out/$(basename "${src%.c}").o"
     "$cc" "${cflags[@]}" -c "$src" -o "$obj"
     objs+=("$obj")

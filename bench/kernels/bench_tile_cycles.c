@@ -8,12 +8,12 @@
  * Build by hand against a release build of the library, e.g.
  *   gcc -std=c17 -O2 -Isrc -Iinclude bench/kernels/bench_tile_cycles.c build/libtiefsee.a \
  *       $(pkg-config --libs jansson libpcre2-8 libutf8proc) -lm -lpthread -o /tmp/bench_tile_cycles
- *   /tmp/bench_tile_cycles [avx2|avx512] [tokens, default 16] [seconds per type, default 1]
+ *   /tmp/bench_tile_cycles [avx2|avxvnni|avx512] [tokens, default 16] [seconds per type, default 1]
  *
  * What to compare it with: an AVX2 vpmaddubsw does 32 multiply-adds, so a Q4_K tile, whose
  * products are one vpmaddubsw and one vpaddw per 32, has a bound of 64 per cycle from two multiply
  * ports, less the scales, the min term and the nibble unpacking (BENCHMARKS.md, "The AVX2 tiles
- * per cycle"). */
+ * per cycle"). With AVX-VNNI one vpdpbusd does the 32 (BENCHMARKS.md, "AVX-VNNI tiles"). */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <stdint.h>
 #include <stdio.h>
@@ -105,7 +105,8 @@ static void bench_type(enum ts_isa isa, int type, int n_tok, double seconds, dou
 }
 
 int main(int argc, char **argv) {
-    const enum ts_isa isa = argc > 1 && strcmp(argv[1], "avx512") == 0 ? TS_ISA_AVX512 : TS_ISA_AVX2;
+    const int named = argc > 1 ? ts_isa_from_name(argv[1]) : -1;
+    const enum ts_isa isa = named > 0 ? (enum ts_isa)named : TS_ISA_AVX2;
     const int n_tok = argc > 2 ? atoi(argv[2]) : 16;
     const double seconds = argc > 3 ? atof(argv[3]) : 1.0;
     if (!ts_isa_supported(isa) || n_tok < 1) {
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
     }
     const double ghz = core_ghz();
     printf("core clock (dependent additions): %.2f GHz\n", ghz);
-    const int types[] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K, TS_TYPE_Q8_0};
+    const int types[] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K, TS_TYPE_Q8_0, TS_TYPE_Q4_0};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) bench_type(isa, types[i], n_tok, seconds, ghz);
     return 0;
 }

@@ -132,7 +132,7 @@ void bench_model_print_options(FILE *out) {
         {"--repack", "repack the weights at load even when they are large (see 'tiefsee run --help')"},
         {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
         {"--repack-cache", "map the repacked weights from a cache file, writing it first if there is none (see 'tiefsee run --help'); load time includes it"},
-        {"--isa NAME", "use the kernels of avx2, avx512, neon or scalar instead of the best this CPU has, e.g. to measure an AVX2-only machine's code paths on an AVX-512 one (the FMA peak probe follows)"},
+        {"--isa NAME", "use the kernels of avx2, avxvnni, avx512, neon or scalar instead of the best this CPU has, e.g. to measure an AVX2-only machine's code paths on an AVX-512 one (the FMA peak probe follows)"},
         {"--progress", "report each step on stderr"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) fprintf(out, "  %-28s %s\n", lines[i][0], lines[i][1]);
@@ -210,7 +210,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
             o->isa_name = v;
             const int isa = ts_isa_from_name(v);
             if (isa < 0 && strcmp(v, "auto") != 0)
-                return usage_error("bench", "unknown instruction set '%s' for --isa (avx512, avx2, neon, scalar, auto)", v);
+                return usage_error("bench", "unknown instruction set '%s' for --isa (avx512, avxvnni, avx2, neon, scalar, auto)", v);
             if (isa >= 0 && !ts_isa_supported((enum ts_isa)isa))
                 return usage_error("bench", "--isa %s: this build or CPU cannot run those kernels (best here: %s)", v,
                                    ts_isa_name(ts_isa_best()));

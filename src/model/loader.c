@@ -169,7 +169,7 @@ int ts_model_load_isa(const char *path, const char *isa_name, ts_model **out, ch
         const int chosen = ts_isa_from_name(isa_name);
         if (chosen < 0) {
             if (err_out)
-                snprintf(err_out, TS_ERR_LEN, "unknown instruction set '%s' (avx512, avx2, neon, scalar or auto)", isa_name);
+                snprintf(err_out, TS_ERR_LEN, "unknown instruction set '%s' (avx512, avxvnni, avx2, neon, scalar or auto)", isa_name);
             return -1;
         }
         if (!ts_isa_supported((enum ts_isa)chosen)) {

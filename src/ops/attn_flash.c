@@ -55,7 +55,7 @@ int ts_flash_simd_level(enum ts_isa isa) {
     if (isa == TS_ISA_AVX512) return 2;
 #endif
 #if defined(TS_HAVE_AVX2_KERNELS)
-    if (isa == TS_ISA_AVX2 || isa == TS_ISA_AVX512) return 1;
+    if (isa == TS_ISA_AVX2 || isa == TS_ISA_AVXVNNI || isa == TS_ISA_AVX512) return 1;
 #endif
     (void)isa;
     return 0;

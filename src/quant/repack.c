@@ -30,6 +30,17 @@ static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
 };
 #endif
 
+#if defined(TS_HAVE_AVXVNNI_KERNELS)
+/* AVX-VNNI: the AVX2 layouts' products with vpdpbusd (repack_*_avxvnni.c). */
+static const ts_repack_traits repack_avxvnni[TS_TYPE_COUNT] = {
+    RP(TS_TYPE_Q4_0, q4_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
+    RP(TS_TYPE_Q5_0, q5_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
+    RP(TS_TYPE_Q8_0, q8_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
+    RP(TS_TYPE_Q4_K, q4_K, avxvnni, TS_RP_TILE_Q4_K_AVXVNNI),
+    RP(TS_TYPE_Q6_K, q6_K, avxvnni, TS_RP_TILE_Q6_K_AVXVNNI),
+};
+#endif
+
 #if defined(TS_HAVE_AVX512_KERNELS)
 static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
     RP(TS_TYPE_Q4_0, q4_0, avx512, TS_RP_TILE_AVX512),
@@ -47,6 +58,9 @@ const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
     case TS_ISA_SCALAR: table = repack_scalar; break;
 #if defined(TS_HAVE_AVX2_KERNELS)
     case TS_ISA_AVX2: table = repack_avx2; break;
+#endif
+#if defined(TS_HAVE_AVXVNNI_KERNELS)
+    case TS_ISA_AVXVNNI: table = repack_avxvnni; break;
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
     case TS_ISA_AVX512: table = repack_avx512; break;

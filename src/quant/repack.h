@@ -44,6 +44,9 @@ typedef void (*ts_gemm_repacked_fn)(int n, int n_groups, int n_cols, float *rest
 #define TS_RP_TILE_Q4_K_AVX2 6
 #define TS_RP_TILE_Q6_K_AVX2 8
 #define TS_RP_TILE_AVX512 8
+#define TS_RP_TILE_LEGACY_AVXVNNI 4
+#define TS_RP_TILE_Q4_K_AVXVNNI 4
+#define TS_RP_TILE_Q6_K_AVXVNNI 4
 
 typedef struct ts_repack_traits {
     size_t block_bytes;       /* one block of TS_REPACK_ROWS interleaved rows */
@@ -67,9 +70,14 @@ size_t ts_repack_group_bytes(int type, int64_t n);
     void ts_gemm_rp_##t##_##isa(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,     \
                                 const void *restrict x, const void *restrict y, size_t y_stride);
 TS_DECL_REPACK(q4_0) TS_DECL_GEMM_RP(q4_0, ref) TS_DECL_GEMM_RP(q4_0, avx512) TS_DECL_GEMM_RP(q4_0, avx2)
+    TS_DECL_GEMM_RP(q4_0, avxvnni)
 TS_DECL_REPACK(q5_0) TS_DECL_GEMM_RP(q5_0, ref) TS_DECL_GEMM_RP(q5_0, avx512) TS_DECL_GEMM_RP(q5_0, avx2)
+    TS_DECL_GEMM_RP(q5_0, avxvnni)
 TS_DECL_REPACK(q8_0) TS_DECL_GEMM_RP(q8_0, ref) TS_DECL_GEMM_RP(q8_0, avx512) TS_DECL_GEMM_RP(q8_0, avx2)
+    TS_DECL_GEMM_RP(q8_0, avxvnni)
 TS_DECL_REPACK(q4_K) TS_DECL_GEMM_RP(q4_K, ref) TS_DECL_GEMM_RP(q4_K, avx512) TS_DECL_GEMM_RP(q4_K, avx2)
+    TS_DECL_GEMM_RP(q4_K, avxvnni)
 TS_DECL_REPACK(q6_K) TS_DECL_GEMM_RP(q6_K, ref) TS_DECL_GEMM_RP(q6_K, avx512) TS_DECL_GEMM_RP(q6_K, avx2)
+    TS_DECL_GEMM_RP(q6_K, avxvnni)
 
 #endif

@@ -157,7 +157,8 @@ const ts_type_traits *ts_type_table(enum ts_isa isa) {
     if (!ts_isa_supported(isa)) return table_scalar;
     switch (isa) {
 #if defined(TS_HAVE_AVX2_KERNELS)
-    case TS_ISA_AVX2: return table_avx2;
+    case TS_ISA_AVX2:
+    case TS_ISA_AVXVNNI: return table_avx2;
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
     case TS_ISA_AVX512: return table_avx512;
@@ -198,6 +199,14 @@ static bool cpu_has_avx512_vnni(void) {
 }
 #endif
 
+#if defined(TS_HAVE_AVXVNNI_KERNELS) && defined(__x86_64__)
+static bool cpu_has_avx_vnni(void) {
+    unsigned eax, ebx, ecx, edx;
+    /* CPUID leaf 7 sub-leaf 1, EAX bit 4: AVX-VNNI (its YMM state is AVX2's, checked there) */
+    return cpu_has_avx2() && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4));
+}
+#endif
+
 static bool isa_check(enum ts_isa isa) {
     switch (isa) {
     case TS_ISA_SCALAR: return true;
@@ -206,6 +215,9 @@ static bool isa_check(enum ts_isa isa) {
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS) && defined(__x86_64__)
     case TS_ISA_AVX512: return cpu_has_avx512_vnni();
+#endif
+#if defined(TS_HAVE_AVXVNNI_KERNELS) && defined(__x86_64__)
+    case TS_ISA_AVXVNNI: return cpu_has_avx_vnni();
 #endif
 #if defined(TS_HAVE_NEON_KERNELS) && defined(__aarch64__)
     case TS_ISA_NEON: return true; /* Advanced SIMD is mandatory on AArch64: no run-time check needed */
@@ -231,6 +243,7 @@ bool ts_isa_supported(enum ts_isa isa) {
 
 enum ts_isa ts_isa_best(void) {
     if (ts_isa_supported(TS_ISA_AVX512)) return TS_ISA_AVX512;
+    if (ts_isa_supported(TS_ISA_AVXVNNI)) return TS_ISA_AVXVNNI;
     if (ts_isa_supported(TS_ISA_AVX2)) return TS_ISA_AVX2;
     if (ts_isa_supported(TS_ISA_NEON)) return TS_ISA_NEON;
     return TS_ISA_SCALAR;
@@ -241,6 +254,7 @@ const char *ts_isa_name(enum ts_isa isa) {
     case TS_ISA_AVX2: return "avx2";
     case TS_ISA_NEON: return "neon";
     case TS_ISA_AVX512: return "avx512";
+    case TS_ISA_AVXVNNI: return "avxvnni";
     default: return "scalar";
     }
 }

@@ -36,8 +36,10 @@ enum ts_type {
 };
 
 /* AVX512 = AVX-512 F/BW/VL/VNNI (with AVX2/FMA/F16C): its table has VNNI kernels for the hottest
- * weight types and the AVX2 entries for the rest. */
-enum ts_isa { TS_ISA_SCALAR = 0, TS_ISA_AVX2 = 1, TS_ISA_NEON = 2, TS_ISA_AVX512 = 3, TS_ISA_COUNT };
+ * weight types and the AVX2 entries for the rest. AVXVNNI = AVX2 plus the VEX-encoded 256-bit
+ * vpdpbusd (Intel Alder Lake and later client cores, which lack AVX-512): the AVX2 kernels except
+ * the repacked matrix products, which have VNNI tiles of their own. */
+enum ts_isa { TS_ISA_SCALAR = 0, TS_ISA_AVX2 = 1, TS_ISA_NEON = 2, TS_ISA_AVX512 = 3, TS_ISA_AVXVNNI = 4, TS_ISA_COUNT };
 
 /* x: n values of this type (n a multiple of block_size); y: n floats. */
 typedef void (*ts_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);

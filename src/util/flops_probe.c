@@ -106,6 +106,9 @@ static double timed_pass(ts_threadpool *pool, flops_task *task) {
 enum ts_isa ts_fma_probe_isa_for(enum ts_isa isa) {
     const enum ts_isa best = ts_fma_probe_isa();
     if (isa == best || isa == TS_ISA_SCALAR) return isa;
+    /* AVX-VNNI adds no float instructions: its FMA peak is AVX2's */
+    if (isa == TS_ISA_AVXVNNI && ts_isa_supported(TS_ISA_AVX2)) isa = TS_ISA_AVX2;
+    if (isa == best) return isa;
     if (best == TS_ISA_AVX512 && isa == TS_ISA_AVX2) return isa;
     return best;
 }

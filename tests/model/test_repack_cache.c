@@ -350,7 +350,7 @@ int main(void) {
     }
     const struct { const char *preset, *type; } models[] = {
         {"tiny-qwen2", "q4_K"}, {"tiny-qwen2-tied", "q6_K"}, {"tiny-deepseek2-lite", "q4_0"}};
-    const enum ts_isa candidates[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVX512, TS_ISA_NEON};
+    const enum ts_isa candidates[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVXVNNI, TS_ISA_AVX512, TS_ISA_NEON};
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
         for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
             if (ts_isa_supported(candidates[i]) && ts_repack_traits_for(candidates[i], ts_type_from_name(models[k].type)))

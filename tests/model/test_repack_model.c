@@ -276,7 +276,7 @@ int main(void) {
                              "tiny-deepseek2-lite", "tiny-deepseek3"};
     const char *types[] = {"q4_0", "q5_0", "q8_0", "q4_K", "q6_K"};
     /* The scalar reference kernels always; every SIMD table this CPU runs that has repacked kernels. */
-    const enum ts_isa candidates[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVX512, TS_ISA_NEON};
+    const enum ts_isa candidates[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVXVNNI, TS_ISA_AVX512, TS_ISA_NEON};
     for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
             for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)

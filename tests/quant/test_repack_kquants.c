@@ -276,11 +276,16 @@ static ts_gemm_repacked_fn avx2_kquant_kernel(int type) {
     return NULL;
 }
 
+/* The AVX-VNNI kernels (repack_kquants_avxvnni.c): NULL where this build or CPU has none. */
+static ts_gemm_repacked_fn avxvnni_kquant_kernel(int type) {
+    const ts_repack_traits *t = ts_repack_traits_for(TS_ISA_AVXVNNI, type);
+    return t ? t->gemm : NULL;
+}
+
 /* The whole batch at once (the s_stride padding untouched) and each (group, column) alone give the
  * reference's bits. */
-static void check_avx2_problem(int type, int n, int n_groups, int n_cols, enum weight_kind wk, enum act_kind ak,
+static void check_avx2_problem(const char *isa, ts_gemm_repacked_fn kernel, int type, int n, int n_groups, int n_cols, enum weight_kind wk, enum act_kind ak,
                                uint64_t seed) {
-    const ts_gemm_repacked_fn avx2 = avx2_kquant_kernel(type);
     problem p;
     problem_init(&p, type, n, n_groups, n_cols, wk, ak, seed);
     const char *tn = ts_type_name(type);
@@ -290,38 +295,40 @@ static void check_avx2_problem(int type, int n, int n_groups, int n_cols, enum w
     float *got = malloc(sizeof(float) * s_stride * (size_t)n_cols);
     for (size_t i = 0; i < s_stride * (size_t)n_cols; i++) ref[i] = got[i] = NAN;
     run_gemm(&p, ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm, ref, s_stride);
-    run_gemm(&p, avx2, got, s_stride);
+    run_gemm(&p, kernel, got, s_stride);
     int bad = 0, pad_bad = 0;
     for (int c = 0; c < n_cols; c++) {
         const float *gc = got + (size_t)c * s_stride, *rc = ref + (size_t)c * s_stride;
         for (int i = 0; i < rows; i++) {
             if (memcmp(&gc[i], &rc[i], sizeof(float)) != 0) {
-                if (bad < 3) printf("  avx2 %s n=%d col=%d row=%d: %.9g, ref %.9g\n", tn, n, c, i, gc[i], rc[i]);
+                if (bad < 3) printf("  %s %s n=%d col=%d row=%d: %.9g, ref %.9g\n", isa, tn, n, c, i, gc[i], rc[i]);
                 bad++;
             }
         }
         for (size_t i = (size_t)rows; i < s_stride; i++) pad_bad += !isnan(gc[i]);
     }
-    CHECK(bad == 0, "%s n=%d groups=%d cols=%d: avx2 differs from ref in %d results", tn, n, n_groups, n_cols, bad);
-    CHECK(pad_bad == 0, "%s n=%d: avx2 wrote %d floats into the s_stride padding", tn, n, pad_bad);
+    CHECK(bad == 0, "%s n=%d groups=%d cols=%d: %s differs from ref in %d results", tn, n, n_groups, n_cols, isa, bad);
+    CHECK(pad_bad == 0, "%s n=%d: %s wrote %d floats into the s_stride padding", tn, n, isa, pad_bad);
     int step_bad = 0;
     for (int c = 0; c < n_cols; c++) {
         for (int g = 0; g < n_groups; g++) {
             float one[TS_REPACK_ROWS];
-            avx2(n, 1, 1, one, 0, p.packed + (size_t)g * p.group_bytes, (const char *)p.acts + (size_t)c * p.act_stride,
+            kernel(n, 1, 1, one, 0, p.packed + (size_t)g * p.group_bytes, (const char *)p.acts + (size_t)c * p.act_stride,
                  p.act_stride);
             if (!bits_equal(one, ref + (size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS, TS_REPACK_ROWS)) step_bad++;
         }
     }
-    CHECK(step_bad == 0, "%s n=%d: %d (group, column) pairs of avx2 step differ from ref", tn, n, step_bad);
+    CHECK(step_bad == 0, "%s n=%d: %d (group, column) pairs of %s step differ from ref", tn, n, step_bad, isa);
     free(ref);
     free(got);
     problem_free(&p);
 }
 
-static void check_avx2_kernels(void) {
-    if (!avx2_kquant_kernel(TS_TYPE_Q4_K)) {
-        printf("(AVX2 not available: the AVX2 kernels were not tested)\n");
+/* The AVX2-level kernels of `isa` (avx2 or avxvnni), get(type) giving each; skipped where this
+ * build or CPU has none. */
+static void check_avx2_kernels(const char *isa, ts_gemm_repacked_fn (*get)(int type)) {
+    if (!get(TS_TYPE_Q4_K)) {
+        printf("(%s not available: its kernels were not tested)\n", isa);
         return;
     }
     const int types[2] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K};
@@ -335,20 +342,20 @@ static void check_avx2_kernels(void) {
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
                 if (ns[ni] >= 8960 && cols[ci] != 1 && cols[ci] != 7) continue; /* keep the run short */
-                check_avx2_problem(type, ns[ni], (ci % 3) + 1, cols[ci], WEIGHTS_QUANTIZED, ACT_QUANTIZED, seed++);
+                check_avx2_problem(isa, get(type), type, ns[ni], (ci % 3) + 1, cols[ci], WEIGHTS_QUANTIZED, ACT_QUANTIZED, seed++);
             }
         }
         /* all 6-bit scales/mins, negative Q6_K scales, and saturating extremes (-128/127 activations
          * against maximal quants: the int16 bounds of the kernel's comment) */
-        check_avx2_problem(type, 1536, 2, 9, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
-        check_avx2_problem(type, 2048, 2, 5, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
-        check_avx2_problem(type, 1536, 2, 6, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
-        check_avx2_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
-        check_avx2_problem(type, 18432, 1, 4, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        check_avx2_problem(isa, get(type), type, 1536, 2, 9, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
+        check_avx2_problem(isa, get(type), type, 2048, 2, 5, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
+        check_avx2_problem(isa, get(type), type, 1536, 2, 6, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        check_avx2_problem(isa, get(type), type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
+        check_avx2_problem(isa, get(type), type, 18432, 1, 4, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
         /* the one-token tiles (both row halves per step) on the same extremes */
-        check_avx2_problem(type, 2048, 2, 1, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
-        check_avx2_problem(type, 1536, 3, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
-        check_avx2_problem(type, 18432, 1, 1, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
+        check_avx2_problem(isa, get(type), type, 2048, 2, 1, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        check_avx2_problem(isa, get(type), type, 1536, 3, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
+        check_avx2_problem(isa, get(type), type, 18432, 1, 1, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
         /* n = 0: empty dot products are 0, as in the reference */
         float zero_ref[2 * TS_REPACK_ROWS], zero_got[2 * TS_REPACK_ROWS];
         for (int i = 0; i < 2 * TS_REPACK_ROWS; i++) zero_ref[i] = zero_got[i] = NAN;
@@ -356,9 +363,9 @@ static void check_avx2_kernels(void) {
         block_q8_K dummy_y;
         memset(&dummy_y, 0, sizeof dummy_y);
         ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm(0, 2, 1, zero_ref, 0, dummy_x, &dummy_y, 0);
-        avx2_kquant_kernel(type)(0, 2, 1, zero_got, 0, dummy_x, &dummy_y, 0);
-        CHECK(bits_equal(zero_ref, zero_got, 2 * TS_REPACK_ROWS) && zero_got[0] == 0.0f, "%s n=0: avx2 must write zeros",
-              ts_type_name(type));
+        get(type)(0, 2, 1, zero_got, 0, dummy_x, &dummy_y, 0);
+        CHECK(bits_equal(zero_ref, zero_got, 2 * TS_REPACK_ROWS) && zero_got[0] == 0.0f, "%s n=0: %s must write zeros",
+              ts_type_name(type), isa);
     }
 }
 
@@ -396,7 +403,8 @@ int main(void) {
         check_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
         check_problem(type, 1536, 2, 2, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
     }
-    check_avx2_kernels();
+    check_avx2_kernels("avx2", avx2_kquant_kernel);
+    check_avx2_kernels("avxvnni", avxvnni_kquant_kernel);
     if (!has_avx512) printf("(AVX-512 not available: only the reference kernels were tested)\n");
     printf("%s\n", failures ? "FAILED" : "ok");
     return failures ? 1 : 0;

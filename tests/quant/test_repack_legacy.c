@@ -180,6 +180,12 @@ static ts_gemm_repacked_fn avx2_kernel(int type) {
     return NULL;
 }
 
+/* The AVX-VNNI kernels: NULL where this build has none or the CPU lacks AVX-VNNI. */
+static ts_gemm_repacked_fn avxvnni_kernel(int type) {
+    const ts_repack_traits *t = ts_repack_traits_for(TS_ISA_AVXVNNI, type);
+    return t ? t->gemm : NULL;
+}
+
 /* Reference vs the file-layout scalar dot, and the SIMD kernels present vs the reference. */
 static void check_problem(const problem *p, int have_avx512) {
     const char *tn = ts_type_name(p->type);
@@ -204,6 +210,7 @@ static void check_problem(const problem *p, int have_avx512) {
     check_kernel(p, "ref", ts_repack_traits_for(TS_ISA_SCALAR, p->type)->gemm, NULL);
     if (have_avx512) check_kernel(p, "avx512", ts_repack_traits_for(TS_ISA_AVX512, p->type)->gemm, ref);
     if (avx2_kernel(p->type)) check_kernel(p, "avx2", avx2_kernel(p->type), ref);
+    if (avxvnni_kernel(p->type)) check_kernel(p, "avxvnni", avxvnni_kernel(p->type), ref);
     free(ref);
 }
 
@@ -225,10 +232,10 @@ static void check_lossless(rng *r, int type, int n, int have_avx512) {
     int bad_onehot = 0;
     for (int i = 0; i < n; i++) {
         onehot[i / 32].qs[i % 32] = 1;
-        const ts_gemm_repacked_fn kernels[3] = {ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm,
+        const ts_gemm_repacked_fn kernels[4] = {ts_repack_traits_for(TS_ISA_SCALAR, type)->gemm,
                                                 have_avx512 ? ts_repack_traits_for(TS_ISA_AVX512, type)->gemm : NULL,
-                                                avx2_kernel(type)};
-        for (int k = 0; k < 3; k++) {
+                                                avx2_kernel(type), avxvnni_kernel(type)};
+        for (int k = 0; k < 4; k++) {
             if (!kernels[k]) continue;
             float s[2 * TS_REPACK_ROWS];
             kernels[k](n, 2, 1, s, 2 * TS_REPACK_ROWS, p.packed, onehot, 0);
@@ -250,16 +257,17 @@ int main(void) {
                             ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q5_0) && ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q8_0);
     if (!have_avx512) printf("no AVX-512 VNNI: its kernels are not checked\n");
     if (!avx2_kernel(TS_TYPE_Q4_0)) printf("no AVX2: its kernels are not checked\n");
+    if (!avxvnni_kernel(TS_TYPE_Q4_0)) printf("no AVX-VNNI: its kernels are not checked\n");
     const int types[] = {TS_TYPE_Q4_0, TS_TYPE_Q5_0, TS_TYPE_Q8_0};
     const int widths[] = {32, 96, 1408, 1536, 2048, 8960, 10944};
     const int cols[] = {1, 2, 3, 4, 5, 6, 7, 8, 17};
     rng r = {0x9E3779B97F4A7C15ull};
     for (int t = 0; t < 3; t++) {
         /* Empty rows (n = 0): every kernel writes 0 to its slots, like the reference. */
-        const ts_gemm_repacked_fn kernels[3] = {ts_repack_traits_for(TS_ISA_SCALAR, types[t])->gemm,
+        const ts_gemm_repacked_fn kernels[4] = {ts_repack_traits_for(TS_ISA_SCALAR, types[t])->gemm,
                                                 have_avx512 ? ts_repack_traits_for(TS_ISA_AVX512, types[t])->gemm : NULL,
-                                                avx2_kernel(types[t])};
-        for (int k = 0; k < 3; k++) {
+                                                avx2_kernel(types[t]), avxvnni_kernel(types[t])};
+        for (int k = 0; k < 4; k++) {
             if (!kernels[k]) continue;
             float s[2 * 2 * TS_REPACK_ROWS];
             for (int i = 0; i < 2 * 2 * TS_REPACK_ROWS; i++) s[i] = SENTINEL;

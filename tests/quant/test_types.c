@@ -61,6 +61,19 @@ static void test_names(test_ctx *ctx) {
     }
     CHECK(ctx, strcmp(ts_isa_name(TS_ISA_SCALAR), "scalar") == 0 && strcmp(ts_isa_name(TS_ISA_AVX2), "avx2") == 0,
           "isa names");
+    for (int isa = 0; isa < TS_ISA_COUNT; isa++)
+        CHECK(ctx, ts_isa_from_name(ts_isa_name((enum ts_isa)isa)) == isa, "isa %d's name %s does not map back", isa,
+              ts_isa_name((enum ts_isa)isa));
+    CHECK(ctx, ts_isa_from_name("avxvnni") == TS_ISA_AVXVNNI && ts_isa_from_name("avx-vnni") < 0, "avxvnni name");
+    /* AVX-VNNI only adds the repacked products: its type table is AVX2's; it is never picked over
+     * AVX-512, and always over plain AVX2 where the CPU has it */
+    if (ts_isa_supported(TS_ISA_AVXVNNI)) {
+        CHECK(ctx, ts_isa_supported(TS_ISA_AVX2) && ts_type_table(TS_ISA_AVXVNNI) == ts_type_table(TS_ISA_AVX2),
+              "avxvnni table");
+        CHECK(ctx, ts_isa_best() == (ts_isa_supported(TS_ISA_AVX512) ? TS_ISA_AVX512 : TS_ISA_AVXVNNI), "best isa");
+    } else {
+        CHECK(ctx, ts_type_table(TS_ISA_AVXVNNI) == ts_type_table(TS_ISA_SCALAR), "avxvnni table without the CPU");
+    }
 }
 
 static void test_row_size(test_ctx *ctx) {
