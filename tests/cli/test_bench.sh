@@ -215,8 +215,20 @@ assert len(recs) == 2 and all(r["kernels"] == "scalar" for r in recs), recs
 tg = [r for r in recs if r["n_gen"] > 0][0]
 assert tg["cpu_peak_kernel"] == "scalar" and tg["avg_ts"] > 0, tg
 ' "$WORK/json7" || fail "--isa scalar records"
-python3 -c 'import json, sys; assert all(r["kernels"] in ("avx512", "avx2", "neon", "scalar") for r in json.load(open(sys.argv[1])))' \
+python3 -c 'import json, sys; assert all(r["kernels"] in ("avx512", "avxvnni", "avx2", "neon", "scalar") for r in json.load(open(sys.argv[1])))' \
     "$WORK/json4" || fail "kernels field"
+# --isa avxvnni where the CPU has AVX-VNNI: its own repacked kernels, the AVX2 FMA peak.
+if grep -qw avx_vnni /proc/cpuinfo 2> /dev/null; then
+    "$TS" bench -o json -m "$WORK/dense.gguf" -p 4 -n 2 -r 1 -t 2 --isa avxvnni > "$WORK/json8" 2> "$WORK/err" \
+        || fail "--isa avxvnni run: $(cat "$WORK/err")"
+    python3 -c '
+import json, sys
+recs = json.load(open(sys.argv[1]))
+assert all(r["kernels"] == "avxvnni" for r in recs), recs
+tg = [r for r in recs if r["n_gen"] > 0][0]
+assert tg["cpu_peak_kernel"] == "avx2" and tg["avg_ts"] > 0, tg
+' "$WORK/json8" || fail "--isa avxvnni records"
+fi
 # Where the best kernel is not scalar, the scalar peak went to a file of its own.
 python3 -c '
 import json, os, sys
