@@ -60,275 +60,102 @@
 #define Q6_K_TILE TS_RP_TILE_Q6_K_AVX2
 _Static_assert(Q4_K_TILE <= 6 && Q6_K_TILE <= MAX_TILE, "tile widths with a kernel");
 /* ---------------------------------------------------------------------------------------------- */
-/* Q4_K                                                                                              */
+/* The products (repack_kquants_x86_tiles.h has the tiles around them)                              */
 
-/* One group x NT tokens over nbc blocks: s_out[c][0..15] = acc over these blocks, starting from 0
- * (first) or from what s_out holds. */
-static ALWAYS_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *const *ys,
-                                    float *const *s_out, int first) {
+/* Q4_K, rows 8h..8h+7 x NT tokens, sub-blocks 2 pair and 2 pair + 1: int16 sums of 8 steps (exact:
+ * top comment), then one vpmaddwd each with the rows' scales. */
+static ALWAYS_INLINE void q4_K_pair(const int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair,
+                                    int h, __m256i *isum) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[2][MAX_TILE];
-    for (int h = 0; h < 2; h++)
+    __m256i lo[MAX_TILE], hi[MAX_TILE];
 #pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
-    for (int b = 0; b < nbc; b++) {
-        const block_q4_Kx16 *xb = &x[b];
-        /* (asum_2i, asum_2i+1) int16 pairs, i = 0..3, per token: hadd of the 16 bsums */
-        int32_t asum_pairs[MAX_TILE][4];
+    for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) {
+        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
+        if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
+        __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+        KEEP(w);
+        const __m256i wl = _mm256_and_si256(w, low4);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
 #pragma GCC unroll 8
         for (int c = 0; c < NT; c++) {
-            const int16_t *bs = ys[c][b].bsums;
-            _mm_storeu_si128((__m128i *)asum_pairs[c],
-                             _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bs), _mm_loadu_si128((const __m128i *)(bs + 8))));
-        }
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i isum[MAX_TILE];
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
-            for (int pair = 0; pair < 4; pair++) {
-                /* sub-blocks 2*pair (low nibbles) and 2*pair+1 (high nibbles), int16 pair sums */
-                __m256i lo[MAX_TILE], hi[MAX_TILE];
-#pragma GCC unroll 8
-                for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) {
-                    const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-                    if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
-                    __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
-                    KEEP(w);
-                    const __m256i wl = _mm256_and_si256(w, low4);
-                    const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
-#pragma GCC unroll 8
-                    for (int c = 0; c < NT; c++) {
-                        const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
-                        lo[c] = _mm256_add_epi16(lo[c], _mm256_maddubs_epi16(wl, bcast4(a)));
-                        hi[c] = _mm256_add_epi16(hi[c], _mm256_maddubs_epi16(wh, bcast4(a + 32)));
-                        KEEP(lo[c]);
-                        KEEP(hi[c]);
-                    }
-                }
-                const __m256i sc_lo = scale_pairs_u8(xb->scales + (2 * pair) * 16 + 8 * h);
-                const __m256i sc_hi = scale_pairs_u8(xb->scales + (2 * pair + 1) * 16 + 8 * h);
-#pragma GCC unroll 8
-                for (int c = 0; c < NT; c++)
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(lo[c], sc_lo),
-                                                                         _mm256_madd_epi16(hi[c], sc_hi)));
-            }
-            /* after the products, so that msum does not hold registers during them */
-            __m256i msum[MAX_TILE];
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) msum[c] = _mm256_setzero_si256();
-            for (int pair = 0; pair < 4; pair++) {
-                const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
-#pragma GCC unroll 8
-                for (int c = 0; c < NT; c++)
-                    msum[c] = _mm256_add_epi32(msum[c], _mm256_madd_epi16(mins, _mm256_set1_epi32(asum_pairs[c][pair])));
-            }
-            const __m256 d = load_f16x8(xb->d + 8 * h), dmin = load_f16x8(xb->dmin + 8 * h);
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) {
-                const __m256 da = _mm256_set1_ps(ys[c][b].d);
-                acc[h][c] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[c]), acc[h][c]);
-                acc[h][c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum[c]), acc[h][c]);
-            }
+            const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
+            lo[c] = _mm256_add_epi16(lo[c], _mm256_maddubs_epi16(wl, bcast4(a)));
+            hi[c] = _mm256_add_epi16(hi[c], _mm256_maddubs_epi16(wh, bcast4(a + 32)));
+            KEEP(lo[c]);
+            KEEP(hi[c]);
         }
     }
-    for (int h = 0; h < 2; h++)
+    const __m256i sc_lo = scale_pairs_u8(xb->scales + (2 * pair) * 16 + 8 * h);
+    const __m256i sc_hi = scale_pairs_u8(xb->scales + (2 * pair + 1) * 16 + 8 * h);
 #pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+    for (int c = 0; c < NT; c++)
+        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(lo[c], sc_lo), _mm256_madd_epi16(hi[c], sc_hi)));
 }
 
-/* All 16 rows of one group x one token (decoding): per step the two 8-row halves' nibbles and
- * one activation broadcast per nibble half feeding both row halves, where the tile above takes
- * the halves in two passes with a broadcast each. Against q4_K_tile(1, …): in-cache on one core
- * 86-90 -> 91-97 GMAC/s; two threads streaming 512 MB of 2048 x 1408 matrices 52-56 -> 65-70
- * GB/s, the speed of a plain read of the same bytes. */
-static ALWAYS_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *restrict y,
-                                               float *restrict s_out, int first) {
+/* Q4_K, all 16 rows x one token (decoding): per step the two 8-row halves' nibbles and one
+ * activation broadcast per nibble half feeding both row halves, where the wide tiles take the
+ * halves in two passes with a broadcast each. Against the two-pass tile at one token: in-cache on
+ * one core 86-90 -> 91-97 GMAC/s; two threads streaming 512 MB of 2048 x 1408 matrices 52-56 ->
+ * 65-70 GB/s, the speed of a plain read of the same bytes. */
+static ALWAYS_INLINE void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256 acc0 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out);
-    __m256 acc1 = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8);
-    for (int b = 0; b < nbc; b++) {
-        const block_q4_Kx16 *xb = &x[b];
-        const block_q8_K *yb = &y[b];
-        act_prefetch(y, nbc, b);
-        __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
-        for (int pair = 0; pair < 4; pair++) {
-            /* int16 sums of sub-blocks 2*pair (low nibbles) and 2*pair+1 (high), per row half */
-            __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+    __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
-                const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-                const __m256i v0 = _mm256_loadu_si256((const __m256i *)q4);
-                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(q4 + 32));
-                const int8_t *a = yb->qs + 64 * pair + 4 * t;
-                const __m256i a_lo = bcast4(a), a_hi = bcast4(a + 32);
-                lo0 = _mm256_add_epi16(lo0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), a_lo));
-                lo1 = _mm256_add_epi16(lo1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), a_lo));
-                hi0 = _mm256_add_epi16(hi0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), a_hi));
-                hi1 = _mm256_add_epi16(hi1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), a_hi));
-                KEEP(lo0);
-                KEEP(lo1);
-                KEEP(hi0);
-                KEEP(hi1);
-            }
-            const uint8_t *sc = xb->scales + (2 * pair) * 16;
-            isum0 = _mm256_add_epi32(isum0, _mm256_add_epi32(_mm256_madd_epi16(lo0, scale_pairs_u8(sc)),
-                                                             _mm256_madd_epi16(hi0, scale_pairs_u8(sc + 16))));
-            isum1 = _mm256_add_epi32(isum1, _mm256_add_epi32(_mm256_madd_epi16(lo1, scale_pairs_u8(sc + 8)),
-                                                             _mm256_madd_epi16(hi1, scale_pairs_u8(sc + 24))));
-        }
-        /* (asum_2i, asum_2i+1) int16 pairs: hadd of the 16 bsums */
-        int32_t asum_pairs[4];
-        _mm_storeu_si128((__m128i *)asum_pairs,
-                         _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)yb->bsums), _mm_loadu_si128((const __m128i *)(yb->bsums + 8))));
-        __m256i msum0 = _mm256_setzero_si256(), msum1 = msum0;
-        for (int pair = 0; pair < 4; pair++) {
-            const __m256i ap = _mm256_set1_epi32(asum_pairs[pair]);
-            msum0 = _mm256_add_epi32(msum0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32))), ap));
-            msum1 = _mm256_add_epi32(msum1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16))), ap));
-        }
-        const __m256 da = _mm256_set1_ps(yb->d);
-        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d), da), _mm256_cvtepi32_ps(isum0), acc0);
-        acc0 = _mm256_fnmadd_ps(_mm256_mul_ps(load_f16x8(xb->dmin), da), _mm256_cvtepi32_ps(msum0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8), da), _mm256_cvtepi32_ps(isum1), acc1);
-        acc1 = _mm256_fnmadd_ps(_mm256_mul_ps(load_f16x8(xb->dmin + 8), da), _mm256_cvtepi32_ps(msum1), acc1);
+    for (int t = 0; t < 8; t++) {
+        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)q4);
+        const __m256i v1 = _mm256_loadu_si256((const __m256i *)(q4 + 32));
+        const int8_t *a = yb->qs + 64 * pair + 4 * t;
+        const __m256i a_lo = bcast4(a), a_hi = bcast4(a + 32);
+        lo0 = _mm256_add_epi16(lo0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), a_lo));
+        lo1 = _mm256_add_epi16(lo1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), a_lo));
+        hi0 = _mm256_add_epi16(hi0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), a_hi));
+        hi1 = _mm256_add_epi16(hi1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), a_hi));
+        KEEP(lo0);
+        KEEP(lo1);
+        KEEP(hi0);
+        KEEP(hi1);
     }
-    _mm256_storeu_ps(s_out, acc0);
-    _mm256_storeu_ps(s_out + 8, acc1);
+    const uint8_t *sc = xb->scales + (2 * pair) * 16;
+    isum[0] = _mm256_add_epi32(isum[0], _mm256_add_epi32(_mm256_madd_epi16(lo0, scale_pairs_u8(sc)),
+                                                         _mm256_madd_epi16(hi0, scale_pairs_u8(sc + 16))));
+    isum[1] = _mm256_add_epi32(isum[1], _mm256_add_epi32(_mm256_madd_epi16(lo1, scale_pairs_u8(sc + 8)),
+                                                         _mm256_madd_epi16(hi1, scale_pairs_u8(sc + 24))));
 }
+
+/* Q6_K: the scales as (scale, scale) int16 pairs, so that one vpmaddwd multiplies both pair sums
+ * of a lane by it and adds them. The one-token tile does both halves per sub-block: in-cache the
+ * same 50 GMAC/s on one core as two passes; two threads streaming from memory 51-54 -> 54-58 GB/s. */
+static ALWAYS_INLINE __m256i q6_K_scales(const int8_t *p) { return scale_pairs_i8(p); }
+
+/* Two int16 sums of two pair sums each (<= 32256, exact), each widened by the scale. */
+static ALWAYS_INLINE __m256i q6_K_products(const __m256i v[4], const __m256i a[4], __m256i sc) {
+    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], a[0]), _mm256_maddubs_epi16(v[1], a[1]));
+    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], a[2]), _mm256_maddubs_epi16(v[3], a[3]));
+    return _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc));
+}
+
+#include "quant/repack_kquants_x86_tiles.h"
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Q6_K                                                                                              */
+/* Drivers */
 
-static ALWAYS_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *const *ys,
-                                    float *const *s_out, int first) {
-    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc[2][MAX_TILE];
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
-    for (int b = 0; b < nbc; b++) {
-        const block_q6_Kx16 *xb = &x[b];
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i isum[MAX_TILE];
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-            for (int j = 0; j < 16; j++) {
-                const uint8_t *q6 = xb->qs + j * 192;
-                if (h == 0) {
-                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
-                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 64, _MM_HINT_T0);
-                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 128, _MM_HINT_T0);
-                }
-                __m256i v[4];
-                q6_K_unpack(q6, h, m0f, m30, v);
-                const __m256i sc = scale_pairs_i8(xb->scales + j * 16 + 8 * h);
-#pragma GCC unroll 8
-                for (int c = 0; c < NT; c++) {
-                    const int8_t *a = ys[c][b].qs + 16 * j;
-                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], bcast4(a)), _mm256_maddubs_epi16(v[1], bcast4(a + 4)));
-                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], bcast4(a + 8)), _mm256_maddubs_epi16(v[3], bcast4(a + 12)));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc)));
-                }
-            }
-            /* the -32 offset: 32 * sum_j scale_j bsum_j */
-            __m256i offset[MAX_TILE];
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) offset[c] = _mm256_setzero_si256();
-            for (int i = 0; i < 8; i++) {
-                const __m256i sc_pairs = q6_K_scale_pairs(xb, i, h);
-#pragma GCC unroll 8
-                for (int c = 0; c < NT; c++)
-                    offset[c] = _mm256_add_epi32(offset[c], _mm256_madd_epi16(sc_pairs, bcast4(ys[c][b].bsums + 2 * i)));
-            }
-            const __m256 d = load_f16x8(xb->d + 8 * h);
-#pragma GCC unroll 8
-            for (int c = 0; c < NT; c++) {
-                const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(offset[c], 5));
-                acc[h][c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(ys[c][b].d)), _mm256_cvtepi32_ps(total), acc[h][c]);
-            }
-        }
-    }
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
-}
-
-/* All 16 rows of one group x one token (decoding): each sub-block's four activation broadcasts
- * feed both 8-row halves, where the tile above takes the halves in two passes. Same speed
- * in-cache (50 GMAC/s on one core); two threads streaming from memory 51-54 -> 54-58 GB/s. */
-static ALWAYS_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *restrict y,
-                                               float *restrict s_out, int first) {
-    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc[2];
-    for (int h = 0; h < 2; h++) acc[h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8 * h);
-    for (int b = 0; b < nbc; b++) {
-        const block_q6_Kx16 *xb = &x[b];
-        const block_q8_K *yb = &y[b];
-        act_prefetch(y, nbc, b);
-        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 2
-        for (int j = 0; j < 16; j++) {
-            const uint8_t *q6 = xb->qs + j * 192;
-            const int8_t *a = yb->qs + 16 * j;
-            const __m256i a0 = bcast4(a), a1 = bcast4(a + 4), a2 = bcast4(a + 8), a3 = bcast4(a + 12);
-#pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                __m256i v[4];
-                q6_K_unpack(q6, h, m0f, m30, v);
-                const __m256i sc = scale_pairs_i8(xb->scales + j * 16 + 8 * h);
-                const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(v[0], a0), _mm256_maddubs_epi16(v[1], a1));
-                const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(v[2], a2), _mm256_maddubs_epi16(v[3], a3));
-                isum[h] = _mm256_add_epi32(isum[h], _mm256_add_epi32(_mm256_madd_epi16(p01, sc), _mm256_madd_epi16(p23, sc)));
-            }
-        }
-        const __m256 da = _mm256_set1_ps(yb->d);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i offset = _mm256_setzero_si256(); /* the -32 offset: 32 * sum_j scale_j bsum_j */
-            for (int i = 0; i < 8; i++)
-                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(q6_K_scale_pairs(xb, i, h), bcast4(yb->bsums + 2 * i)));
-            const __m256i total = _mm256_sub_epi32(isum[h], _mm256_slli_epi32(offset, 5));
-            acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h]);
-        }
-    }
-    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s_out + 8 * h, acc[h]);
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Drivers: one out-of-line function per (type, tile width), each unrolled with its own registers. */
-
-#define DEFINE_TILE(t, NT)                                                                                     \
-    static __attribute__((noinline)) void t##_tile_##NT(int nbc, const void *restrict x, const block_q8_K *const *ys, \
-                                                        float *const *s_out, int first) {                      \
-        t##_tile(NT, nbc, (const block_##t##x16 *)x, ys, s_out, first);                                        \
-    }
-/* One token (decoding): all 16 rows per step (see the rows16 kernels). */
-static __attribute__((noinline)) void q4_K_tile_1(int nbc, const void *restrict x, const block_q8_K *const *ys,
-                                                  float *const *s_out, int first) {
-    q4_K_tile_rows16_one(nbc, (const block_q4_Kx16 *)x, ys[0], s_out[0], first);
-}
-DEFINE_TILE(q4_K, 2)
-DEFINE_TILE(q4_K, 3)
-DEFINE_TILE(q4_K, 4)
-DEFINE_TILE(q4_K, 5)
-DEFINE_TILE(q4_K, 6)
-static __attribute__((noinline)) void q6_K_tile_1(int nbc, const void *restrict x, const block_q8_K *const *ys,
-                                                  float *const *s_out, int first) {
-    q6_K_tile_rows16_one(nbc, (const block_q6_Kx16 *)x, ys[0], s_out[0], first);
-}
-DEFINE_TILE(q6_K, 2)
-DEFINE_TILE(q6_K, 3)
-DEFINE_TILE(q6_K, 4)
-DEFINE_TILE(q6_K, 5)
-DEFINE_TILE(q6_K, 6)
-DEFINE_TILE(q6_K, 7)
-DEFINE_TILE(q6_K, 8)
-
+KQ_DEFINE_TILE_ONE(q4_K)
+KQ_DEFINE_TILE(q4_K, 2)
+KQ_DEFINE_TILE(q4_K, 3)
+KQ_DEFINE_TILE(q4_K, 4)
+KQ_DEFINE_TILE(q4_K, 5)
+KQ_DEFINE_TILE(q4_K, 6)
+KQ_DEFINE_TILE_ONE(q6_K)
+KQ_DEFINE_TILE(q6_K, 2)
+KQ_DEFINE_TILE(q6_K, 3)
+KQ_DEFINE_TILE(q6_K, 4)
+KQ_DEFINE_TILE(q6_K, 5)
+KQ_DEFINE_TILE(q6_K, 6)
+KQ_DEFINE_TILE(q6_K, 7)
+KQ_DEFINE_TILE(q6_K, 8)
 
 void ts_gemm_rp_q4_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {

@@ -1,0 +1,212 @@
+/* The Q4_K and Q6_K tiles of the 256-bit x86 kernel sets (repack_kquants_avx2.c,
+ * repack_kquants_avxvnni.c), written once: the walk over blocks, row halves, sub-blocks and
+ * tokens, the prefetches, Q4_K's min term, Q6_K's -32 offset and the float epilogue are the same in
+ * both; what differs is how 4-byte weight groups meet broadcast activations (vpmaddubsw into int16
+ * sums widened by vpmaddwd with the scales, or vpdpbusd into int32 multiplied by the scales), and
+ * each file supplies that as four functions defined before it includes this one:
+ *
+ *   void q4_K_pair(int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair,
+ *                  int h, __m256i isum[]): adds scale_j * S_j of sub-blocks j = 2 pair (low
+ *                  nibbles) and 2 pair + 1 (high) of rows 8h..8h+7 to isum[c], c < NT (block b of
+ *                  token c is ys[c][b]);
+ *   void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]):
+ *                  the same for both halves (isum[h]) and one token;
+ *   __m256i q6_K_scales(const int8_t *p): the 8 signed scale bytes at p in the form
+ *                  q6_K_products takes;
+ *   __m256i q6_K_products(const __m256i v[4], const __m256i a[4], __m256i sc): per row lane,
+ *                  scale * sum over the sub-block's 16 products of the unsigned 6-bit quants v
+ *                  (q6_K_unpack) with the broadcast activation groups a.
+ *
+ * Each file's top comment gives its bounds; the results are the scalar reference's bits. A 16-row
+ * group is two halves of 8 rows: wide tiles take the halves in two passes per block (so that the
+ * second pass finds the block in L1), one-token tiles (decoding) both per step, so that each
+ * activation broadcast feeds both and the weights stream through once. Accumulators start at 0
+ * (first) or from s_out and are stored back after the pass over the chunk (exact). Code for files
+ * compiled with at least -mavx2 -mfma -mf16c, after repack_kquants_x86.h. */
+#ifndef TS_QUANT_REPACK_KQUANTS_X86_TILES_H
+#define TS_QUANT_REPACK_KQUANTS_X86_TILES_H
+
+#include "quant/repack_kquants_x86.h"
+
+/* (asum_2i, asum_2i+1) int16 pairs, i = 0..3, of one token's block: hadd of the 16 bsums. */
+static KQ_INLINE void q4_K_asum_pairs(const block_q8_K *yb, int32_t out[4]) {
+    _mm_storeu_si128((__m128i *)out, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)yb->bsums),
+                                                    _mm_loadu_si128((const __m128i *)(yb->bsums + 8))));
+}
+
+/* Q4_K's min terms of half h for NT tokens: msum[c] = sum_j min_j asum_j, one vpmaddwd per pair of
+ * sub-blocks with the layout's (min 2i, min 2i+1) int16 pairs. */
+static KQ_INLINE void q4_K_min_terms(const int NT, const block_q4_Kx16 *xb, int h, const int32_t (*asum_pairs)[4], __m256i *msum) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NT; c++) msum[c] = _mm256_setzero_si256();
+    for (int pair = 0; pair < 4; pair++) {
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16 * h)));
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) msum[c] = _mm256_add_epi32(msum[c], _mm256_madd_epi16(mins, _mm256_set1_epi32(asum_pairs[c][pair])));
+    }
+}
+
+/* The reference's float epilogue of one block, half and token. */
+static KQ_INLINE __m256 q4_K_epilogue(const block_q4_Kx16 *xb, int h, float da_scalar, __m256i isum, __m256i msum, __m256 acc) {
+    const __m256 da = _mm256_set1_ps(da_scalar);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(load_f16x8(xb->dmin + 8 * h), da), _mm256_cvtepi32_ps(msum), acc);
+}
+
+/* One Q4_K group x NT tokens over nbc blocks. */
+static KQ_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *const *ys,
+                                float *const *s_out, int first) {
+    __m256 acc[2][KQ_MAX_TILE];
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q4_Kx16 *xb = &x[b];
+        int32_t asum_pairs[KQ_MAX_TILE][4];
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) q4_K_asum_pairs(&ys[c][b], asum_pairs[c]);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i isum[KQ_MAX_TILE];
+#pragma GCC unroll 8
+            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
+            for (int pair = 0; pair < 4; pair++) q4_K_pair(NT, xb, ys, b, pair, h, isum);
+            /* after the products, so that msum does not hold registers during them */
+            __m256i msum[KQ_MAX_TILE];
+            q4_K_min_terms(NT, xb, h, (const int32_t(*)[4])asum_pairs, msum);
+#pragma GCC unroll 8
+            for (int c = 0; c < NT; c++) acc[h][c] = q4_K_epilogue(xb, h, ys[c][b].d, isum[c], msum[c], acc[h][c]);
+        }
+    }
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+}
+
+/* All 16 rows of one Q4_K group x one token (decoding). */
+static KQ_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *restrict y,
+                                           float *restrict s_out, int first) {
+    __m256 acc[2];
+    for (int h = 0; h < 2; h++) acc[h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q4_Kx16 *xb = &x[b];
+        const block_q8_K *yb = &y[b];
+        act_prefetch(y, nbc, b);
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int pair = 0; pair < 4; pair++) q4_K_pair16(xb, yb, pair, isum);
+        int32_t asum_pairs[1][4];
+        q4_K_asum_pairs(yb, asum_pairs[0]);
+        for (int h = 0; h < 2; h++) {
+            __m256i msum;
+            q4_K_min_terms(1, xb, h, (const int32_t(*)[4])asum_pairs, &msum);
+            acc[h] = q4_K_epilogue(xb, h, yb->d, isum[h], msum, acc[h]);
+        }
+    }
+    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s_out + 8 * h, acc[h]);
+}
+
+/* Q6_K's -32 offset of half h for one token: 32 * sum_j scale_j bsum_j (vpmaddwd of scale pairs). */
+static KQ_INLINE __m256i q6_K_offset(const block_q6_Kx16 *xb, int h, const block_q8_K *yb) {
+    __m256i offset = _mm256_setzero_si256();
+    for (int i = 0; i < 8; i++)
+        offset = _mm256_add_epi32(offset, _mm256_madd_epi16(q6_K_scale_pairs(xb, i, h), bcast4(yb->bsums + 2 * i)));
+    return _mm256_slli_epi32(offset, 5);
+}
+
+static KQ_INLINE void q6_K_bcast4x4(const int8_t *a, __m256i out[4]) {
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) out[i] = bcast4(a + 4 * i);
+}
+
+/* One Q6_K group x NT tokens over nbc blocks. */
+static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *const *ys,
+                                float *const *s_out, int first) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[2][KQ_MAX_TILE];
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q6_Kx16 *xb = &x[b];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i isum[KQ_MAX_TILE];
+#pragma GCC unroll 8
+            for (int c = 0; c < NT; c++) isum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int j = 0; j < 16; j++) {
+                const uint8_t *q6 = xb->qs + j * 192;
+                if (h == 0) {
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 64, _MM_HINT_T0);
+                    _mm_prefetch((const char *)q6 + RP_AVX2_PREFETCH_BYTES + 128, _MM_HINT_T0);
+                }
+                __m256i v[4];
+                q6_K_unpack(q6, h, m0f, m30, v);
+                const __m256i sc = q6_K_scales(xb->scales + j * 16 + 8 * h);
+#pragma GCC unroll 8
+                for (int c = 0; c < NT; c++) {
+                    __m256i a[4];
+                    q6_K_bcast4x4(ys[c][b].qs + 16 * j, a);
+                    isum[c] = _mm256_add_epi32(isum[c], q6_K_products(v, a, sc));
+                }
+            }
+            const __m256 d = load_f16x8(xb->d + 8 * h);
+#pragma GCC unroll 8
+            for (int c = 0; c < NT; c++) {
+                const __m256i total = _mm256_sub_epi32(isum[c], q6_K_offset(xb, h, &ys[c][b]));
+                acc[h][c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(ys[c][b].d)), _mm256_cvtepi32_ps(total), acc[h][c]);
+            }
+        }
+    }
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+}
+
+/* All 16 rows of one Q6_K group x one token (decoding): each sub-block's four activation
+ * broadcasts feed both halves. */
+static KQ_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *restrict y,
+                                           float *restrict s_out, int first) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[2];
+    for (int h = 0; h < 2; h++) acc[h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8 * h);
+    for (int b = 0; b < nbc; b++) {
+        const block_q6_Kx16 *xb = &x[b];
+        const block_q8_K *yb = &y[b];
+        act_prefetch(y, nbc, b);
+        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 2
+        for (int j = 0; j < 16; j++) {
+            __m256i a[4];
+            q6_K_bcast4x4(yb->qs + 16 * j, a);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i v[4];
+                q6_K_unpack(xb->qs + j * 192, h, m0f, m30, v);
+                isum[h] = _mm256_add_epi32(isum[h], q6_K_products(v, a, q6_K_scales(xb->scales + j * 16 + 8 * h)));
+            }
+        }
+        const __m256 da = _mm256_set1_ps(yb->d);
+        for (int h = 0; h < 2; h++) {
+            const __m256i total = _mm256_sub_epi32(isum[h], q6_K_offset(xb, h, yb));
+            acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h]);
+        }
+    }
+    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s_out + 8 * h, acc[h]);
+}
+
+/* One out-of-line function per (type, tile width), each unrolled with its own registers:
+ * t_tile_NT for NT >= 2 tokens, t_tile_1 (one token, decoding) on the 16-row tiles. */
+#define KQ_DEFINE_TILE(t, NT)                                                                                  \
+    static __attribute__((noinline)) void t##_tile_##NT(int nbc, const void *restrict x, const block_q8_K *const *ys, \
+                                                        float *const *s_out, int first) {                      \
+        t##_tile(NT, nbc, (const block_##t##x16 *)x, ys, s_out, first);                                        \
+    }
+#define KQ_DEFINE_TILE_ONE(t)                                                                                  \
+    static __attribute__((noinline)) void t##_tile_1(int nbc, const void *restrict x, const block_q8_K *const *ys, \
+                                                     float *const *s_out, int first) {                         \
+        t##_tile_rows16_one(nbc, (const block_##t##x16 *)x, ys[0], s_out[0], first);                           \
+    }
+
+#endif
