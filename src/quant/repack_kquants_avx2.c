@@ -42,11 +42,6 @@
 #include "quant/repack_kquants_x86.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-/* An empty asm that "changes" x: the compiler cannot regroup additions around it. Integer addition
- * being associative, GCC otherwise turns a run of "sum += maddubs" into a tree that keeps every
- * product live and spills (Q4_K, 4 tokens, in-cache on one core: 103 GMAC/s as a tree with the
- * step loop unrolled twice, 120 chained and unrolled eight times). */
-#define KEEP(x) __asm__("" : "+x"(x))
 
 /* Tokens per tile: each token needs two int16 accumulators and an int32 sum (Q4_K) or one int32
  * sum (Q6_K) in the inner loop, next to the unpacked weights. Q4_K takes 6 tokens: the 12 int16
@@ -62,68 +57,11 @@ _Static_assert(Q4_K_TILE <= 6 && Q6_K_TILE <= MAX_TILE, "tile widths with a kern
 /* ---------------------------------------------------------------------------------------------- */
 /* The products (repack_kquants_x86_tiles.h has the tiles around them)                              */
 
-/* Q4_K, rows 8h..8h+7 x NT tokens, sub-blocks 2 pair and 2 pair + 1: int16 sums of 8 steps (exact:
- * top comment), then one vpmaddwd each with the rows' scales. */
-static ALWAYS_INLINE void q4_K_pair(const int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair,
-                                    int h, __m256i *isum) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i lo[MAX_TILE], hi[MAX_TILE];
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) {
-        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-        if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
-        __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
-        KEEP(w);
-        const __m256i wl = _mm256_and_si256(w, low4);
-        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) {
-            const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
-            lo[c] = _mm256_add_epi16(lo[c], _mm256_maddubs_epi16(wl, bcast4(a)));
-            hi[c] = _mm256_add_epi16(hi[c], _mm256_maddubs_epi16(wh, bcast4(a + 32)));
-            KEEP(lo[c]);
-            KEEP(hi[c]);
-        }
-    }
-    const __m256i sc_lo = scale_pairs_u8(xb->scales + (2 * pair) * 16 + 8 * h);
-    const __m256i sc_hi = scale_pairs_u8(xb->scales + (2 * pair + 1) * 16 + 8 * h);
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++)
-        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(lo[c], sc_lo), _mm256_madd_epi16(hi[c], sc_hi)));
-}
-
-/* Q4_K, all 16 rows x one token (decoding): per step the two 8-row halves' nibbles and one
- * activation broadcast per nibble half feeding both row halves, where the wide tiles take the
- * halves in two passes with a broadcast each. Against the two-pass tile at one token: in-cache on
- * one core 86-90 -> 91-97 GMAC/s; two threads streaming 512 MB of 2048 x 1408 matrices 52-56 ->
- * 65-70 GB/s, the speed of a plain read of the same bytes. */
-static ALWAYS_INLINE void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) {
-        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-        const __m256i v0 = _mm256_loadu_si256((const __m256i *)q4);
-        const __m256i v1 = _mm256_loadu_si256((const __m256i *)(q4 + 32));
-        const int8_t *a = yb->qs + 64 * pair + 4 * t;
-        const __m256i a_lo = bcast4(a), a_hi = bcast4(a + 32);
-        lo0 = _mm256_add_epi16(lo0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), a_lo));
-        lo1 = _mm256_add_epi16(lo1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), a_lo));
-        hi0 = _mm256_add_epi16(hi0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), a_hi));
-        hi1 = _mm256_add_epi16(hi1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), a_hi));
-        KEEP(lo0);
-        KEEP(lo1);
-        KEEP(hi0);
-        KEEP(hi1);
-    }
-    const uint8_t *sc = xb->scales + (2 * pair) * 16;
-    isum[0] = _mm256_add_epi32(isum[0], _mm256_add_epi32(_mm256_madd_epi16(lo0, scale_pairs_u8(sc)),
-                                                         _mm256_madd_epi16(hi0, scale_pairs_u8(sc + 16))));
-    isum[1] = _mm256_add_epi32(isum[1], _mm256_add_epi32(_mm256_madd_epi16(lo1, scale_pairs_u8(sc + 8)),
-                                                         _mm256_madd_epi16(hi1, scale_pairs_u8(sc + 24))));
-}
+/* Q4_K: int16 pair sums (8 steps of pairs <= 3840: exact, top comment), each widened by one
+ * vpmaddwd with the rows' scale in both int16 slots. */
+static ALWAYS_INLINE __m256i q4_K_acc(__m256i sum, __m256i w, __m256i a) { return _mm256_add_epi16(sum, _mm256_maddubs_epi16(w, a)); }
+static ALWAYS_INLINE __m256i q4_K_scales(const uint8_t *p) { return scale_pairs_u8(p); }
+static ALWAYS_INLINE __m256i q4_K_scaled(__m256i sum, __m256i sc) { return _mm256_madd_epi16(sum, sc); }
 
 /* Q6_K: the scales as (scale, scale) int16 pairs, so that one vpmaddwd multiplies both pair sums
  * of a lane by it and adds them. The one-token tile does both halves per sub-block: in-cache the

@@ -31,61 +31,12 @@ _Static_assert(Q4_K_TILE <= 4 && Q6_K_TILE <= 4, "tile widths with a kernel");
 
 static ALWAYS_INLINE __m256i dp(__m256i acc, __m256i w, __m256i a) { return _mm256_dpbusd_avx_epi32(acc, w, a); }
 
-/* 8 scale bytes (rows 8h..8h+7) as int32 lanes. */
-static ALWAYS_INLINE __m256i scales_u8_i32(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
-
-/* Q4_K, rows 8h..8h+7 x NT tokens, sub-blocks 2 pair and 2 pair + 1: int32 sums of 8 steps, then
- * one vpmulld each with the rows' scales. (Tiles of 2, 3, 5 or 6 tokens, all 16 rows per step, or
- * two chains per token were no faster on Zen 5: BENCHMARKS.md, "AVX-VNNI kernels".) */
-static ALWAYS_INLINE void q4_K_pair(const int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair,
-                                    int h, __m256i *isum) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i lo[KQ_MAX_TILE], hi[KQ_MAX_TILE];
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) {
-        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-        if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
-        const __m256i wl = _mm256_and_si256(w, low4);
-        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) {
-            const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
-            lo[c] = dp(lo[c], wl, bcast4(a));
-            hi[c] = dp(hi[c], wh, bcast4(a + 32));
-        }
-    }
-    const __m256i sc_lo = scales_u8_i32(xb->scales + (2 * pair) * 16 + 8 * h);
-    const __m256i sc_hi = scales_u8_i32(xb->scales + (2 * pair + 1) * 16 + 8 * h);
-#pragma GCC unroll 8
-    for (int c = 0; c < NT; c++)
-        isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_mullo_epi32(lo[c], sc_lo), _mm256_mullo_epi32(hi[c], sc_hi)));
-}
-
-/* Q4_K, all 16 rows x one token (decoding): per step both halves' nibbles, one activation
- * broadcast per nibble half feeding both row halves; four independent int32 chains. */
-static ALWAYS_INLINE void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, hi[2] = {lo[0], lo[0]};
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) {
-        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
-        const int8_t *a = yb->qs + 64 * pair + 4 * t;
-        const __m256i a_lo = bcast4(a), a_hi = bcast4(a + 32);
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
-            lo[h] = dp(lo[h], _mm256_and_si256(v, low4), a_lo);
-            hi[h] = dp(hi[h], _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), a_hi);
-        }
-    }
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *sc = xb->scales + (2 * pair) * 16 + 8 * h;
-        isum[h] = _mm256_add_epi32(isum[h], _mm256_add_epi32(_mm256_mullo_epi32(lo[h], scales_u8_i32(sc)),
-                                                             _mm256_mullo_epi32(hi[h], scales_u8_i32(sc + 16))));
-    }
-}
+/* Q4_K: int32 sums of 8 steps (|S_j| <= 61440), each multiplied by the rows' zero-extended scales.
+ * (Tiles of 2, 3, 5 or 6 tokens, all 16 rows per step, or two chains per token were no faster on
+ * Zen 5: BENCHMARKS.md, "AVX-VNNI kernels".) */
+static ALWAYS_INLINE __m256i q4_K_acc(__m256i sum, __m256i w, __m256i a) { return dp(sum, w, a); }
+static ALWAYS_INLINE __m256i q4_K_scales(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+static ALWAYS_INLINE __m256i q4_K_scaled(__m256i sum, __m256i sc) { return _mm256_mullo_epi32(sum, sc); }
 
 /* Q6_K: the signed scales as int32 lanes. */
 static ALWAYS_INLINE __m256i q6_K_scales(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }

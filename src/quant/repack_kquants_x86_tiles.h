@@ -3,16 +3,16 @@
  * tokens, the prefetches, Q4_K's min term, Q6_K's -32 offset and the float epilogue are the same in
  * both; what differs is how 4-byte weight groups meet broadcast activations (vpmaddubsw into int16
  * sums widened by vpmaddwd with the scales, or vpdpbusd into int32 multiplied by the scales), and
- * each file supplies that as four functions defined before it includes this one:
+ * each file supplies that as five functions defined before it includes this one:
  *
- *   void q4_K_pair(int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair,
- *                  int h, __m256i isum[]): adds scale_j * S_j of sub-blocks j = 2 pair (low
- *                  nibbles) and 2 pair + 1 (high) of rows 8h..8h+7 to isum[c], c < NT (block b of
- *                  token c is ys[c][b]);
- *   void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]):
- *                  the same for both halves (isum[h]) and one token;
- *   __m256i q6_K_scales(const int8_t *p): the 8 signed scale bytes at p in the form
- *                  q6_K_products takes;
+ *   __m256i q4_K_acc(__m256i sum, __m256i w, __m256i a): sum plus the products of the nibbles w
+ *                  (4 per row lane) with the broadcast activation group a, in the file's
+ *                  accumulator form (int16 pair sums or int32);
+ *   __m256i q4_K_scales(const uint8_t *p): the 8 scale bytes at p (rows 8h..8h+7) in the form
+ *                  q4_K_scaled takes;
+ *   __m256i q4_K_scaled(__m256i sum, __m256i sc): a sub-block's 8-step sum times the rows' scales,
+ *                  as int32 lanes;
+ *   __m256i q6_K_scales(const int8_t *p): the same for Q6_K's 8 signed scale bytes;
  *   __m256i q6_K_products(const __m256i v[4], const __m256i a[4], __m256i sc): per row lane,
  *                  scale * sum over the sub-block's 16 products of the unsigned 6-bit quants v
  *                  (q6_K_unpack) with the broadcast activation groups a.
@@ -27,6 +27,86 @@
 #define TS_QUANT_REPACK_KQUANTS_X86_TILES_H
 
 #include "quant/repack_kquants_x86.h"
+
+/* An empty asm that "changes" x: the compiler cannot regroup additions around it (integer
+ * addition being associative, GCC otherwise turns a run of "sum += product" into a tree that keeps
+ * every product live and spills: Q4_K AVX2, 4 tokens, in-cache on one core, 103 GMAC/s as a tree
+ * with the step loop unrolled twice, 120 chained and unrolled eight times), or keep a loaded weight
+ * step out of a register (one load per step: +0.9 % on qwen7b pp512 with the AVX2 tiles). */
+#define KQ_KEEP(x) __asm__("" : "+x"(x))
+
+/* The 16 float accumulators of a group (two 8-row halves) for each of NT tokens: 0 on a chunk's
+ * first pass, else what s_out holds; stored back after the pass (exact). */
+static KQ_INLINE void kq_acc_load(const int NT, float *const *s_out, int first, __m256 acc[][KQ_MAX_TILE]) {
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+}
+static KQ_INLINE void kq_acc_store(const int NT, float *const *s_out, __m256 acc[][KQ_MAX_TILE]) {
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+}
+
+/* Q4_K, rows 8h..8h+7 x NT tokens: adds scale_j * S_j of sub-blocks j = 2 pair (low nibbles) and
+ * 2 pair + 1 (high) to isum[c]; the 8 steps' sums chained through KQ_KEEP. */
+static KQ_INLINE void q4_K_pair(const int NT, const block_q4_Kx16 *xb, const block_q8_K *const *ys, int b, int pair, int h,
+                                __m256i *isum) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i lo[KQ_MAX_TILE], hi[KQ_MAX_TILE];
+#pragma GCC unroll 8
+    for (int c = 0; c < NT; c++) lo[c] = hi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) {
+        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
+        if (h == 0) _mm_prefetch((const char *)q4 + RP_AVX2_PREFETCH_BYTES, _MM_HINT_T0);
+        __m256i w = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+        KQ_KEEP(w);
+        const __m256i wl = _mm256_and_si256(w, low4);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
+#pragma GCC unroll 8
+        for (int c = 0; c < NT; c++) {
+            const int8_t *a = ys[c][b].qs + 64 * pair + 4 * t;
+            lo[c] = q4_K_acc(lo[c], wl, bcast4(a));
+            hi[c] = q4_K_acc(hi[c], wh, bcast4(a + 32));
+            KQ_KEEP(lo[c]);
+            KQ_KEEP(hi[c]);
+        }
+    }
+    const __m256i sc_lo = q4_K_scales(xb->scales + (2 * pair) * 16 + 8 * h);
+    const __m256i sc_hi = q4_K_scales(xb->scales + (2 * pair + 1) * 16 + 8 * h);
+#pragma GCC unroll 8
+    for (int c = 0; c < NT; c++) isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(q4_K_scaled(lo[c], sc_lo), q4_K_scaled(hi[c], sc_hi)));
+}
+
+/* Q4_K, all 16 rows x one token (decoding): per step the two 8-row halves' nibbles and one
+ * activation broadcast per nibble half feeding both row halves (four independent chains), where
+ * the wide tiles take the halves in two passes with a broadcast each. AVX2, against the two-pass
+ * tile at one token: in-cache on one core 86-90 -> 91-97 GMAC/s; two threads streaming 512 MB of
+ * 2048 x 1408 matrices 52-56 -> 65-70 GB/s, the speed of a plain read of the same bytes. */
+static KQ_INLINE void q4_K_pair16(const block_q4_Kx16 *xb, const block_q8_K *yb, int pair, __m256i isum[2]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i lo[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, hi[2] = {lo[0], lo[0]};
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) {
+        const uint8_t *q4 = xb->qs + (pair * 8 + t) * 64;
+        const int8_t *a = yb->qs + 64 * pair + 4 * t;
+        const __m256i a_lo = bcast4(a), a_hi = bcast4(a + 32);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(q4 + 32 * h));
+            lo[h] = q4_K_acc(lo[h], _mm256_and_si256(v, low4), a_lo);
+            hi[h] = q4_K_acc(hi[h], _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), a_hi);
+            KQ_KEEP(lo[h]);
+            KQ_KEEP(hi[h]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *sc = xb->scales + (2 * pair) * 16 + 8 * h;
+        isum[h] = _mm256_add_epi32(isum[h], _mm256_add_epi32(q4_K_scaled(lo[h], q4_K_scales(sc)), q4_K_scaled(hi[h], q4_K_scales(sc + 16))));
+    }
+}
 
 /* (asum_2i, asum_2i+1) int16 pairs, i = 0..3, of one token's block: hadd of the 16 bsums. */
 static KQ_INLINE void q4_K_asum_pairs(const block_q8_K *yb, int32_t out[4]) {
@@ -57,9 +137,7 @@ static KQ_INLINE __m256 q4_K_epilogue(const block_q4_Kx16 *xb, int h, float da_s
 static KQ_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *const *ys,
                                 float *const *s_out, int first) {
     __m256 acc[2][KQ_MAX_TILE];
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    kq_acc_load(NT, s_out, first, acc);
     for (int b = 0; b < nbc; b++) {
         const block_q4_Kx16 *xb = &x[b];
         int32_t asum_pairs[KQ_MAX_TILE][4];
@@ -78,16 +156,15 @@ static KQ_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *rest
             for (int c = 0; c < NT; c++) acc[h][c] = q4_K_epilogue(xb, h, ys[c][b].d, isum[c], msum[c], acc[h][c]);
         }
     }
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+    kq_acc_store(NT, s_out, acc);
 }
 
 /* All 16 rows of one Q4_K group x one token (decoding). */
 static KQ_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *restrict y,
                                            float *restrict s_out, int first) {
-    __m256 acc[2];
-    for (int h = 0; h < 2; h++) acc[h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8 * h);
+    float *const so[1] = {s_out};
+    __m256 acc[2][KQ_MAX_TILE];
+    kq_acc_load(1, so, first, acc);
     for (int b = 0; b < nbc; b++) {
         const block_q4_Kx16 *xb = &x[b];
         const block_q8_K *yb = &y[b];
@@ -99,10 +176,10 @@ static KQ_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *restric
         for (int h = 0; h < 2; h++) {
             __m256i msum;
             q4_K_min_terms(1, xb, h, (const int32_t(*)[4])asum_pairs, &msum);
-            acc[h] = q4_K_epilogue(xb, h, yb->d, isum[h], msum, acc[h]);
+            acc[h][0] = q4_K_epilogue(xb, h, yb->d, isum[h], msum, acc[h][0]);
         }
     }
-    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s_out + 8 * h, acc[h]);
+    kq_acc_store(1, so, acc);
 }
 
 /* Q6_K's -32 offset of half h for one token: 32 * sum_j scale_j bsum_j (vpmaddwd of scale pairs). */
@@ -123,9 +200,7 @@ static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *rest
                                 float *const *s_out, int first) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[2][KQ_MAX_TILE];
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) acc[h][c] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out[c] + 8 * h);
+    kq_acc_load(NT, s_out, first, acc);
     for (int b = 0; b < nbc; b++) {
         const block_q6_Kx16 *xb = &x[b];
 #pragma GCC unroll 2
@@ -159,9 +234,7 @@ static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *rest
             }
         }
     }
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int c = 0; c < NT; c++) _mm256_storeu_ps(s_out[c] + 8 * h, acc[h][c]);
+    kq_acc_store(NT, s_out, acc);
 }
 
 /* All 16 rows of one Q6_K group x one token (decoding): each sub-block's four activation
@@ -169,8 +242,9 @@ static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *rest
 static KQ_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *restrict y,
                                            float *restrict s_out, int first) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc[2];
-    for (int h = 0; h < 2; h++) acc[h] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(s_out + 8 * h);
+    float *const so[1] = {s_out};
+    __m256 acc[2][KQ_MAX_TILE];
+    kq_acc_load(1, so, first, acc);
     for (int b = 0; b < nbc; b++) {
         const block_q6_Kx16 *xb = &x[b];
         const block_q8_K *yb = &y[b];
@@ -190,10 +264,10 @@ static KQ_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restric
         const __m256 da = _mm256_set1_ps(yb->d);
         for (int h = 0; h < 2; h++) {
             const __m256i total = _mm256_sub_epi32(isum[h], q6_K_offset(xb, h, yb));
-            acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h]);
+            acc[h][0] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h][0]);
         }
     }
-    for (int h = 0; h < 2; h++) _mm256_storeu_ps(s_out + 8 * h, acc[h]);
+    kq_acc_store(1, so, acc);
 }
 
 /* One out-of-line function per (type, tile width), each unrolled with its own registers:
