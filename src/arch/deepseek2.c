@@ -488,6 +488,80 @@ static void mla_head_products(ts_context *c, ds2_state *s, const ts_matrix *w, s
     }
 }
 
+/* A decode step at a small depth takes each token's heads in blocks of MLA_FUSE_HEADS through W_UK,
+ * the attention and W_UV on one thread (mla_heads_task): one hand-off to the pool where the path
+ * below takes three (the W_UK products, the attention, which with fewer tokens than threads and
+ * one chunk runs on one thread while the others wait, and the W_UV products). A block is a
+ * multiple of the position-major attention kernels' head group (8 on AVX-512, 4 on AVX2), and its
+ * kernels are chosen for the token's whole group (kernel_heads), so every head gets the bits the
+ * whole group gets (tests/arch/test_long_prompt.c compares one thread, which never fuses, with
+ * two). Each thread reads the token's cache rows for its blocks, so the cache is read once per
+ * block instead of once: MLA_FUSE_MAX_KV positions (576 KiB of an F16 V2-Lite layer) stay within
+ * the L2/L3 this costs nothing measurable against; deeper, the split below reads it once. */
+#define MLA_FUSE_HEADS 8
+#define MLA_FUSE_MAX_TOKENS 8
+#define MLA_FUSE_MAX_KV 512
+
+static bool mla_fuse_wanted(const ts_context *c, const ds2_state *s, const ts_batch *b) {
+    const int H = c->model->hp.n_head, nth = ts_threadpool_size(c->pool), n = b->n_tokens;
+    if (nth < 2 || H % MLA_FUSE_HEADS != 0 || n > MLA_FUSE_MAX_TOKENS || n > s->head_slice) return false;
+    if ((long)n * (H / MLA_FUSE_HEADS) < nth) return false; /* a thread would idle through the layer's heads */
+    for (int i = 0; i < n; i++)
+        if (b->pos[i] >= MLA_FUSE_MAX_KV) return false;
+    return true;
+}
+
+/* out = head h of w (heads head_bytes apart) times the w->n_in floats at src, on this thread; the
+ * input converted to w's vec_dot_type in slot first (as ts_convert_rows would). */
+static void mla_head_product(const ts_type_traits *types, const ts_matrix *w, size_t head_bytes, int h, const float *src,
+                             void *slot, float *out) {
+    const int vdt = types[w->type].vec_dot_type, n_in = (int)w->n_in;
+    ts_matrix head = *w;
+    head.data = (const char *)w->data + (size_t)h * head_bytes;
+    ts_act act = {.data = src, .type = TS_TYPE_F32, .row_bytes = (size_t)n_in * sizeof(float), .n_rows = 1};
+    if (vdt != TS_TYPE_F32) {
+        types[vdt].from_float(src, slot, n_in);
+        act = (ts_act){.data = slot, .type = vdt, .row_bytes = ts_row_size(vdt, n_in), .n_rows = 1};
+    }
+    ts_matmul_serial(types, &head, &act, out, (int)w->n_out);
+}
+
+/* Thread ith's contiguous share of the (token, head block) units: q_abs = W_UKᵀ q_nope, the
+ * attention of the block's heads, o = W_UV o_lat, head by head as mla_head_products and
+ * mla_attention compute them. */
+static void mla_heads_task(void *arg, int ith, int nth) {
+    const mla_job *j = arg;
+    ds2_state *s = j->s;
+    const ts_model *m = j->c->model;
+    const ds2_model *d = m->arch_data;
+    const ds2_layer *L = &d->layers[j->layer];
+    const int H = m->hp.n_head, C = d->C, K = d->C + d->Dr, Dqk = d->Dn + d->Dr, Dv = d->Dv;
+    const int blocks = H / MLA_FUSE_HEADS;
+    float *work = s->scratch + (size_t)ith * s->scratch_len;
+    const size_t partial = ts_flash_partial_floats(H, C);
+    float *run = work + s->scratch_len - 2 * partial, *part = run + partial;
+    long ub, ue;
+    ts_split_range((long)j->b->n_tokens * blocks, ith, nth, &ub, &ue);
+    for (long u = ub; u < ue; u++) {
+        const int i = (int)(u / blocks), h0 = (int)(u % blocks) * MLA_FUSE_HEADS;
+        for (int h = h0; h < h0 + MLA_FUSE_HEADS; h++) {
+            const size_t ih = (size_t)i * H + (size_t)h;
+            mla_head_product(m->types, &L->wk_b, L->wk_b_head_bytes, h, s->q + ih * Dqk,
+                             (char *)s->head_act + ih * s->head_row, s->qabs + ih * K);
+        }
+        ts_flash_args a = mla_flash_args(j, i);
+        a.q += (size_t)h0 * K;
+        a.n_head = MLA_FUSE_HEADS;
+        a.kernel_heads = H;
+        ts_flash_attention(&a, j->b->pos[i] + 1, run, part, work, s->olat + ((size_t)i * H + h0) * C, (size_t)C);
+        for (int h = h0; h < h0 + MLA_FUSE_HEADS; h++) {
+            const size_t ih = (size_t)i * H + (size_t)h;
+            mla_head_product(m->types, &L->wv_b, L->wv_b_head_bytes, h, s->olat + ih * C,
+                             (char *)s->head_act + ih * s->head_row, s->attn + ih * Dv);
+        }
+    }
+}
+
 static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     const ts_model *m = c->model;
     const ts_hparams *hp = &m->hp;
@@ -525,11 +599,17 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         for (int h = 0; h < H; h++)
             memcpy(s->qabs + ((size_t)i * H + h) * K + C, q + (size_t)h * Dqk + Dn, (size_t)Dr * sizeof(float));
     }
-    /* q_abs[h] = W_UK[h]ᵀ q_nope[h] for every token (q_nope: the first Dn of each head's Dqk). */
-    mla_head_products(c, s, &L->wk_b, L->wk_b_head_bytes, s->q, Dqk, n, s->qabs, K);
-    mla_attention(c, s, b, l);
-    /* o[h] = W_UV[h] o_lat[h], heads concatenated, then W_o. */
-    mla_head_products(c, s, &L->wv_b, L->wv_b_head_bytes, s->olat, C, n, s->attn, Dv);
+    if (mla_fuse_wanted(c, s, b)) {
+        mla_job job = {.c = c, .s = s, .b = b, .layer = l};
+        ts_threadpool_run(c->pool, mla_heads_task, &job);
+    } else {
+        /* q_abs[h] = W_UK[h]ᵀ q_nope[h] for every token (q_nope: the first Dn of each head's Dqk). */
+        mla_head_products(c, s, &L->wk_b, L->wk_b_head_bytes, s->q, Dqk, n, s->qabs, K);
+        mla_attention(c, s, b, l);
+        /* o[h] = W_UV[h] o_lat[h], heads concatenated. */
+        mla_head_products(c, s, &L->wv_b, L->wv_b_head_bytes, s->olat, C, n, s->attn, Dv);
+    }
+    /* then W_o */
     ts_arch_project(c, &s->act, &L->wo, s->attn, n, s->tmp);
 }
 

@@ -181,6 +181,10 @@ static void run_job(ts_threadpool *pool, matmul_job *j) {
     ts_threadpool_run(pool, matmul_task, j);
 }
 
+void ts_matmul_serial(const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out, int out_stride) {
+    matmul_block(&table[w->type], w, act, out, out_stride, 0, (long)w->n_out, 0, act->n_rows);
+}
+
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride) {
     const ts_matmul_item item = {.w = w, .act = *act, .out = out, .out_stride = out_stride};

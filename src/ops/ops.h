@@ -80,6 +80,11 @@ void ts_convert_rows(ts_threadpool *pool, const ts_type_traits *table, int type,
 void ts_matmul(ts_threadpool *pool, const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out,
                int out_stride);
 
+/* The same product on the calling thread only (no hand-off to the pool): for work that is already
+ * split across the threads some other way, such as the per-head products of a thread's own share of
+ * MLA's heads in a decode step. Same results as ts_matmul. */
+void ts_matmul_serial(const ts_type_traits *table, const ts_matrix *w, const ts_act *act, float *out, int out_stride);
+
 /* One product of ts_matmul_many: out[t*out_stride + r] = dot(w row r, act row t). */
 typedef struct ts_matmul_item {
     const ts_matrix *w;
