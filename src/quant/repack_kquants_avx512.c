@@ -221,13 +221,9 @@ static inline __m256i bcast4_256(const int8_t *p) {
     memcpy(&v, p, sizeof v);
     return _mm256_set1_epi32(v);
 }
-static void q4_K_tile1_ymm(int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
-                           int first) {
+static ALWAYS_INLINE void q4_K_block1(const block_q4_Kx16 *restrict xb, const act_block *ab, float *s, int first_block) {
     const __m256i m = _mm256_set1_epi8(0x0F);
-    for (int b = 0; b < nbl; b++) {
-        const block_q4_Kx16 *xb = &x[b];
-        const act_block *ab = &act[(size_t)b * act_stride];
-        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
+    {
         __m256i is0 = _mm256_setzero_si256(), is1 = is0;
         for (int pair = 0; pair < 4; pair++) {
             __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
@@ -256,7 +252,6 @@ static void q4_K_tile1_ymm(int nbl, const block_q4_Kx16 *restrict x, const act_b
             ms1 = _mm256_dpwssd_epi32(ms1, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16))), pre);
         }
         const __m256 da = _mm256_set1_ps(ab->d);
-        const int first_block = first && b == 0;
         for (int h = 0; h < 2; h++) {
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->d + 8 * h)));
             const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->dmin + 8 * h)));
@@ -265,6 +260,25 @@ static void q4_K_tile1_ymm(int nbl, const block_q4_Kx16 *restrict x, const act_b
             acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(h ? ms1 : ms0), acc);
             _mm256_storeu_ps(s + 8 * h, acc);
         }
+    }
+}
+
+static void q4_K_tile1_ymm(int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
+                           int first) {
+    for (int b = 0; b < nbl; b++) {
+        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
+        q4_K_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);
+    }
+}
+/* One token against two groups xa and xb (from the two halves of a thread's share), their blocks
+ * in turn: two streams keep more of the core's line fills in flight than one (BENCHMARKS.md, "Two
+ * streams per thread"). */
+static void q4_K_tile1_dual(int nbl, const block_q4_Kx16 *restrict xa, const block_q4_Kx16 *restrict xb,
+                            const act_block *act, float *sa, float *sb, int first) {
+    for (int b = 0; b < nbl; b++) {
+        act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);
+        q4_K_block1(&xa[b], &act[b], sa, first && b == 0);
+        q4_K_block1(&xb[b], &act[b], sb, first && b == 0);
     }
 }
 
@@ -367,13 +381,9 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbl, const block_q6_Kx16 *
 /* One token with 256-bit vectors, as q4_K_tile1_ymm (which says why). Two threads, one-token
  * products from memory in fast-memory minutes, alternating with the 512-bit tile: Q6_K 8960 x 1536
  * and 3584 x 18944 +2.5 % on the mean of 16 alternations (-2.5 ... +7 %). */
-static void q6_K_tile1_ymm(int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
-                           int first) {
+static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const act_block *ab, float *s, int first_block) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (int b = 0; b < nbl; b++) {
-        const block_q6_Kx16 *xb = &x[b];
-        const act_block *ab = &act[(size_t)b * act_stride];
-        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
+    {
         __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
@@ -400,12 +410,28 @@ static void q6_K_tile1_ymm(int nbl, const block_q6_Kx16 *restrict x, const act_b
             }
         }
         const __m256 da = _mm256_set1_ps(ab->d);
-        const int first_block = first && b == 0;
         for (int h = 0; h < 2; h++) {
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->d + 8 * h)));
             const __m256 acc = first_block ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * h);
             _mm256_storeu_ps(s + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[h]), acc));
         }
+    }
+}
+
+static void q6_K_tile1_ymm(int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
+                           int first) {
+    for (int b = 0; b < nbl; b++) {
+        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
+        q6_K_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);
+    }
+}
+/* As q4_K_tile1_dual. */
+static void q6_K_tile1_dual(int nbl, const block_q6_Kx16 *restrict xa, const block_q6_Kx16 *restrict xb,
+                            const act_block *act, float *sa, float *sb, int first) {
+    for (int b = 0; b < nbl; b++) {
+        act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);
+        q6_K_block1(&xa[b], &act[b], sa, first && b == 0);
+        q6_K_block1(&xb[b], &act[b], sb, first && b == 0);
     }
 }
 
@@ -432,6 +458,7 @@ static void q6_K_tile_n(int nt, int nbl, const block_q6_Kx16 *restrict x, const 
 typedef void (*fill_acts_fn)(const block_q8_K *y, int nbc, int c, int nt, act_block *act);
 typedef void (*tile_fn)(int nt, int nbl, const void *x, const act_block *act, int act_stride, float *s, size_t s_stride,
                         int first, const void *pf_tail);
+typedef void (*dual_fn)(int nbl, const void *xa, const void *xb, const act_block *act, float *sa, float *sb, int first);
 
 static void q4_K_tile_any(int nt, int nbl, const void *x, const act_block *act, int act_stride, float *s, size_t s_stride,
                           int first, const void *pf_tail) {
@@ -444,7 +471,14 @@ static void q6_K_tile_any(int nt, int nbl, const void *x, const act_block *act, 
     else q6_K_tile_n(nt, nbl, x, act, act_stride, s, s_stride, first, pf_tail);
 }
 
-static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, int n, int n_groups, int n_cols, float *restrict s,
+static void q4_K_dual(int nbl, const void *xa, const void *xb, const act_block *act, float *sa, float *sb, int first) {
+    q4_K_tile1_dual(nbl, xa, xb, act, sa, sb, first);
+}
+static void q6_K_dual(int nbl, const void *xa, const void *xb, const act_block *act, float *sa, float *sb, int first) {
+    q6_K_tile1_dual(nbl, xa, xb, act, sa, sb, first);
+}
+
+static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn dual, int n, int n_groups, int n_cols, float *restrict s,
                     size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
     const int nb = n / QK_K;
     if (nb <= 0) return;
@@ -457,7 +491,27 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, int n, 
             const int b0 = chunk_start(nb, n_bchunks, bc), nbc = chunk_start(nb, n_bchunks, bc + 1) - b0;
             for (int c = 0; c < nt; c++)
                 fill((const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0, nbc, c, nt, act);
-            for (int g = 0; g < n_groups; g++) {
+            /* One token (decode): the groups in pairs (g, g + half), each pair's blocks in turn
+             * (q4_K_tile1_dual), so that the thread streams two places of its share at once; an
+             * odd group alone after them. One thread streaming one-token products from memory,
+             * alternating with one group at a time (bench/kernels/bench_repack_kquants.c, three
+             * rounds): Q4_K 1536 x 8960 28.4-29.9 -> 33.1-36.0 GB/s, 8960 x 1536 27.7-28.9 ->
+             * 32.3-34.4, 2048 x 10944 25.6-29.7 -> 31.1-34.0, Q6_K 8960 x 1536 26.0-28.0 ->
+             * 31.8-33.5; a 1536 x 256 matrix (16 groups, in L2) 51.7-52.0 -> 49.4-50.7. */
+            int g_begin = 0;
+            if (nt == 1 && n_groups >= 2) {
+                const int half = n_groups / 2, odd = n_groups & 1;
+                for (int g = 0; g < half; g++) {
+                    const int g2 = g + half + odd;
+                    dual(nbc, (const char *)x + (size_t)g * group_bytes + (size_t)b0 * block_bytes,
+                         (const char *)x + (size_t)g2 * group_bytes + (size_t)b0 * block_bytes, act,
+                         s + (size_t)c0 * s_stride + (size_t)g * TS_REPACK_ROWS,
+                         s + (size_t)c0 * s_stride + (size_t)g2 * TS_REPACK_ROWS, b0 == 0);
+                }
+                if (!odd) continue;
+                g_begin = half;
+            }
+            for (int g = g_begin; g < (g_begin ? g_begin + 1 : n_groups); g++) {
                 const char *xg = (const char *)x + (size_t)g * group_bytes + (size_t)b0 * block_bytes;
                 /* prefetched after the chunk's last block: the next group's first, else this one's */
                 const char *after = g + 1 < n_groups ? xg + group_bytes : xg;
@@ -480,12 +534,12 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, int n, 
 
 void ts_gemm_rp_q4_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                             const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q6_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                             const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #endif
