@@ -197,7 +197,7 @@ static ALWAYS_INLINE void tile1_ymm(enum legacy_kind kind, int n_w, int nbc, con
 /* A whole one-token product (decode): the groups in pairs (g, g + half), each pair's blocks in
  * turn, and an odd group alone. One thread streaming one-token products from memory, alternating
  * with one group at a time (bench/kernels/bench_repack_legacy.c, three rounds): Q4_0 2048 x 1408
- * 30.9-32.9 -> 31.6-35.9 GB/s, Q8_0 8960 x 1536 31.7-33.0 -> 36.9-38.9, every shape faster in all
+ * 30.9-32.9 -> 31.6-35.9 GB/s, Q8_0 8960 x 1536 31.7-33.0 -> 36.9-38.9, faster in 20 of
  * 21 pairs: two streams keep more of the core's line fills in flight (BENCHMARKS.md, "Two streams
  * per thread"). false: the caller's general path (no room for the constants table). */
 static ALWAYS_INLINE bool legacy_one_token(enum legacy_kind kind, int n, int n_groups, float *restrict s,
