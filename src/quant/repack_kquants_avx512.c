@@ -263,25 +263,6 @@ static ALWAYS_INLINE void q4_K_block1(const block_q4_Kx16 *restrict xb, const ac
     }
 }
 
-static void q4_K_tile1_ymm(int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
-                           int first) {
-    for (int b = 0; b < nbl; b++) {
-        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
-        q4_K_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);
-    }
-}
-/* One token against two groups xa and xb (from the two halves of a thread's share), their blocks
- * in turn: two streams keep more of the core's line fills in flight than one (BENCHMARKS.md, "Two
- * streams per thread"). */
-static void q4_K_tile1_dual(int nbl, const block_q4_Kx16 *restrict xa, const block_q4_Kx16 *restrict xb,
-                            const act_block *act, float *sa, float *sb, int first) {
-    for (int b = 0; b < nbl; b++) {
-        act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);
-        q4_K_block1(&xa[b], &act[b], sa, first && b == 0);
-        q4_K_block1(&xb[b], &act[b], sb, first && b == 0);
-    }
-}
-
 /* q4_K_tile with a run-time token count 1..TILE, each a specialised copy. */
 static void q4_K_tile_n(int nt, int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
                         size_t s_stride, int first, const void *pf_tail) {
@@ -418,22 +399,29 @@ static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const ac
     }
 }
 
-static void q6_K_tile1_ymm(int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
-                           int first) {
-    for (int b = 0; b < nbl; b++) {
-        act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);
-        q6_K_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);
+/* The one-token tiles of each type around its block function: one group (t_tile1_ymm), or two
+ * groups xa and xb from the two halves of a thread's share with their blocks in turn (t_dual): two
+ * streams keep more of a core's line fills in flight than one (BENCHMARKS.md, "Two streams per
+ * thread"; gemm_rp has the numbers). */
+#define DEFINE_ONE_TOKEN_TILES(t)                                                                               \
+    static void t##_tile1_ymm(int nbl, const block_##t##x16 *restrict x, const act_block *act, int act_stride,   \
+                              float *s, int first) {                                                           \
+        for (int b = 0; b < nbl; b++) {                                                                        \
+            act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);                                         \
+            t##_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);                               \
+        }                                                                                                      \
+    }                                                                                                          \
+    static void t##_dual(int nbl, const void *xa_bytes, const void *xb_bytes, const act_block *act, float *sa,  \
+                         float *sb, int first) {                                                               \
+        const block_##t##x16 *xa = xa_bytes, *xb = xb_bytes;                                                   \
+        for (int b = 0; b < nbl; b++) {                                                                        \
+            act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);                                                  \
+            t##_block1(&xa[b], &act[b], sa, first && b == 0);                                                  \
+            t##_block1(&xb[b], &act[b], sb, first && b == 0);                                                  \
+        }                                                                                                      \
     }
-}
-/* As q4_K_tile1_dual. */
-static void q6_K_tile1_dual(int nbl, const block_q6_Kx16 *restrict xa, const block_q6_Kx16 *restrict xb,
-                            const act_block *act, float *sa, float *sb, int first) {
-    for (int b = 0; b < nbl; b++) {
-        act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);
-        q6_K_block1(&xa[b], &act[b], sa, first && b == 0);
-        q6_K_block1(&xb[b], &act[b], sb, first && b == 0);
-    }
-}
+DEFINE_ONE_TOKEN_TILES(q4_K)
+DEFINE_ONE_TOKEN_TILES(q6_K)
 
 static void q6_K_tile_n(int nt, int nbl, const block_q6_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
                         size_t s_stride, int first, const void *pf_tail) {
@@ -471,13 +459,6 @@ static void q6_K_tile_any(int nt, int nbl, const void *x, const act_block *act, 
     else q6_K_tile_n(nt, nbl, x, act, act_stride, s, s_stride, first, pf_tail);
 }
 
-static void q4_K_dual(int nbl, const void *xa, const void *xb, const act_block *act, float *sa, float *sb, int first) {
-    q4_K_tile1_dual(nbl, xa, xb, act, sa, sb, first);
-}
-static void q6_K_dual(int nbl, const void *xa, const void *xb, const act_block *act, float *sa, float *sb, int first) {
-    q6_K_tile1_dual(nbl, xa, xb, act, sa, sb, first);
-}
-
 static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn dual, int n, int n_groups, int n_cols, float *restrict s,
                     size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
     const int nb = n / QK_K;
@@ -492,7 +473,7 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn
             for (int c = 0; c < nt; c++)
                 fill((const block_q8_K *)((const char *)y + (size_t)(c0 + c) * y_stride) + b0, nbc, c, nt, act);
             /* One token (decode): the groups in pairs (g, g + half), each pair's blocks in turn
-             * (q4_K_tile1_dual), so that the thread streams two places of its share at once; an
+             * (q4_K_dual), so that the thread streams two places of its share at once; an
              * odd group alone after them. One thread streaming one-token products from memory,
              * alternating with one group at a time (bench/kernels/bench_repack_kquants.c, three
              * rounds): Q4_K 1536 x 8960 28.4-29.9 -> 33.1-36.0 GB/s, 8960 x 1536 27.7-28.9 ->
