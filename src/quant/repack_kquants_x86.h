@@ -86,10 +86,16 @@ static KQ_INLINE __m256i q6_K_scale_pairs(const block_q6_Kx16 *xb, int i, int h)
  * starting from 0 (first) or from what s_out holds. */
 typedef void (*kq_tile_fn)(int nbc, const void *restrict x, const block_q8_K *const *ys, float *const *s_out, int first);
 
+/* One token against two groups xa and xb (s_out[0], s_out[1]), their blocks in turn. */
+typedef void (*kq_dual_fn)(int nbc, const void *xa, const void *xb, const block_q8_K *y, float *const *s_out, int first);
+
 /* The whole product of ts_gemm_repacked_fn with an ISA's tiles: tiles[nt - 1] takes nt tokens,
- * nt <= max_tile <= KQ_MAX_TILE. */
-static inline void kq_gemm(const kq_tile_fn *tiles, int max_tile, size_t block_bytes, int n, int n_groups, int n_cols, float *restrict s,
-                 size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
+ * nt <= max_tile <= KQ_MAX_TILE; one token (decode) goes through dual, the groups of the call
+ * (a thread's share) in pairs (g, g + half) and an odd one alone, so that the thread streams two
+ * places of its share at once. */
+static inline void kq_gemm(const kq_tile_fn *tiles, kq_dual_fn dual, int max_tile, size_t block_bytes, int n, int n_groups,
+                           int n_cols, float *restrict s, size_t s_stride, const void *restrict x, const void *restrict y,
+                           size_t y_stride) {
     const int nb = n / QK_K;
     if (nb <= 0) { /* empty dot products are 0, as in the reference */
         for (int c = 0; c < n_cols; c++)
@@ -98,7 +104,20 @@ static inline void kq_gemm(const kq_tile_fn *tiles, int max_tile, size_t block_b
     }
     for (int b0 = 0; b0 < nb; b0 += KQ_BLOCK_CHUNK) {
         const int nbc = nb - b0 < KQ_BLOCK_CHUNK ? nb - b0 : KQ_BLOCK_CHUNK;
-        for (int g = 0; g < n_groups; g++) {
+        int g_begin = 0;
+        if (n_cols == 1 && n_groups >= 2) {
+            const int half = n_groups / 2, odd = n_groups & 1;
+            for (int g = 0; g < half; g++) {
+                const int g2 = g + half + odd;
+                float *so[2] = {s + (size_t)g * TS_REPACK_ROWS, s + (size_t)g2 * TS_REPACK_ROWS};
+                dual(nbc, (const uint8_t *)x + ((size_t)g * (size_t)nb + (size_t)b0) * block_bytes,
+                     (const uint8_t *)x + ((size_t)g2 * (size_t)nb + (size_t)b0) * block_bytes,
+                     (const block_q8_K *)y + b0, so, b0 == 0);
+            }
+            if (!odd) continue;
+            g_begin = half; /* the odd group, alone */
+        }
+        for (int g = g_begin; g < (g_begin ? g_begin + 1 : n_groups); g++) {
             const uint8_t *xg = (const uint8_t *)x + ((size_t)g * (size_t)nb + (size_t)b0) * block_bytes;
             for (int c0 = 0; c0 < n_cols; c0 += max_tile) {
                 const int nt = n_cols - c0 < max_tile ? n_cols - c0 : max_tile;

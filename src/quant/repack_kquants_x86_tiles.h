@@ -159,27 +159,17 @@ static KQ_INLINE void q4_K_tile(const int NT, int nbc, const block_q4_Kx16 *rest
     kq_acc_store(NT, s_out, acc);
 }
 
-/* All 16 rows of one Q4_K group x one token (decoding). */
-static KQ_INLINE void q4_K_tile_rows16_one(int nbc, const block_q4_Kx16 *restrict x, const block_q8_K *restrict y,
-                                           float *restrict s_out, int first) {
-    float *const so[1] = {s_out};
-    __m256 acc[2][KQ_MAX_TILE];
-    kq_acc_load(1, so, first, acc);
-    for (int b = 0; b < nbc; b++) {
-        const block_q4_Kx16 *xb = &x[b];
-        const block_q8_K *yb = &y[b];
-        act_prefetch(y, nbc, b);
-        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int pair = 0; pair < 4; pair++) q4_K_pair16(xb, yb, pair, isum);
-        int32_t asum_pairs[1][4];
-        q4_K_asum_pairs(yb, asum_pairs[0]);
-        for (int h = 0; h < 2; h++) {
-            __m256i msum;
-            q4_K_min_terms(1, xb, h, (const int32_t(*)[4])asum_pairs, &msum);
-            acc[h][0] = q4_K_epilogue(xb, h, yb->d, isum[h], msum, acc[h][0]);
-        }
+/* All 16 rows of one Q4_K block x one token (decoding), into acc[h][0]. */
+static KQ_INLINE void q4_K_block16_one(const block_q4_Kx16 *xb, const block_q8_K *yb, __m256 acc[][KQ_MAX_TILE]) {
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int pair = 0; pair < 4; pair++) q4_K_pair16(xb, yb, pair, isum);
+    int32_t asum_pairs[1][4];
+    q4_K_asum_pairs(yb, asum_pairs[0]);
+    for (int h = 0; h < 2; h++) {
+        __m256i msum;
+        q4_K_min_terms(1, xb, h, (const int32_t(*)[4])asum_pairs, &msum);
+        acc[h][0] = q4_K_epilogue(xb, h, yb->d, isum[h], msum, acc[h][0]);
     }
-    kq_acc_store(1, so, acc);
 }
 
 /* Q6_K's -32 offset of half h for one token: 32 * sum_j scale_j bsum_j (vpmaddwd of scale pairs). */
@@ -237,38 +227,46 @@ static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *rest
     kq_acc_store(NT, s_out, acc);
 }
 
-/* All 16 rows of one Q6_K group x one token (decoding): each sub-block's four activation
- * broadcasts feed both halves. */
-static KQ_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restrict x, const block_q8_K *restrict y,
-                                           float *restrict s_out, int first) {
+/* All 16 rows of one Q6_K block x one token (decoding), into acc[h][0]: each sub-block's four
+ * activation broadcasts feed both halves. */
+static KQ_INLINE void q6_K_block16_one(const block_q6_Kx16 *xb, const block_q8_K *yb, __m256 acc[][KQ_MAX_TILE]) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    float *const so[1] = {s_out};
-    __m256 acc[2][KQ_MAX_TILE];
-    kq_acc_load(1, so, first, acc);
-    for (int b = 0; b < nbc; b++) {
-        const block_q6_Kx16 *xb = &x[b];
-        const block_q8_K *yb = &y[b];
-        act_prefetch(y, nbc, b);
-        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 2
-        for (int j = 0; j < 16; j++) {
-            __m256i a[4];
-            q6_K_bcast4x4(yb->qs + 16 * j, a);
+    for (int j = 0; j < 16; j++) {
+        __m256i a[4];
+        q6_K_bcast4x4(yb->qs + 16 * j, a);
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                __m256i v[4];
-                q6_K_unpack(xb->qs + j * 192, h, m0f, m30, v);
-                isum[h] = _mm256_add_epi32(isum[h], q6_K_products(v, a, q6_K_scales(xb->scales + j * 16 + 8 * h)));
-            }
-        }
-        const __m256 da = _mm256_set1_ps(yb->d);
         for (int h = 0; h < 2; h++) {
-            const __m256i total = _mm256_sub_epi32(isum[h], q6_K_offset(xb, h, yb));
-            acc[h][0] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h][0]);
+            __m256i v[4];
+            q6_K_unpack(xb->qs + j * 192, h, m0f, m30, v);
+            isum[h] = _mm256_add_epi32(isum[h], q6_K_products(v, a, q6_K_scales(xb->scales + j * 16 + 8 * h)));
         }
     }
-    kq_acc_store(1, so, acc);
+    const __m256 da = _mm256_set1_ps(yb->d);
+    for (int h = 0; h < 2; h++) {
+        const __m256i total = _mm256_sub_epi32(isum[h], q6_K_offset(xb, h, yb));
+        acc[h][0] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h][0]);
+    }
 }
+
+/* One token against N_X (1 or 2) groups x[g] over nbc blocks, the groups' blocks in turn: with two,
+ * the groups come from the two halves of a thread's share (kq_gemm), so that the thread streams two
+ * places at once, which one core reads faster than one sequential stream (BENCHMARKS.md, "Two
+ * streams per thread"). */
+#define KQ_DEFINE_ONE_TOKEN(t)                                                                                  \
+    static KQ_INLINE void t##_tile_rows16_one(const int N_X, int nbc, const block_##t##x16 *const *x,            \
+                                              const block_q8_K *restrict y, float *const *s_out, int first) {   \
+        __m256 acc[2][2][KQ_MAX_TILE];                                                                          \
+        for (int g = 0; g < N_X; g++) kq_acc_load(1, &s_out[g], first, acc[g]);                                 \
+        for (int b = 0; b < nbc; b++) {                                                                         \
+            act_prefetch(y, nbc, b);                                                                            \
+            for (int g = 0; g < N_X; g++) t##_block16_one(&x[g][b], &y[b], acc[g]);                              \
+        }                                                                                                       \
+        for (int g = 0; g < N_X; g++) kq_acc_store(1, &s_out[g], acc[g]);                                        \
+    }
+KQ_DEFINE_ONE_TOKEN(q4_K)
+KQ_DEFINE_ONE_TOKEN(q6_K)
 
 /* One out-of-line function per (type, tile width), each unrolled with its own registers:
  * t_tile_NT for NT >= 2 tokens, t_tile_1 (one token, decoding) on the 16-row tiles. */
@@ -280,7 +278,13 @@ static KQ_INLINE void q6_K_tile_rows16_one(int nbc, const block_q6_Kx16 *restric
 #define KQ_DEFINE_TILE_ONE(t)                                                                                  \
     static __attribute__((noinline)) void t##_tile_1(int nbc, const void *restrict x, const block_q8_K *const *ys, \
                                                      float *const *s_out, int first) {                         \
-        t##_tile_rows16_one(nbc, (const block_##t##x16 *)x, ys[0], s_out[0], first);                           \
+        const block_##t##x16 *xs[1] = {(const block_##t##x16 *)x};                                            \
+        t##_tile_rows16_one(1, nbc, xs, ys[0], s_out, first);                                                  \
+    }                                                                                                          \
+    static __attribute__((noinline)) void t##_tile_1_dual(int nbc, const void *xa, const void *xb,             \
+                                                          const block_q8_K *y, float *const *s_out, int first) { \
+        const block_##t##x16 *xs[2] = {(const block_##t##x16 *)xa, (const block_##t##x16 *)xb};               \
+        t##_tile_rows16_one(2, nbc, xs, y, s_out, first);                                                      \
     }
 
 #endif
