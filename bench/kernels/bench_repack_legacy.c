@@ -1,10 +1,12 @@
 /* Single-thread speed of the repacked Q4_0 / Q8_0 kernels against the file-layout tile kernels of
- * the same ISA (AVX-512 VNNI, and AVX2), on the model shapes (DeepSeek-V2-Lite: expert 2048x1408 / 1408x2048, attention
- * 2048x2048; Qwen-1.5B: 1536x8960 / 8960x1536), for N = 1 and N = 8 tokens. Not a ctest.
+ * the same ISA (AVX-512 VNNI, and AVX2; the AVX-VNNI repacked kernels too where the CPU has them),
+ * on the model shapes (DeepSeek-V2-Lite: expert 2048x1408 / 1408x2048, attention 2048x2048;
+ * Qwen-1.5B: 1536x8960 / 8960x1536), for N = 1 and N = 8 tokens. Not a ctest.
  *
  * Build (after building the library in build-rplegacy):
  *   gcc -std=c17 -O2 -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -Isrc -Iinclude \
- *       bench/kernels/bench_repack_legacy.c build-rplegacy/libtiefsee.a -lm -lpthread -o /tmp/bench_rpl
+ *       bench/kernels/bench_repack_legacy.c build-rplegacy/libtiefsee.a $(pkg-config --libs jansson libpcre2-8 \
+ *       libutf8proc) -lm -lpthread -o /tmp/bench_rpl
  *
  * Each measurement sweeps several copies of the matrix (~160 MB of weights in all, more than the
  * L3) so the weights really come from memory; GB/s = weight bytes streamed / time; the best of
@@ -70,27 +72,31 @@ static void bench_shape(int type, int n, int rows) {
     }
     const ts_type_traits *tt2 = ts_type_table(TS_ISA_AVX2);
     const ts_gemm_repacked_fn rp2 = type == TS_TYPE_Q4_0 ? ts_gemm_rp_q4_0_avx2 : ts_gemm_rp_q8_0_avx2;
+    const ts_repack_traits *rtv = ts_repack_traits_for(TS_ISA_AVXVNNI, type); /* NULL without AVX-VNNI */
     const int token_counts[2] = {1, 8};
     for (int k = 0; k < 2; k++) {
         const int nt = token_counts[k];
-        /* best time per matrix of: AVX-512 file layout, AVX-512 repacked, AVX2 file, AVX2 repacked */
-        double best[4] = {1e30, 1e30, 1e30, 1e30};
+        /* best time per matrix of: AVX-512 file layout, AVX-512 repacked, AVX2 file, AVX2 repacked,
+         * AVX-VNNI repacked */
+        double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
         for (int rep = 0; rep < 5; rep++)
-            for (int v = 0; v < 4; v++) {
+            for (int v = 0; v < (rtv ? 5 : 4); v++) {
                 const double t0 = now_s();
                 for (int m = 0; m < copies; m++) {
                     if (v == 0) tt[type].vec_dot_tile(n, rows, nt, s, rows, file + m * mat_bytes, row_bytes, act, act_bytes);
                     if (v == 1) rt->gemm(n, groups, nt, s, rows, packed + m * mat_bytes, act, act_bytes);
                     if (v == 2) tt2[type].vec_dot_tile(n, rows, nt, s, rows, file + m * mat_bytes, row_bytes, act, act_bytes);
                     if (v == 3) rp2(n, groups, nt, s, rows, packed + m * mat_bytes, act, act_bytes);
+                    if (v == 4) rtv->gemm(n, groups, nt, s, rows, packed + m * mat_bytes, act, act_bytes);
                 }
                 const double t = (now_s() - t0) / copies;
                 if (t < best[v]) best[v] = t;
             }
         printf("%-5s n=%5d rows=%5d N=%d  avx512: file %5.1f repacked %5.1f GB/s (%.2fx, %4.0f us)"
-               "  avx2: file %5.1f repacked %5.1f GB/s (%.2fx)\n",
+               "  avx2: file %5.1f repacked %5.1f GB/s (%.2fx)  avxvnni: repacked %5.1f GB/s\n",
                ts_type_name(type), n, rows, nt, mat_bytes / best[0] / 1e9, mat_bytes / best[1] / 1e9, best[0] / best[1],
-               best[1] * 1e6, mat_bytes / best[2] / 1e9, mat_bytes / best[3] / 1e9, best[2] / best[3]);
+               best[1] * 1e6, mat_bytes / best[2] / 1e9, mat_bytes / best[3] / 1e9, best[2] / best[3],
+               rtv ? mat_bytes / best[4] / 1e9 : 0.0);
     }
     free(file), free(packed), free(act), free(s), free(xf);
 }

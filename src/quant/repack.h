@@ -39,6 +39,27 @@ typedef void (*ts_repack_fn)(int n, const void *restrict src, size_t src_row_byt
 typedef void (*ts_gemm_repacked_fn)(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                                     const void *restrict x, const void *restrict y, size_t y_stride);
 
+/* The first lines of the two streams a one-token product reads (groups 0 and (n_groups + 1) / 2,
+ * the starts of the pairs (g, g + half) its kernels walk), asked for before the product's set-up
+ * work (the activation constants) so that their fills overlap it and the hardware prefetcher has
+ * a running stream from the first block. A decode step starts hundreds of such products on small
+ * matrices (V2-Lite's experts: 1.6 MB, a thread's share in a few pieces), each with two cold
+ * streams. Builds alternating (`tiefsee bench -t 2 -p 0 -n 64 -r 1`, ten pairs per line, % of
+ * the roofline on the means): V2-Lite q4_0 77.2 -> 83.3 (9 of 10 won) and 75.5 -> 79.7 (6 of
+ * 10), with the AVX2 kernels 78.4 -> 85.9 (7 of 10); V2-Lite q4_K_M 58.6 -> 63.5 (6 of 10);
+ * R1-Distill-Qwen-1.5B q4_K_M 60.8 -> 70.8 (8 of 10), q8_0 87.5 -> 86.6 (5 of 10): 41 of 60
+ * pairs won (BENCHMARKS.md, "Stream starts"). */
+#define TS_RP_STREAM_START_LINES 16
+static inline void ts_rp_prefetch_stream_starts(const void *x, size_t group_bytes, int n_groups) {
+    if (n_groups <= 0) return;
+    const char *s0 = (const char *)x, *s1 = s0 + (size_t)((n_groups + 1) / 2) * group_bytes;
+    const size_t lines = group_bytes / 64 < TS_RP_STREAM_START_LINES ? group_bytes / 64 : TS_RP_STREAM_START_LINES;
+    for (size_t i = 0; i < lines; i++) {
+        __builtin_prefetch(s0 + 64 * i, 0, 3);
+        if (n_groups >= 2) __builtin_prefetch(s1 + 64 * i, 0, 3);
+    }
+}
+
 /* Tokens of each kernel's widest tile (the kernel files check theirs against these). */
 #define TS_RP_TILE_LEGACY_AVX2 4
 #define TS_RP_TILE_Q4_K_AVX2 6

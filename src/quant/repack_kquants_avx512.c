@@ -465,6 +465,7 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn
     if (nb <= 0) return;
     _Alignas(64) act_block act[ACT_SLOTS];
     const size_t group_bytes = block_bytes * (size_t)nb;
+    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, group_bytes, n_groups);
     for (int c0 = 0; c0 < n_cols; c0 += TOKEN_CHUNK) {
         const int nt = n_cols - c0 < TOKEN_CHUNK ? n_cols - c0 : TOKEN_CHUNK;
         const int max_blocks = ACT_SLOTS / nt, n_bchunks = (nb + max_blocks - 1) / max_blocks;

@@ -102,6 +102,7 @@ static inline void kq_gemm(const kq_tile_fn *tiles, kq_dual_fn dual, int max_til
             for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + (size_t)i] = 0.0f;
         return;
     }
+    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, (size_t)nb * block_bytes, n_groups);
     for (int b0 = 0; b0 < nb; b0 += KQ_BLOCK_CHUNK) {
         const int nbc = nb - b0 < KQ_BLOCK_CHUNK ? nb - b0 : KQ_BLOCK_CHUNK;
         int g_begin = 0;

@@ -7,6 +7,7 @@
 #define TS_QUANT_REPACK_LEGACY_ACT_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,5 +84,77 @@ static inline void legacy_rp_gemm(enum legacy_kind kind, const legacy_tile_fn *t
         }
     }
 }
+
+/* The float accumulators of a one-token tile over n_w = 1 or 2 groups, rows 0-7 and 8-15 of each:
+ * 0 on a pass's first chunk, else what s[g] holds; stored back after the pass (exact). */
+static inline __attribute__((always_inline)) void legacy_acc1_load(int n_w, float *const *s, int first_pass,
+                                                                   __m256 acc[2][2]) {
+    for (int g = 0; g < n_w; g++)
+        for (int h = 0; h < 2; h++) acc[g][h] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s[g] + 8 * h);
+}
+static inline __attribute__((always_inline)) void legacy_acc1_store(int n_w, float *const *s, __m256 acc[2][2]) {
+    for (int g = 0; g < n_w; g++)
+        for (int h = 0; h < 2; h++) _mm256_storeu_ps(s[g] + 8 * h, acc[g][h]);
+}
+
+/* One token against n_w = 1 or 2 groups over all nb blocks of a row (first pass: the accumulators
+ * start at 0): w[g] is group g's first block, s[g] its 16 results, k the token's table row. */
+typedef void (*legacy_one_token_fn)(int nb, const void *const *w, const block_q8_0 *a, const act_const *k,
+                                    float *const *s);
+
+/* A whole one-token product (decode) with an ISA's one-group and two-group kernels: the groups in
+ * pairs (g, g + half), each pair's blocks taken in turn, an odd group alone. A thread decoding
+ * then streams two places of its share at once, which one core reads faster than one sequential
+ * stream: one thread streaming one-token products from memory, pairs against one group at a time
+ * (bench/kernels/bench_repack_legacy.c, three rounds, a Zen 5 host): AVX-512 Q4_0 2048 x 1408
+ * 30.9-32.9 -> 31.6-35.9 GB/s, Q8_0 8960 x 1536 31.7-33.0 -> 36.9-38.9; AVX2 in BENCHMARKS.md,
+ * "Two streams per thread". Every result is the one-group kernel's (the pairing only interleaves
+ * the reads). false: the caller's general path (no room for the constants table). */
+static inline bool legacy_one_token(enum legacy_kind kind, legacy_one_token_fn one, legacy_one_token_fn pair, int n,
+                                    int n_groups, float *restrict s, const void *restrict x, const void *restrict y) {
+    const int nb = n / QK8_0;
+    if (nb <= 0 || nb > ACT_TABLE_ENTRIES) return false;
+    const size_t group_bytes = (size_t)nb * legacy_block_bytes(kind);
+    const int half = n_groups / 2, odd = n_groups & 1;
+    ts_rp_prefetch_stream_starts(x, group_bytes, n_groups);
+    act_const table[ACT_TABLE_ENTRIES];
+    fill_act_table(table, legacy_offset(kind), 1, 0, nb, y, 0);
+    for (int g = 0; g < half + odd; g++) {
+        const int g2 = g + half + odd;
+        const void *w[2] = {(const uint8_t *)x + (size_t)g * group_bytes, (const uint8_t *)x + (size_t)g2 * group_bytes};
+        float *so[2] = {s + (size_t)g * TS_REPACK_ROWS, s + (size_t)g2 * TS_REPACK_ROWS};
+        (g < half ? pair : one)(nb, w, (const block_q8_0 *)y, table, so);
+    }
+    return true;
+}
+
+/* The one-token tile of the including file: one token against n_w groups (1 or 2) over the
+ * pass's nbc blocks, the groups' blocks taken in turn (two groups: legacy_one_token's pairs),
+ * each through the file's block1(kind, w, b, q, kc, acc), which adds rows 0-7 and 8-15 of block
+ * b of group w times the token's quants q of that block to acc[0] and acc[1]. */
+#define DEFINE_LEGACY_TILE1                                                                              \
+    static inline __attribute__((always_inline)) void tile1(enum legacy_kind kind, int n_w, int nbc,   \
+                                                            const void *const *w, const block_q8_0 *a0, \
+                                                            const act_const *k, float *const *s,        \
+                                                            int first_pass) {                           \
+        __m256 acc[2][2];                                                                                \
+        legacy_acc1_load(n_w, s, first_pass, acc);                                                       \
+        for (int b = 0; b < nbc; b++) {                                                                  \
+            _Pragma("GCC unroll 2") for (int g = 0; g < n_w; g++) block1(kind, w[g], b, a0[b].qs, k[b], acc[g]); \
+        }                                                                                                \
+        legacy_acc1_store(n_w, s, acc);                                                                  \
+    }
+
+/* The one-group and two-group kernels of legacy_one_token for kind, named one_<t>_1 / one_<t>_2,
+ * from the including file's tile1(kind, n_w, nbc, w, a0, k, s, first_pass). */
+#define DEFINE_LEGACY_ONE_TOKEN(t, kind)                                                                 \
+    static __attribute__((noinline)) void one_##t##_1(int nb, const void *const *w, const block_q8_0 *a,  \
+                                                      const act_const *k, float *const *s) {             \
+        tile1(kind, 1, nb, w, a, k, s, 1);                                                               \
+    }                                                                                                    \
+    static __attribute__((noinline)) void one_##t##_2(int nb, const void *const *w, const block_q8_0 *a,  \
+                                                      const act_const *k, float *const *s) {             \
+        tile1(kind, 2, nb, w, a, k, s, 1);                                                               \
+    }
 
 #endif

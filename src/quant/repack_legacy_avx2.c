@@ -199,19 +199,36 @@ static ALWAYS_INLINE void rows16_epilogue(const ts_f16 *dw16, act_const kc, __m2
     *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw1, da), _mm256_cvtepi32_ps(_mm256_add_epi32(corr, part1)), *acc1);
 }
 
-/* All 16 rows of one Q8_0 group x one token: per step the two halves' bytes and one activation
- * broadcast feeding both (decoding; wider tiles keep the two passes of 8 rows, which need fewer
- * registers). */
-static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, const block_q8_0 *const *a,
-                                               const act_const *k, float *restrict s, int first_pass) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc0 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s);
-    __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
-    for (int b = 0; b < nbc; b++) {
+/* Rows 0-15 of block b of one group x one token (q: the token's quants of that block), added to
+ * acc[0] (rows 0-7) and acc[1] (rows 8-15). Per step the two halves' weights and one activation
+ * broadcast feeding both, so that decoding streams each block once (wider tiles keep the two
+ * passes of 8 rows for Q5_0 and Q8_0, which need fewer registers; the two-pass tile streamed each
+ * block twice). */
+static ALWAYS_INLINE void block1(enum legacy_kind kind, const void *restrict w, int b, const int8_t *q, act_const kc,
+                                 __m256 acc[2]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    if (kind == LEGACY_Q4_0) {
+        const block_q4_0x16 *blk = (const block_q4_0x16 *)w + b;
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = sum0; /* int16 pair sums, exact (top comment) */
+#pragma GCC unroll 4
+        for (int t = 0; t < QK4_0 / 8; t++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t + 32));
+            const __m256i a_lo = bcast4(q + 4 * t), a_hi = bcast4(q + 16 + 4 * t);
+            sum0 = _mm256_add_epi16(sum0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), a_lo));
+            sum1 = _mm256_add_epi16(sum1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), a_lo));
+            KEEP(sum0);
+            KEEP(sum1);
+            sum0 = _mm256_add_epi16(sum0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), a_hi));
+            sum1 = _mm256_add_epi16(sum1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), a_hi));
+            KEEP(sum0);
+            KEEP(sum1);
+        }
+        rows16_epilogue(blk->d, kc, _mm256_madd_epi16(sum0, ones), _mm256_madd_epi16(sum1, ones), &acc[0], &acc[1]);
+    } else if (kind == LEGACY_Q8_0) {
         const block_q8_0x16 *blk = (const block_q8_0x16 *)w + b;
         /* int16 sums of the low and high nibbles of u = q + 128, per half (exact: top comment) */
         __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
-        const int8_t *q = a[0][b].qs;
 #pragma GCC unroll 8
         for (int t = 0; t < QK8_0 / 4; t++) {
             const __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t));
@@ -226,30 +243,16 @@ static ALWAYS_INLINE void tile_q8_0_rows16_one(int nbc, const void *restrict w, 
             KEEP(lo1);
             KEEP(hi1);
         }
-        rows16_epilogue(blk->d, k[b],
+        rows16_epilogue(blk->d, kc,
                         _mm256_add_epi32(_mm256_madd_epi16(lo0, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi0, ones), 4)),
                         _mm256_add_epi32(_mm256_madd_epi16(lo1, ones), _mm256_slli_epi32(_mm256_madd_epi16(hi1, ones), 4)),
-                        &acc0, &acc1);
-    }
-    _mm256_storeu_ps(s, acc0);
-    _mm256_storeu_ps(s + 8, acc1);
-}
-
-/* All 16 rows of one Q5_0 group x one token (decoding), as tile_q8_0_rows16_one: per step the two
- * halves' values and one activation broadcast per nibble half feeding both (the two-pass tile
- * streams each block twice and broadcasts twice). */
-static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, const block_q8_0 *const *a,
-                                               const act_const *k, float *restrict s, int first_pass) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
-    __m256 acc0 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s);
-    __m256 acc1 = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8);
-    for (int b = 0; b < nbc; b++) {
+                        &acc[0], &acc[1]);
+    } else {
         const block_q5_0x16 *blk = (const block_q5_0x16 *)w + b;
         const __m256i qh0 = _mm256_loadu_si256((const __m256i *)blk->qh);
         const __m256i qh1 = _mm256_loadu_si256((const __m256i *)(blk->qh + 32));
         /* int16 sums of values 0..15 (lo) and 16..31 (hi) per half, 4 steps each (exact: top comment) */
         __m256i lo0 = _mm256_setzero_si256(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
-        const int8_t *q = a[0][b].qs;
 #pragma GCC unroll 4
         for (int t = 0; t < QK5_0 / 8; t++) {
             const __m256i v0 = _mm256_loadu_si256((const __m256i *)(blk->qs + 64 * t));
@@ -269,39 +272,36 @@ static ALWAYS_INLINE void tile_q5_0_rows16_one(int nbc, const void *restrict w, 
             KEEP(hi0);
             KEEP(hi1);
         }
-        rows16_epilogue(blk->d, k[b], _mm256_add_epi32(_mm256_madd_epi16(lo0, ones), _mm256_madd_epi16(hi0, ones)),
-                        _mm256_add_epi32(_mm256_madd_epi16(lo1, ones), _mm256_madd_epi16(hi1, ones)), &acc0, &acc1);
+        rows16_epilogue(blk->d, kc, _mm256_add_epi32(_mm256_madd_epi16(lo0, ones), _mm256_madd_epi16(hi0, ones)),
+                        _mm256_add_epi32(_mm256_madd_epi16(lo1, ones), _mm256_madd_epi16(hi1, ones)), &acc[0], &acc[1]);
     }
-    _mm256_storeu_ps(s, acc0);
-    _mm256_storeu_ps(s + 8, acc1);
 }
+
+DEFINE_LEGACY_TILE1
 
 /* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
 #define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
                                                const act_const *k, float *restrict s, size_t s_stride,  \
                                                int first_pass) {                                         \
-        if (kind == LEGACY_Q4_0) {                                                                       \
+        if (C == 1) {                                                                                    \
+            const void *wg[1] = {w};                                                                     \
+            float *sg[1] = {s};                                                                          \
+            tile1(kind, 1, nbc, wg, a[0], k, sg, first_pass);                                            \
+        } else if (kind == LEGACY_Q4_0) {                                                                \
             tile_q4_0_rows16(C, nbc, w, a, k, s, s_stride, first_pass);                                 \
-            return;                                                                                      \
+        } else {                                                                                         \
+            tile(kind, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                    \
+            tile(kind, C, 1, nbc, w, a, k, s + 8, s_stride, first_pass);                                \
         }                                                                                                \
-        if (kind == LEGACY_Q8_0 && C == 1) {                                                            \
-            tile_q8_0_rows16_one(nbc, w, a, k, s, first_pass);                                          \
-            return;                                                                                      \
-        }                                                                                                \
-        if (kind == LEGACY_Q5_0 && C == 1) {                                                            \
-            tile_q5_0_rows16_one(nbc, w, a, k, s, first_pass);                                          \
-            return;                                                                                      \
-        }                                                                                                \
-        tile(kind, C, 0, nbc, w, a, k, s, s_stride, first_pass);                                        \
-        tile(kind, C, 1, nbc, w, a, k, s + 8, s_stride, first_pass);                                    \
     }
 #define DEFINE_TILES(t, kind)                                                                            \
     DEFINE_TILE(tile_##t##_1, kind, 1) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
-    DEFINE_TILE(tile_##t##_4, kind, 4)                                                                    \
+    DEFINE_TILE(tile_##t##_4, kind, 4) DEFINE_LEGACY_ONE_TOKEN(t, kind)                                   \
     static const legacy_tile_fn tiles_##t[MAX_TILE] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4}; \
     void ts_gemm_rp_##t##_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,        \
                                const void *restrict x, const void *restrict y, size_t y_stride) {          \
+        if (n_cols == 1 && legacy_one_token(kind, one_##t##_1, one_##t##_2, n, n_groups, s, x, y)) return; \
         legacy_rp_gemm(kind, tiles_##t, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);       \
     }
 _Static_assert(MAX_TILE == 4 && MAX_TILE <= LEGACY_MAX_TILE, "DEFINE_TILES lists 4 widths");

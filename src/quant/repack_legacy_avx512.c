@@ -171,52 +171,17 @@ static ALWAYS_INLINE void block1_ymm(enum legacy_kind kind, const void *restrict
     }
 }
 
-/* One token against n_w groups (1 or 2) over the pass's nbc blocks, the groups' blocks taken in
- * turn: a thread decoding then streams two places of its share at once (w[0] from its first half,
- * w[1] from its second), which one core reads faster than one sequential stream (see
- * legacy_one_token below). */
-static ALWAYS_INLINE void tile1_ymm(enum legacy_kind kind, int n_w, int nbc, const void *const *w, const block_q8_0 *a0,
-                                    const act_const *k, float *const *s, int first_pass) {
-    __m256 acc[2][2];
-    for (int g = 0; g < n_w; g++)
-        for (int h = 0; h < 2; h++) acc[g][h] = first_pass ? _mm256_setzero_ps() : _mm256_loadu_ps(s[g] + 8 * h);
-    for (int b = 0; b < nbc; b++) {
-        const int8_t *q = a0[b].qs;
-        const act_const kc = k[b];
-        __m256i qa[8];
+/* block1_ymm with the token's activation groups broadcast from q (two groups of a pair broadcast
+ * the same quants: the compiler keeps one set of broadcasts for both). */
+static ALWAYS_INLINE void block1(enum legacy_kind kind, const void *restrict w, int b, const int8_t *q, act_const kc,
+                                 __m256 acc[2]) {
+    __m256i qa[8];
 #pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) qa[t] = bcast4_256(q + 4 * t);
-        const __m256 dk = _mm256_set1_ps(kc.d);
-#pragma GCC unroll 2
-        for (int g = 0; g < n_w; g++) block1_ymm(kind, w[g], b, qa, kc, dk, acc[g]);
-    }
-    for (int g = 0; g < n_w; g++)
-        for (int h = 0; h < 2; h++) _mm256_storeu_ps(s[g] + 8 * h, acc[g][h]);
+    for (int t = 0; t < 8; t++) qa[t] = bcast4_256(q + 4 * t);
+    block1_ymm(kind, w, b, qa, kc, _mm256_set1_ps(kc.d), acc);
 }
 
-/* A whole one-token product (decode): the groups in pairs (g, g + half), each pair's blocks in
- * turn, and an odd group alone. One thread streaming one-token products from memory, alternating
- * with one group at a time (bench/kernels/bench_repack_legacy.c, three rounds): Q4_0 2048 x 1408
- * 30.9-32.9 -> 31.6-35.9 GB/s, Q8_0 8960 x 1536 31.7-33.0 -> 36.9-38.9, faster in 20 of
- * 21 pairs: two streams keep more of the core's line fills in flight (BENCHMARKS.md, "Two streams
- * per thread"). false: the caller's general path (no room for the constants table). */
-static ALWAYS_INLINE bool legacy_one_token(enum legacy_kind kind, int n, int n_groups, float *restrict s,
-                                           const void *restrict x, const void *restrict y) {
-    const int nb = n / QK8_0;
-    if (nb <= 0 || nb > ACT_TABLE_ENTRIES) return false;
-    act_const table[ACT_TABLE_ENTRIES];
-    fill_act_table(table, legacy_offset(kind), 1, 0, nb, y, 0);
-    const size_t group_bytes = (size_t)nb * legacy_block_bytes(kind);
-    const int half = n_groups / 2, odd = n_groups & 1;
-    for (int g = 0; g < half + odd; g++) {
-        const int g2 = g + half + odd, pair = g < half;
-        const void *w[2] = {(const uint8_t *)x + (size_t)g * group_bytes, (const uint8_t *)x + (size_t)g2 * group_bytes};
-        float *so[2] = {s + (size_t)g * TS_REPACK_ROWS, s + (size_t)g2 * TS_REPACK_ROWS};
-        if (pair) tile1_ymm(kind, 2, nb, w, (const block_q8_0 *)y, table, so, 1);
-        else tile1_ymm(kind, 1, nb, w, (const block_q8_0 *)y, table, so, 1);
-    }
-    return true;
-}
+DEFINE_LEGACY_TILE1
 
 /* One out-of-line function per (type, tile width): each gets its own fully unrolled code with the
  * accumulators in registers (a shared inlined body lets the compiler merge the cases into one loop
@@ -234,17 +199,17 @@ static ALWAYS_INLINE bool legacy_one_token(enum legacy_kind kind, int n, int n_g
         (void)s_stride;                                                                                  \
         const void *wg[1] = {w};                                                                         \
         float *sg[1] = {s};                                                                              \
-        tile1_ymm(kind, 1, nbc, wg, a[0], k, sg, first_pass);                                            \
+        tile1(kind, 1, nbc, wg, a[0], k, sg, first_pass);                                            \
     }
 #define DEFINE_TILES(t, kind)                                                                            \
     DEFINE_TILE1(tile_##t##_1, kind) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
     DEFINE_TILE(tile_##t##_4, kind, 4) DEFINE_TILE(tile_##t##_5, kind, 5) DEFINE_TILE(tile_##t##_6, kind, 6) \
-    DEFINE_TILE(tile_##t##_7, kind, 7) DEFINE_TILE(tile_##t##_8, kind, 8)                                  \
+    DEFINE_TILE(tile_##t##_7, kind, 7) DEFINE_TILE(tile_##t##_8, kind, 8) DEFINE_LEGACY_ONE_TOKEN(t, kind)   \
     static const legacy_tile_fn tiles_##t[MAX_TILE] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4, \
                                                       tile_##t##_5, tile_##t##_6, tile_##t##_7, tile_##t##_8}; \
     void ts_gemm_rp_##t##_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,      \
                                  const void *restrict x, const void *restrict y, size_t y_stride) {        \
-        if (n_cols == 1 && legacy_one_token(kind, n, n_groups, s, x, y)) return;                            \
+        if (n_cols == 1 && legacy_one_token(kind, one_##t##_1, one_##t##_2, n, n_groups, s, x, y)) return;     \
         legacy_rp_gemm(kind, tiles_##t, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);       \
     }
 _Static_assert(MAX_TILE == 8 && MAX_TILE <= LEGACY_MAX_TILE, "DEFINE_TILES lists 8 widths");

@@ -115,6 +115,35 @@ static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int nbc, const void
         for (int h = 0; h < 2; h++) _mm256_storeu_ps(s + (size_t)c * s_stride + 8 * h, acc[c][h]);
 }
 
+/* Rows 0-15 of block b of one group x one token (q: the token's quants of that block), added to
+ * acc[0] (rows 0-7) and acc[1] (rows 8-15): the one-token case of tile(), each half's steps on
+ * two chains, even and odd. */
+static ALWAYS_INLINE void block1(enum legacy_kind kind, const void *restrict w, int b, const int8_t *q, act_const kc,
+                                 __m256 acc[2]) {
+    __m256i isum[2][2];
+    for (int h = 0; h < 2; h++) {
+        isum[h][0] = _mm256_set1_epi32(kc.corr);
+        isum[h][1] = _mm256_setzero_si256();
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) { /* value groups in tile()'s order */
+        const int t = kind == LEGACY_Q8_0 ? i : (i >> 1) + 4 * (i & 1);
+        __m256i wq[2];
+        weights(kind, w, b, t, wq);
+        const __m256i act = bcast4(q + 4 * t);
+        for (int h = 0; h < 2; h++) isum[h][i & 1] = _mm256_dpbusd_avx_epi32(isum[h][i & 1], wq[h], act);
+    }
+    const ts_f16 *dw16 = block_scales(kind, w, b);
+    const __m256 da = _mm256_set1_ps(kc.d);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw16 + 8 * h)));
+        acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(_mm256_add_epi32(isum[h][0], isum[h][1])), acc[h]);
+    }
+}
+
+DEFINE_LEGACY_TILE1
+
 /* One out-of-line function per (type, tile width), each fully unrolled with its own registers. */
 #define DEFINE_TILE(name, kind, C)                                                                       \
     static __attribute__((noinline)) void name(int nbc, const void *restrict w, const block_q8_0 *const *a, \
@@ -124,10 +153,11 @@ static ALWAYS_INLINE void tile(enum legacy_kind kind, int C, int nbc, const void
     }
 #define DEFINE_TILES(t, kind)                                                                            \
     DEFINE_TILE(tile_##t##_1, kind, 1) DEFINE_TILE(tile_##t##_2, kind, 2) DEFINE_TILE(tile_##t##_3, kind, 3) \
-    DEFINE_TILE(tile_##t##_4, kind, 4)                                                                    \
+    DEFINE_TILE(tile_##t##_4, kind, 4) DEFINE_LEGACY_ONE_TOKEN(t, kind)                                   \
     static const legacy_tile_fn tiles_##t[4] = {tile_##t##_1, tile_##t##_2, tile_##t##_3, tile_##t##_4};  \
     void ts_gemm_rp_##t##_avxvnni(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,     \
                                   const void *restrict x, const void *restrict y, size_t y_stride) {       \
+        if (n_cols == 1 && legacy_one_token(kind, one_##t##_1, one_##t##_2, n, n_groups, s, x, y)) return; \
         legacy_rp_gemm(kind, tiles_##t, MAX_TILE, n, n_groups, n_cols, s, s_stride, x, y, y_stride);       \
     }
 _Static_assert(MAX_TILE <= 4 && MAX_TILE <= LEGACY_MAX_TILE, "DEFINE_TILES lists 4 widths");

@@ -296,11 +296,19 @@ int main(void) {
             check_problem(&p1, have_avx512);
             free_problem(&p1);
         }
-        /* Wider than the SIMD kernels' block chunk (they carry the float accumulators through s). */
-        problem p;
-        make_problem(&p, &r, types[t], 32 * 4200, 1, 3, 1);
-        check_problem(&p, have_avx512);
-        free_problem(&p);
+        /* One token over 5 groups (two pairs and an odd one: legacy_one_token), extreme values. */
+        problem p5;
+        make_problem(&p5, &r, types[t], 1536, 5, 1, 1);
+        check_problem(&p5, have_avx512);
+        free_problem(&p5);
+        /* Wider than the SIMD kernels' block chunk (they carry the float accumulators through s),
+         * with 3 tokens and with one (the one-token path falls back to the general loop). */
+        for (int c = 1; c <= 3; c += 2) {
+            problem p;
+            make_problem(&p, &r, types[t], 32 * 4200, 2, c, 1);
+            check_problem(&p, have_avx512);
+            free_problem(&p);
+        }
     }
     printf("%s\n", failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
