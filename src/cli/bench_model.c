@@ -248,6 +248,8 @@ typedef struct bandwidth {
 } bandwidth;
 
 /* A cached figure older than this is measured again: machines change (memory, BIOS, neighbours). */
+/* How the probe reads (util/membw.c); a figure cached by another way of reading is measured again. */
+#define BENCH_PROBE_METHOD "two-streams-or-one-32B"
 #define BENCH_PROBE_MAX_AGE_S (7 * 24 * 3600)
 
 /* ~/.cache/tiefsee/<kind>-<threads>.json (or $XDG_CACHE_HOME/tiefsee/...), kind "membw" for the
@@ -288,8 +290,9 @@ static bandwidth probe_cache_read(int n_threads, const char *cpu, size_t bytes) 
     if (!root) return bw;
     json_t *c = json_object_get(root, "cpu_info"), *t = json_object_get(root, "n_threads"),
            *b = json_object_get(root, "buffer_bytes"), *g = json_object_get(root, "bandwidth_gbs"),
-           *w = json_object_get(root, "measured_at");
+           *w = json_object_get(root, "measured_at"), *m = json_object_get(root, "method");
     if (json_is_string(c) && strcmp(json_string_value(c), cpu) == 0 && json_is_integer(t) &&
+        json_is_string(m) && strcmp(json_string_value(m), BENCH_PROBE_METHOD) == 0 &&
         json_integer_value(t) == n_threads && json_is_integer(b) && json_integer_value(b) == (json_int_t)bytes &&
         json_is_number(g) && json_number_value(g) > 0 && isfinite(json_number_value(g)) && json_is_string(w)) {
         const time_t when = parse_utc(json_string_value(w)), now = time(NULL);
@@ -307,9 +310,9 @@ static void probe_cache_write(int n_threads, const char *cpu, size_t bytes, cons
     char path[1024], tmp[1100];
     if (!probe_cache_path("membw", n_threads, true, path, sizeof path)) return;
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    json_t *root = json_pack("{s:s, s:i, s:I, s:i, s:f, s:f, s:s}", "cpu_info", cpu, "n_threads", n_threads,
+    json_t *root = json_pack("{s:s, s:i, s:I, s:i, s:f, s:f, s:s, s:s}", "cpu_info", cpu, "n_threads", n_threads,
                              "buffer_bytes", (json_int_t)bytes, "passes", r->passes, "bandwidth_gbs", r->best_gbs,
-                             "mean_gbs", r->mean_gbs, "measured_at", when);
+                             "mean_gbs", r->mean_gbs, "measured_at", when, "method", BENCH_PROBE_METHOD);
     /* Write then rename, so a concurrent bench never reads half a file. */
     if (root && json_dump_file(root, tmp, JSON_INDENT(2)) == 0) {
         if (rename(tmp, path) != 0) remove(tmp);
@@ -360,7 +363,7 @@ static int probe_in_child(int n_threads, size_t bytes, ts_membw_result *out, ts_
 static bandwidth measure_bandwidth(const bench_opts *o, int n_threads, const char *cpu) {
     const size_t bytes = (size_t)o->probe_mb << 20;
     /* The key is the size actually read (rounded to whole lines per thread), as stored. */
-    const size_t granule = 64 * (size_t)n_threads, key_bytes = bytes - bytes % granule;
+    const size_t granule = 2 * 64 * (size_t)n_threads, key_bytes = bytes - bytes % granule;
     if (!o->probe_force) {
         bandwidth cached = probe_cache_read(n_threads, cpu, key_bytes);
         if (cached.gbs > 0) return cached;

@@ -21,36 +21,73 @@ typedef uint64_t membw_u64x2 __attribute__((vector_size(16)));
 
 typedef struct membw_task {
     unsigned char *buf;
-    size_t bytes; /* multiple of MEMBW_LINE * nth */
+    size_t bytes; /* multiple of MEMBW_LINE * 2 * nth */
     bool fill;    /* write the share (first touch) instead of reading it */
+    bool two;     /* read each thread's share as two interleaved streams (its halves) */
+    bool wide;    /* 32-byte loads (the CPU has AVX2) */
     /* Each thread's checksum: stored to memory the caller owns, through a task run via a function
      * pointer, so the compiler cannot prove the loads dead and drop them. */
     uint64_t sums[MEMBW_MAX_THREADS];
 } membw_task;
+
+/* A reader: sums n_lines lines from p and, when q is not NULL, the same count from q, a line of
+ * each in turn, in vectors of vec_t (one accumulator per vector of a line, so that the adds never
+ * limit the load rate). */
+#define MEMBW_DEFINE_READ(name, vec_t, attrs)                                                             \
+    attrs static uint64_t name(const unsigned char *p, const unsigned char *q, size_t n_lines) {          \
+        enum { PER_LINE = MEMBW_LINE / sizeof(vec_t) };                                                   \
+        vec_t acc[2][PER_LINE];                                                                           \
+        _Pragma("GCC unroll 8") for (int k = 0; k < PER_LINE; k++) acc[0][k] = acc[1][k] = (vec_t){0};   \
+        for (size_t i = 0; i < n_lines; i++) {                                                            \
+            const vec_t *v = (const vec_t *)(const void *)(p + i * MEMBW_LINE);                           \
+            _Pragma("GCC unroll 8") for (int k = 0; k < PER_LINE; k++) acc[0][k] += v[k];                 \
+            if (q) {                                                                                      \
+                const vec_t *u = (const vec_t *)(const void *)(q + i * MEMBW_LINE);                       \
+                _Pragma("GCC unroll 8") for (int k = 0; k < PER_LINE; k++) acc[1][k] += u[k];             \
+            }                                                                                             \
+        }                                                                                                 \
+        vec_t sum = (vec_t){0};                                                                           \
+        _Pragma("GCC unroll 8") for (int k = 0; k < PER_LINE; k++) sum += acc[0][k] + acc[1][k];          \
+        uint64_t total = 0;                                                                               \
+        for (size_t j = 0; j < sizeof(vec_t) / sizeof(uint64_t); j++) total += sum[j];                   \
+        return total;                                                                                     \
+    }
+
+MEMBW_DEFINE_READ(membw_read16, membw_u64x2, )
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MEMBW_HAVE_WIDE 1
+/* 32-byte loads, as the AVX2 and AVX-512 decode kernels read the weights. */
+typedef uint64_t membw_u64x4 __attribute__((vector_size(32)));
+MEMBW_DEFINE_READ(membw_read32, membw_u64x4, __attribute__((target("avx2"))))
+#else
+#define MEMBW_HAVE_WIDE 0
+#endif
 
 static void membw_work(void *arg, int ith, int nth) {
     membw_task *t = arg;
     long begin, end;
     ts_split_range((long)(t->bytes / MEMBW_LINE), ith, nth, &begin, &end);
     unsigned char *p = t->buf + (size_t)begin * MEMBW_LINE;
-    const size_t n_lines = (size_t)(end - begin);
+    size_t n_lines = (size_t)(end - begin);
     if (t->fill) {
         /* Nonzero data: untouched anonymous pages all map the shared zero page, which reads from
          * cache and would report a fantasy bandwidth. */
         memset(p, 0x5a + ith, n_lines * MEMBW_LINE);
         return;
     }
-    /* Four independent accumulators per line so the adds never limit the load rate. */
-    membw_u64x2 a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
-    for (size_t i = 0; i < n_lines; i++) {
-        const membw_u64x2 *v = (const membw_u64x2 *)(const void *)(p + i * MEMBW_LINE);
-        a0 += v[0];
-        a1 += v[1];
-        a2 += v[2];
-        a3 += v[3];
+    const unsigned char *q = NULL;
+    if (t->two) {
+        n_lines /= 2; /* even: bytes is a multiple of 2 lines per thread */
+        q = p + n_lines * MEMBW_LINE;
     }
-    const membw_u64x2 s = a0 + a1 + a2 + a3;
-    t->sums[ith] = s[0] + s[1];
+#if MEMBW_HAVE_WIDE
+    if (t->wide) {
+        t->sums[ith] = membw_read32(p, q, n_lines);
+        return;
+    }
+#endif
+    t->sums[ith] = membw_read16(p, q, n_lines);
 }
 
 static double membw_now(void) {
@@ -63,7 +100,7 @@ int ts_membw_measure(int n_threads, size_t bytes, int passes, ts_membw_result *o
     if (n_threads < 1 || n_threads > MEMBW_MAX_THREADS)
         return ts_fail(err, "bandwidth probe: thread count %d out of range 1..%d", n_threads, MEMBW_MAX_THREADS);
     if (passes < 1) return ts_fail(err, "bandwidth probe: at least one pass is needed");
-    const size_t granule = (size_t)MEMBW_LINE * (size_t)n_threads;
+    const size_t granule = (size_t)MEMBW_LINE * 2 * (size_t)n_threads;
     bytes -= bytes % granule;
     if (bytes < ((size_t)1 << 20)) return ts_fail(err, "bandwidth probe: buffer of %zu bytes is too small", bytes);
 
@@ -91,12 +128,20 @@ int ts_membw_measure(int n_threads, size_t bytes, int passes, ts_membw_result *o
     task->buf = buf;
     task->bytes = bytes;
     task->fill = true;
+#if MEMBW_HAVE_WIDE
+    task->wide = __builtin_cpu_supports("avx2");
+#endif
     ts_threadpool_run(pool, membw_work, task);
     task->fill = false;
     ts_threadpool_run(pool, membw_work, task); /* warm-up: TLB, frequency ramp */
 
     double best = 0, sum = 0;
     for (int i = 0; i < passes; i++) {
+        /* Two streams per thread on even passes, one on odd ones: the decode kernels read two
+         * places of a thread's share at once, which on a Zen 5 host read 5-15 % faster than one
+         * stream with two threads (BENCHMARKS.md, "The bandwidth probe"); where one stream is
+         * faster, its passes give the best. */
+        task->two = i % 2 == 0;
         const double t0 = membw_now();
         ts_threadpool_run(pool, membw_work, task);
         const double s = membw_now() - t0;

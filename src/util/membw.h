@@ -3,8 +3,11 @@
  * Token generation streams every active weight once per token, so its ceiling is
  * read bandwidth / active bytes per token. The probe measures that bandwidth the way the engine
  * reads weights: n_threads threads each stream a contiguous share of a buffer much larger than the
- * last-level cache (default 1 GiB), summing 64-bit words so the loads cannot be elided. The buffer
- * is first written by the same threads (pages land on their NUMA node, faults are not timed). */
+ * last-level cache (default 1 GiB), summing 64-bit words so the loads cannot be elided, with
+ * 32-byte loads where the CPU has AVX2; the passes alternate between taking each share as two
+ * interleaved streams (its halves, line by line in turn, as the decode kernels read two groups of
+ * their share) and as one, and the best pass counts. The buffer is first written by the same
+ * threads (pages land on their NUMA node, faults are not timed). */
 #ifndef TS_UTIL_MEMBW_H
 #define TS_UTIL_MEMBW_H
 
@@ -21,7 +24,7 @@ typedef struct ts_membw_result {
 } ts_membw_result;
 
 /* Measures streaming read bandwidth with n_threads (>= 1) over a buffer of `bytes` (>= 1 MiB;
- * rounded down to whole 64-byte lines per thread), best of `passes` (>= 1). Returns 0, or -1 with
+ * rounded down to an even count of 64-byte lines per thread), best of `passes` (>= 1). Returns 0, or -1 with
  * err (out of memory, thread creation). */
 int ts_membw_measure(int n_threads, size_t bytes, int passes, ts_membw_result *out, ts_err *err);
 

@@ -66,8 +66,12 @@ json.dump(d, open(sys.argv[1], 'w'))" "$XDG_CACHE_HOME/tiefsee/flops-2.json"
     "$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --probe-mb 16 > "$WORK/md5" 2> "$WORK/err"
     grep -q 'GFLOP/s ([a-z0-9]*; measured now, ' "$WORK/md5" || fail "stale peak cache ($edit) was used: $(tail -3 "$WORK/md5")"
 done
-# A cached figure for another CPU, or older than a week, is measured again.
-for edit in 'd["cpu_info"] = "another CPU"' 'd["measured_at"] = "2020-01-01T00:00:00Z"'; do
+# A cached figure for another CPU, older than a week, or from another way of reading (an older
+# probe: one stream of 16-byte loads read this host's memory up to 15 % slower) is measured again.
+python3 -c "import json, sys; assert json.load(open(sys.argv[1]))['method'] == 'two-streams-or-one-32B'" \
+    "$XDG_CACHE_HOME/tiefsee/membw-2.json" || fail "probe cache does not say how it read"
+for edit in 'd["cpu_info"] = "another CPU"' 'd["measured_at"] = "2020-01-01T00:00:00Z"' 'del d["method"]' \
+    'd["method"] = "one-stream-16B"'; do
     python3 -c "
 import json, sys
 d = json.load(open(sys.argv[1])); $edit; d['bandwidth_gbs'] = 12345.0
