@@ -17,4 +17,14 @@ static int failures;
         }                                                                                                   \
     } while (0)
 
+/* UNDER_ASAN: defined in the AddressSanitizer build (gcc's macro, clang's __has_feature), where
+ * some tests skip what ASan cannot do (address-space limits) or trim what it makes slow. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 #endif

@@ -29,13 +29,6 @@
  * host), so the sanitizer build runs a shorter prompt (still into a third chunk) and three of the
  * six batch-size x thread-count pairs (each batch size once, both thread counts); the release
  * build runs them all. Every preset, cache type and kernel set stays in both. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 #if defined(UNDER_ASAN)
 #define N_PROMPT 560 /* > 2 chunks of 256 */
 #define FULL_BATCH_MATRIX 0

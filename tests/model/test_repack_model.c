@@ -208,13 +208,6 @@ static void test_model(const char *dir, const char *preset, const char *type, en
  * repacking fails with an error that says so, changes no matrix, and the model still decodes from
  * the file layout as before. Skipped under AddressSanitizer, whose shadow memory exceeds any such
  * limit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 static void test_out_of_memory(const char *dir) {
 #if defined(UNDER_ASAN)
     (void)dir;
