@@ -6,6 +6,7 @@
 #   libpcre2-dev libutf8proc-dev                      - the tokenizer (pre-split regexes, NFC)
 #   clang + its compiler runtime (libclang-rt-N-dev)  - `make sanitize` (ASan, UBSan, libFuzzer)
 #   python3                                           - helper tools
+#   strace                                            - test_bench: no fork after a model is loaded
 #   nodejs (>= 18) + npm                              - the llama.cpp reference of the conformance test
 # and then the pinned test dependency (node-llama-cpp 3.21.1) into tests/conformance/node_modules.
 # Idempotent: packages already installed are not touched, apt is only run when something is missing,
@@ -60,7 +61,7 @@ apt_install() {
 }
 
 if command -v dpkg-query >/dev/null; then
-    apt_install build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev libmicrohttpd-dev python3 ca-certificates
+    apt_install build-essential cmake pkg-config clang libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev libmicrohttpd-dev python3 ca-certificates strace
 
     # The sanitizer and libFuzzer runtimes ship separately from clang on newer Debian/Ubuntu
     # (libclang-rt-N-dev); on older releases they are part of libclang-common-N-dev, which clang

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -320,15 +321,79 @@ static void probe_cache_write(int n_threads, const char *cpu, size_t bytes, cons
     json_decref(root);
 }
 
-/* Runs the probe in a child process: its buffer (1 GiB by default) must not count in this
- * process's peak RSS, which the benchmark reports. Between tests the thread pool's workers are
- * parked (blocked on its condition variable after a brief spin); the child touches nothing of
- * theirs, only its own buffer and threads. */
-static int probe_in_child(int n_threads, size_t bytes, ts_membw_result *out, ts_err *err) {
+/* The bandwidth probe runs in a helper process: its buffer (1 GiB by default) must not count in
+ * this process's peak RSS, which the benchmark reports. The helper is forked once, at the start,
+ * while this process is small and has no threads, and then measures on request (a socket pair:
+ * the thread count and buffer size in, the result out). Forking at each probe, as before, made the
+ * first generation run after the first probe up to 3x slower on a VM host: a fork write-protects
+ * every private page of the parent for copy-on-write, the loaded weights included, and there the
+ * first read of each page after its page-table entry changes is slow (a test program streaming
+ * expert-shaped weights: 48 GB/s, then 15.7 right after a fork, 38-51 after; a second fork costs
+ * nothing more). V2-Lite q4_0 tg64, four runs: 16.5 27.8 27.2 30.9 t/s, without probes 28.8 32.5
+ * 30.1 30.4 (BENCHMARKS.md, "The first run after the probe"). */
+typedef struct probe_request {
+    int n_threads;
+    size_t bytes;
+} probe_request;
+
+typedef struct probe_reply {
+    int ok;
+    ts_membw_result r;
+    char msg[TS_ERR_LEN];
+} probe_reply;
+
+typedef struct probe_helper {
+    pid_t pid; /* 0: not running */
+    int fd;    /* this side of the socket pair */
+} probe_helper;
+
+/* Sends or receives exactly n bytes; false on EOF or an error. MSG_NOSIGNAL: a helper that died
+ * makes send fail rather than raise SIGPIPE here. */
+static bool send_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        const ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool recv_all(int fd, void *buf, size_t n) {
+    char *p = buf;
+    while (n > 0) {
+        const ssize_t k = recv(fd, p, n, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static void probe_helper_serve(int fd) {
+    probe_request q;
+    while (recv_all(fd, &q, sizeof q)) { /* EOF: the benchmark is done */
+        probe_reply a;
+        memset(&a, 0, sizeof a);
+        ts_err err = {""};
+        a.ok = ts_membw_measure(q.n_threads, q.bytes, 5, &a.r, &err) == 0;
+        if (!a.ok) snprintf(a.msg, sizeof a.msg, "%s", err.msg);
+        if (!send_all(fd, &a, sizeof a)) break;
+    }
+    _exit(0);
+}
+
+static int probe_helper_start(probe_helper *h, ts_err *err) {
     int fds[2];
-    if (pipe(fds) != 0) return ts_fail(err, "bandwidth probe: pipe: %s", strerror(errno));
+    h->pid = 0;
+    h->fd = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+        return ts_fail(err, "bandwidth probe: socketpair: %s", strerror(errno));
     fflush(NULL);
-    pid_t pid = fork();
+    const pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
@@ -336,31 +401,38 @@ static int probe_in_child(int n_threads, size_t bytes, ts_membw_result *out, ts_
     }
     if (pid == 0) {
         close(fds[0]);
-        ts_membw_result r;
-        ts_err child_err = {""};
-        int rc = ts_membw_measure(n_threads, bytes, 5, &r, &child_err);
-        if (rc == 0 && write(fds[1], &r, sizeof r) == (ssize_t)sizeof r) _exit(0);
-        if (rc != 0) fprintf(stderr, "tiefsee: %s\n", child_err.msg);
-        _exit(1);
+        probe_helper_serve(fds[1]);
     }
     close(fds[1]);
-    ssize_t got = 0;
-    while (got < (ssize_t)sizeof *out) {
-        ssize_t k = read(fds[0], (char *)out + got, sizeof *out - (size_t)got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        got += k;
-    }
-    close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (got != (ssize_t)sizeof *out || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return ts_fail(err, "bandwidth probe with %d threads failed", n_threads);
+    h->pid = pid;
+    h->fd = fds[0];
     return 0;
 }
 
-static bandwidth measure_bandwidth(const bench_opts *o, int n_threads, const char *cpu) {
+static void probe_helper_stop(probe_helper *h) {
+    if (h->pid <= 0) return;
+    close(h->fd); /* the helper reads EOF and exits */
+    while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    h->pid = 0;
+    h->fd = -1;
+}
+
+static int probe_in_helper(probe_helper *h, int n_threads, size_t bytes, ts_membw_result *out, ts_err *err) {
+    if (!h || h->pid <= 0) return ts_fail(err, "bandwidth probe: no helper process");
+    const probe_request q = {.n_threads = n_threads, .bytes = bytes};
+    probe_reply a;
+    if (!send_all(h->fd, &q, sizeof q) || !recv_all(h->fd, &a, sizeof a))
+        return ts_fail(err, "bandwidth probe with %d threads failed: its helper process ended", n_threads);
+    if (!a.ok) {
+        a.msg[sizeof a.msg - 1] = '\0';
+        return ts_fail(err, "bandwidth probe with %d threads failed (%s)", n_threads, a.msg);
+    }
+    *out = a.r;
+    return 0;
+}
+
+static bandwidth measure_bandwidth(const bench_opts *o, probe_helper *helper, int n_threads, const char *cpu) {
     const size_t bytes = (size_t)o->probe_mb << 20;
     /* The key is the size actually read (rounded to whole lines per thread), as stored. */
     const size_t granule = 2 * 64 * (size_t)n_threads, key_bytes = bytes - bytes % granule;
@@ -369,9 +441,9 @@ static bandwidth measure_bandwidth(const bench_opts *o, int n_threads, const cha
         if (cached.gbs > 0) return cached;
     }
     if (o->progress) fprintf(stderr, "bench: measuring read bandwidth with %d threads (%d MiB)\n", n_threads, o->probe_mb);
-    ts_membw_result r;
+    ts_membw_result r = {0};
     ts_err err = {""};
-    if (probe_in_child(n_threads, bytes, &r, &err) != 0) {
+    if (probe_in_helper(helper, n_threads, bytes, &r, &err) != 0) {
         fprintf(stderr, "tiefsee: bench: %s; roofline figures left out\n", err.msg);
         return (bandwidth){.gbs = 0};
     }
@@ -691,6 +763,7 @@ typedef struct bench_output {
     char *notes;
     size_t notes_len, notes_cap;
     bool notes_oom;
+    probe_helper *probe; /* runs the bandwidth probes; NULL when no test generates */
 } bench_output;
 
 /* Appends one formatted line to out->notes. */
@@ -921,7 +994,7 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
     forced.probe_force = true;
     if (around) {
         t->bw = (bandwidth){.around = true};
-        const bandwidth first = measure_bandwidth(&forced, t->n_threads, out->cpu);
+        const bandwidth first = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu);
         t->probe_gbs[t->n_probes++] = first.gbs;
         memcpy(t->bw.measured_at, first.measured_at, sizeof t->bw.measured_at);
     }
@@ -933,14 +1006,14 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
         if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
         const double sec = now_seconds() - t0;
         t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
-        if (around) t->probe_gbs[t->n_probes++] = measure_bandwidth(&forced, t->n_threads, out->cpu).gbs;
+        if (around) t->probe_gbs[t->n_probes++] = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu).gbs;
     }
     /* Generation that read weights faster than the cached bandwidth figure allows proves that
      * figure stale (this machine's memory got faster since it was probed; VMs drift): probe again,
      * between tests, for this row and the ones after it. */
     if (!around && t->n_gen > 0 && t->n_parallel == 1 && t->bw.cached && summarize(t).roofline > 1.0) {
         if (o->progress) fprintf(stderr, "bench: %s read faster than the cached bandwidth figure: probing again\n", name);
-        const bandwidth fresh = measure_bandwidth(&forced, t->n_threads, out->cpu);
+        const bandwidth fresh = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu);
         if (fresh.gbs > 0) t->bw = *shared_bw = fresh;
     }
     emit(out, t);
@@ -1097,9 +1170,17 @@ int bench_model_main(int argc, char **argv) {
     for (int i = 0; i < o.gen.n; i++) any_gen |= o.gen.v[i] > 0;
     bandwidth bw[BENCH_MAX_VALUES];
     memset(bw, 0, sizeof bw);
-    /* Probes first, while this process has no threads (they fork) and nothing else runs; by
-     * default (--bandwidth around) each generation test probes for itself instead. */
-    for (int ti = 0; any_gen && o.bw_cached && ti < o.threads.n; ti++) bw[ti] = measure_bandwidth(&o, o.threads.v[ti], out.cpu);
+    probe_helper helper = {0};
+    if (any_gen) {
+        ts_err err = {""};
+        if (probe_helper_start(&helper, &err) == 0)
+            out.probe = &helper;
+        else
+            fprintf(stderr, "tiefsee: bench: %s; roofline figures left out\n", err.msg);
+    }
+    /* Probes first, while nothing else runs; by default (--bandwidth around) each generation test
+     * probes for itself instead. */
+    for (int ti = 0; any_gen && o.bw_cached && ti < o.threads.n; ti++) bw[ti] = measure_bandwidth(&o, out.probe, o.threads.v[ti], out.cpu);
     /* Then the arithmetic peak (threads of its own, joined before it returns). */
     cpu_peak peak[BENCH_MAX_VALUES];
     memset(peak, 0, sizeof peak);
@@ -1121,6 +1202,7 @@ int bench_model_main(int argc, char **argv) {
             free(text);
         }
         json_decref(out.records);
+        probe_helper_stop(&helper);
         return rc;
     }
     printf("\n");
@@ -1157,5 +1239,6 @@ int bench_model_main(int argc, char **argv) {
     human_size(rss, sizeof rss, peak_rss_bytes());
     printf("peak RSS: %s; cpu: %s; kernels: %s%s; build: tiefsee %s\n", rss, out.cpu, ts_isa_name(o.isa),
            o.isa_name ? " (--isa)" : "", TIEFSEE_VERSION);
+    probe_helper_stop(&helper);
     return rc;
 }
