@@ -420,7 +420,10 @@ static void probe_helper_stop(probe_helper *h) {
 
 static int probe_in_helper(probe_helper *h, int n_threads, size_t bytes, ts_membw_result *out, ts_err *err) {
     if (!h || h->pid <= 0) return ts_fail(err, "bandwidth probe: no helper process");
-    const probe_request q = {.n_threads = n_threads, .bytes = bytes};
+    probe_request q;
+    memset(&q, 0, sizeof q); /* no uninitialized padding on the wire */
+    q.n_threads = n_threads;
+    q.bytes = bytes;
     probe_reply a;
     if (!send_all(h->fd, &q, sizeof q) || !recv_all(h->fd, &a, sizeof a))
         return ts_fail(err, "bandwidth probe with %d threads failed: its helper process ended", n_threads);
