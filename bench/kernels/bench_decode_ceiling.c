@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "ops/ops.h"
 #include "quant/repack.h"
@@ -40,34 +39,11 @@
 #include "util/membw.h"
 #include "util/threadpool.h"
 
+#include "bench_util.h"
+
 enum { N_IN = 2048 }; /* V2-Lite's width; a multiple of every block size (256) */
 #define SWEEP_BYTES ((size_t)1 << 30)
 #define CACHE_BYTES ((size_t)384 << 10) /* fits a 1 MiB L2 with the activations */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Written bytes on huge pages where the system gives them; bytes 0x10-0x3f make every f16 scale a
- * finite, normal number. */
-static char *random_bytes(size_t bytes, uint64_t *seed) {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
-    uint64_t *q = p;
-    for (size_t i = 0; i < bytes / 8; i++) {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        q[i] = (*seed & 0x3f3f3f3f3f3f3f3full) | 0x1010101010101010ull;
-    }
-    return p;
-}
 
 /* The types with repacked one-token kernels; -1 for any other name. */
 static int type_by_name(const char *name) {
@@ -85,7 +61,7 @@ static double sweep(ts_threadpool *pool, const ts_type_traits *table, const ts_m
     enum { MAX_PER_CALL = 64 };
     ts_matmul_item items[MAX_PER_CALL];
     size_t bytes = 0;
-    const double t0 = now_s();
+    const double t0 = bench_now_s();
     for (int i = 0; i < n_mats; i += per_call) {
         const int n = n_mats - i < per_call ? n_mats - i : per_call;
         for (int k = 0; k < n; k++) {
@@ -95,7 +71,7 @@ static double sweep(ts_threadpool *pool, const ts_type_traits *table, const ts_m
         }
         ts_matmul_many(pool, table, items, n);
     }
-    return (double)bytes / (now_s() - t0) / 1e9;
+    return (double)bytes / (bench_now_s() - t0) / 1e9;
 }
 
 static int run_type(int type, enum ts_isa isa, int n_threads, int rounds, long rows_per_matrix, int per_call, bool shuffle) {
@@ -116,8 +92,8 @@ static int run_type(int type, enum ts_isa isa, int n_threads, int rounds, long r
     const int n_mats = (int)(total_rows / rows);
     uint64_t seed = 88172645463325252ull;
     const size_t mat_bytes = group_bytes * (size_t)(rows / TS_REPACK_ROWS);
-    char *w = random_bytes(mat_bytes * (size_t)n_mats, &seed);
-    char *x = random_bytes(act_bytes, &seed);
+    char *w = bench_random_weights(mat_bytes * (size_t)n_mats, &seed);
+    char *x = bench_random_weights(act_bytes, &seed);
     float *out = calloc((size_t)rows * (size_t)(n_mats > per_call ? n_mats : per_call), sizeof *out);
     ts_matrix *mats = calloc((size_t)n_mats, sizeof *mats);
     ts_threadpool *pool = NULL, *one = NULL;
@@ -131,10 +107,7 @@ static int run_type(int type, enum ts_isa isa, int n_threads, int rounds, long r
                               .n_out = rows, .row_bytes = row_bytes, .repack = rt};
     if (shuffle) /* the matrices called in a random order, as a token's experts lie in memory */
         for (int i = n_mats - 1; i > 0; i--) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            const int j = (int)(seed % (uint64_t)(i + 1));
+            const int j = (int)(bench_next_random(&seed) % (uint64_t)(i + 1));
             const ts_matrix t = mats[i];
             mats[i] = mats[j];
             mats[j] = t;

@@ -11,16 +11,14 @@
  * bandwidth probe once did; on a PVM guest the pass after the first fork ran at a third of the
  * speed. The weights are random bytes (every scale a finite half): only the speed is of interest.
  *
- * Build (after building the library in build/):
- *   gcc -std=c17 -O2 -march=native -Isrc -Iinclude bench/kernels/bench_moe_stream.c build/libtiefsee.a \
+ * Built with the project (x86-64) as build/bench/bench_moe_stream; by hand:
+ *   gcc -std=c17 -O2 -Isrc -Iinclude bench/kernels/bench_moe_stream.c build/libtiefsee.a \
  *       $(pkg-config --libs jansson libpcre2-8 libutf8proc) -lm -lpthread -o /tmp/bench_moe_stream */
 #define _DEFAULT_SOURCE /* MADV_HUGEPAGE */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ops/ops.h"
@@ -29,34 +27,9 @@
 #include "util/error.h"
 #include "util/threadpool.h"
 
+#include "bench_util.h"
+
 enum { LAYERS = 26, EXPERTS = 64, USED = 6, EMBD = 2048, FF = 1408, FF_SHARED = 2816, TOKENS = 20 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t next_random(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-/* Written bytes on huge pages where the system gives them: bytes 0x10-0x3f make every f16 scale a
- * finite, normal number. */
-static char *weights(size_t bytes, uint64_t *seed) {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
-    uint64_t *q = p;
-    for (size_t i = 0; i < bytes / 8; i++) q[i] = (next_random(seed) & 0x3f3f3f3f3f3f3f3full) | 0x1010101010101010ull;
-    return p;
-}
 
 /* Product m of a ts_matmul_many call: W (n_out x n_in, rows row_bytes long) times act. */
 static void set_item(ts_matrix *mats, ts_matmul_item *items, float *out, const ts_repack_traits *rt, int m,
@@ -83,14 +56,14 @@ int main(int argc, char **argv) {
     uint64_t seed = 88172645463325252ull;
     char *gate[LAYERS], *up[LAYERS], *down[LAYERS], *sgate[LAYERS], *sup[LAYERS], *sdown[LAYERS];
     for (int l = 0; l < LAYERS; l++) {
-        gate[l] = weights(up_bytes * EXPERTS, &seed);
-        up[l] = weights(up_bytes * EXPERTS, &seed);
-        down[l] = weights(down_bytes * EXPERTS, &seed);
-        sgate[l] = weights(sup_bytes, &seed);
-        sup[l] = weights(sup_bytes, &seed);
-        sdown[l] = weights(sdown_bytes, &seed);
+        gate[l] = bench_random_weights(up_bytes * EXPERTS, &seed);
+        up[l] = bench_random_weights(up_bytes * EXPERTS, &seed);
+        down[l] = bench_random_weights(down_bytes * EXPERTS, &seed);
+        sgate[l] = bench_random_weights(sup_bytes, &seed);
+        sup[l] = bench_random_weights(sup_bytes, &seed);
+        sdown[l] = bench_random_weights(sdown_bytes, &seed);
     }
-    char *x = weights(ts_row_size(TS_TYPE_Q8_0, EMBD), &seed), *h = weights(ts_row_size(TS_TYPE_Q8_0, FF_SHARED), &seed);
+    char *x = bench_random_weights(ts_row_size(TS_TYPE_Q8_0, EMBD), &seed), *h = bench_random_weights(ts_row_size(TS_TYPE_Q8_0, FF_SHARED), &seed);
     float *out = calloc(32 * 4096, sizeof(float));
     const ts_act in = {.data = x, .type = TS_TYPE_Q8_0, .row_bytes = ts_row_size(TS_TYPE_Q8_0, EMBD), .n_rows = 1};
     const ts_act hid = {.data = h, .type = TS_TYPE_Q8_0, .row_bytes = ts_row_size(TS_TYPE_Q8_0, FF), .n_rows = 1};
@@ -106,12 +79,12 @@ int main(int argc, char **argv) {
             if (pid == 0) _exit(0);
             if (pid > 0) waitpid(pid, NULL, 0);
         }
-        const double t0 = now_s();
+        const double t0 = bench_now_s();
         for (int t = 0; t < TOKENS; t++) {
             for (int l = 0; l < LAYERS; l++) {
                 int chosen[USED], n = 0;
                 while (n < USED) { /* distinct, ascending as the router hands them over */
-                    const int e = (int)(next_random(&seed) % EXPERTS);
+                    const int e = (int)(bench_next_random(&seed) % EXPERTS);
                     int k = n;
                     for (int i = 0; i < n; i++) k = chosen[i] == e ? -1 : k;
                     if (k < 0) continue;
@@ -135,7 +108,7 @@ int main(int argc, char **argv) {
                 ts_matmul_many(pool, table, items, m + 1);
             }
         }
-        const double s = now_s() - t0;
+        const double s = bench_now_s() - t0;
         printf("pass %d%s: %.2f GB/s\n", pass, forked ? " (after a fork)" : "", (double)bytes_per_token * TOKENS / s / 1e9);
         fflush(stdout);
     }
