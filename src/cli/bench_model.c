@@ -39,6 +39,7 @@
 #include "cli/commands.h"
 #include "tiefsee.h"
 #include "util/flops_probe.h"
+#include "util/cpu_stat.h"
 #include "util/membw.h"
 
 #define BENCH_MAX_VALUES 64
@@ -679,6 +680,9 @@ typedef struct bench_test {
     uint64_t kv_bytes_per_position;
     bandwidth bw;
     cpu_peak peak;
+    /* Share of the CPU time during the timed runs that the hypervisor gave to other guests
+     * (util/cpu_stat.h), -1 where it cannot be told. */
+    double steal_fraction;
 } bench_test;
 
 static double sample_ts(const bench_test *t, int i) {
@@ -876,6 +880,15 @@ static void md_row(bench_output *out, const bench_test *t, const test_summary *s
     } else {
         printf(" %8s | %10s |\n", "-", "-");
     }
+    /* Said only where it matters: 1 % of the time stolen is within any host's noise. */
+    if (t->steal_fraction >= 0.01) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "cpu steal time during %s (%d threads, %s): %.0f %% of the vCPUs' time went to other guests of the "
+                 "hypervisor; this machine gives more when it is not shared",
+                 name, t->n_threads, t->ms->type_desc, 100.0 * t->steal_fraction);
+        note_line(out, line);
+    }
     fflush(stdout);
 }
 
@@ -945,6 +958,7 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_object_set_new(r, "cpu_peak_cached", json_boolean(t->peak.cached));
     json_object_set_new(r, "cpu_peak_measured_at", t->peak.gflops > 0 ? json_string(t->peak.measured_at) : json_null());
     json_object_set_new(r, "attn_peak_fraction", json_real_or_null(s->attn_peak_fraction, tg && t->peak.gflops > 0));
+    json_object_set_new(r, "cpu_steal_fraction", json_real_or_null(t->steal_fraction, t->steal_fraction >= 0));
     json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)peak_rss_bytes()));
     json_object_set_new(r, "load_s", json_real(t->ms->load_s));
     json_object_set_new(r, "repack", json_boolean(t->ms->repacked));
@@ -1001,16 +1015,29 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
         t->probe_gbs[t->n_probes++] = first.gbs;
         memcpy(t->bw.measured_at, first.measured_at, sizeof t->bw.measured_at);
     }
+    /* Stolen time over the timed runs only (not the probes between them), read outside the timing. */
+    uint64_t stolen = 0, elapsed = 0;
+    bool steal_known = true;
     for (int rep = 0; rep < o->reps; rep++) {
         if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
         if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
+        ts_cpu_times c0, c1;
+        steal_known = ts_cpu_times_now(&c0) && steal_known;
         const double t0 = now_seconds();
         if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
         if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
         const double sec = now_seconds() - t0;
+        /* A run shorter than a clock tick adds nothing; a counter that went back spoils the figure. */
+        steal_known = steal_known && ts_cpu_times_now(&c1) && c1.total >= c0.total && c1.steal >= c0.steal;
+        if (steal_known) {
+            stolen += c1.steal - c0.steal;
+            elapsed += c1.total - c0.total;
+        }
         t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
         if (around) t->probe_gbs[t->n_probes++] = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu).gbs;
     }
+    const ts_cpu_times none = {0, 0}, sum = {elapsed, stolen};
+    t->steal_fraction = steal_known ? ts_cpu_steal_fraction(&none, &sum) : -1.0;
     /* Generation that read weights faster than the cached bandwidth figure allows proves that
      * figure stale (this machine's memory got faster since it was probed; VMs drift): probe again,
      * between tests, for this row and the ones after it. */

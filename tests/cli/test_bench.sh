@@ -98,6 +98,19 @@ c = json.load(open(sys.argv[2]))
 assert abs(c["bandwidth_gbs"] - r["bandwidth_gbs"]) < 1e-6 * c["bandwidth_gbs"], (c, r["bandwidth_gbs"])
 ' "$WORK/json9" "$XDG_CACHE_HOME/tiefsee/membw-2.json" || fail "a cached bandwidth beaten by a tg test was kept"
 
+# Steal time: a timed run long enough for /proc/stat's clock ticks (~0.25 s here) must give a
+# fraction, never null; the sanitizer build runs it slower, which only helps.
+if [ -r /proc/stat ]; then
+    "$TS" bench -o json -m "$WORK/dense.gguf" -p 2048 -n 0 -r 1 -t 1 --bandwidth cached > "$WORK/json11" 2> "$WORK/err" \
+        || fail "steal run: $(cat "$WORK/err")"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))[0]
+assert r["avg_ns"] < 1e8 or (r["cpu_steal_fraction"] is not None and 0.0 <= r["cpu_steal_fraction"] <= 1.0), r
+assert r["avg_ns"] >= 1e8 or r["cpu_steal_fraction"] is None or 0.0 <= r["cpu_steal_fraction"] <= 1.0, r
+' "$WORK/json11" || fail "no cpu steal fraction for a 2048-token prompt run"
+fi
+
 # ---- JSON: 2 models x 2 thread counts x 2 depths x (pp + tg) = 16 records ----
 "$TS" bench -o json -m "$WORK/dense.gguf" -m "$WORK/moe.gguf" -t 1,2 -d 0,8 -p 16 -n 8 -r 2 --probe-mb 16 \
     > "$WORK/json" 2> "$WORK/err" || fail "json run: $(cat "$WORK/err")"
@@ -112,7 +125,7 @@ llama_fields = ["build_commit", "build_number", "cpu_info", "gpu_info", "backend
 ours = ["bytes_per_token", "weight_bytes_per_token", "kv_bytes_per_position", "achieved_gbs", "bandwidth_gbs",
         "bandwidth_probe", "bandwidth_probes_gbs", "roofline_fraction", "peak_rss_bytes", "load_s", "ttft_s", "bandwidth_measured_at",
         "attn_flops_per_position", "attn_flops_per_token", "attn_gflops", "cpu_peak_gflops", "cpu_peak_kernel",
-        "cpu_peak_cached", "cpu_peak_measured_at", "attn_peak_fraction"]
+        "cpu_peak_cached", "cpu_peak_measured_at", "attn_peak_fraction", "cpu_steal_fraction"]
 # Hand counts of attention flops per cached position: n_layer x n_head x (2*64 Q.K + 2*64 V + 5 softmax).
 attn_per_pos = {dense: 2 * 4 * 261, moe: 3 * 4 * 261}
 assert isinstance(recs, list) and len(recs) == 16, f"{len(recs)} records"
@@ -129,6 +142,11 @@ for r in recs:
     n_tok = r["n_prompt"] + r["n_gen"]
     assert abs(r["avg_ts"] - sum(n_tok * 1e9 / x for x in r["samples_ns"]) / 2) < 1e-6 * r["avg_ts"]
     assert r["load_s"] > 0 and r["ttft_s"] >= r["load_s"] and r["peak_rss_bytes"] > 0
+    # The vCPUs' stolen share of the timed runs: a fraction where /proc/stat tells it (tiny runs
+    # may fall within one clock tick: null, never a made-up 0).
+    steal = r["cpu_steal_fraction"]
+    assert steal is None or 0.0 <= steal <= 1.0, steal
+    assert steal is not None or not __import__("os").path.exists("/proc/stat") or r["avg_ns"] * 2 < 5e7, r
     assert r["attn_flops_per_position"] == attn_per_pos[r["model_filename"]], r["attn_flops_per_position"]
     assert r["cpu_peak_gflops"] > 0 and r["cpu_peak_kernel"] in ("avx512", "avx2", "neon", "scalar")
     # One peak per thread count, shared by every record with that count.
