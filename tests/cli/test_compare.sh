@@ -77,11 +77,34 @@ per_round = sorted(r["ts"] / 10.0 for r in t_tg)
 assert cells[6] == f"{per_round[0]:.2f}–{per_round[1]:.2f}×", (cells, per_round)
 assert cells[7] == f"{100 * statistics.fmean(r['roofline_fraction'] for r in t_tg):.0f} %", cells
 assert cells[8] == f"{100 * statistics.fmean(want):.0f} %", cells
+# The vCPUs' stolen time of each call (Linux: /proc/stat), the row's highest in the last column.
+assert head[0].rstrip().endswith("| max steal |"), head
+for r in recs:
+    assert 0.0 <= r["cpu_steal_fraction"] <= 1.0, r
+tg_all = [r for r in recs if r["test"] == "tg4"]
+assert cells[9] == f"{100 * max(r['cpu_steal_fraction'] for r in tg_all):.0f} %", cells
+assert any(l.startswith("(CPU steal time during the calls: ") for l in table), table
 pp = [l for l in table if l.startswith("| m | pp8 |")]
-assert pp and pp[0].rstrip().endswith("| — | — |"), pp
+assert pp, table
 pp_cells = [c.strip() for c in pp[0].strip("|").split("|")]
+assert pp_cells[7:9] == ["—", "—"], pp_cells  # no roofline for prompts
 pp_t = sorted(r["ts"] / 100.0 for r in recs if r["engine"] == "tiefsee" and r["test"] == "pp8")
 assert pp_cells[6] == f"{pp_t[0]:.2f}–{pp_t[1]:.2f}×", (pp_cells, pp_t)
+EOF
+
+# The steal-time reader on /proc/stat lines as they come, and on what it must refuse.
+python3 - "$ROOT/bench/compare" << 'EOF' || fail "steal time reader (above)"
+import importlib.machinery, importlib.util, sys
+loader = importlib.machinery.SourceFileLoader("compare", sys.argv[1])
+spec = importlib.util.spec_from_loader("compare", loader)
+c = importlib.util.module_from_spec(spec)
+loader.exec_module(c)
+assert c.steal_fraction((1000, 10), (2000, 60)) == 0.05
+assert c.steal_fraction(None, (2000, 60)) is None and c.steal_fraction((1000, 10), None) is None
+assert c.steal_fraction((1000, 10), (1000, 10)) is None  # no time passed: no figure, no division by zero
+assert c.steal_fraction((1000, 50), (2000, 10)) == 0.0  # a counter that went back is clamped, not negative
+now = c.cpu_times()
+assert now is not None and now[0] >= now[1] >= 0, now
 EOF
 
 # --no-probe: tiefsee on its cached figure, and no roofline for llama.cpp (no probes to borrow).
