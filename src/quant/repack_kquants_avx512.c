@@ -92,7 +92,9 @@ static void q4_K_fill_acts(const block_q8_K *y, int nbc, int c, int nt, act_bloc
  * fill buffers from it: R1-Distill-Qwen-1.5B q4_K_M decode 31-32 -> 33-34 t/s in slow-memory
  * minutes, 41-45 -> 46-49 in fast ones (two threads, alternating builds). Three or more tokens
  * still gain from them (single thread, from memory: 15-21 against 12-17 GB/s without). The same
- * rule as the legacy kernels' PREFETCH_MIN_TILE (repack_legacy_avx512.c). */
+ * rule as the legacy kernels' PREFETCH_MIN_TILE (repack_legacy_avx512.c). Tried again on a Zen 4
+ * host for the one-token pairs (every line of the block 1, 2 or 4 blocks ahead of both streams):
+ * two threads streamed Q4_K at 10-22 GB/s against 16-35 without (BENCHMARKS.md, "Zen 4 again"). */
 #define PREFETCH_MIN_TILE 3
 
 static ALWAYS_INLINE void tile_prefetch(const int NT, const char *p) {
@@ -221,46 +223,79 @@ static inline __m256i bcast4_256(const int8_t *p) {
     memcpy(&v, p, sizeof v);
     return _mm256_set1_epi32(v);
 }
-static ALWAYS_INLINE void q4_K_block1(const block_q4_Kx16 *restrict xb, const act_block *ab, float *s, int first_block) {
-    const __m256i m = _mm256_set1_epi8(0x0F);
-    {
-        __m256i is0 = _mm256_setzero_si256(), is1 = is0;
-        for (int pair = 0; pair < 4; pair++) {
-            __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+/* NB (1 or 2) blocks of different groups against the same token block, step by step in turn: the
+ * two blocks' sums are independent chains of vpdpbusd, which the core overlaps, and they share the
+ * activation broadcasts. The high nibbles are multiplied in place (w & 0xF0 = 16 * q) and the sums
+ * shifted back once per sub-block pair: exact (every term is a multiple of 16, |sum| < 2^20), one
+ * shift fewer per 32 weights. In the L2 on a Zen 4 core, one token: 20.9 -> 22.6 multiply-adds per
+ * cycle (bench_tile_cycles, eight alternating pairs, seven won); generation from memory unchanged
+ * there (BENCHMARKS.md, "Zen 4 again"). */
+static ALWAYS_INLINE void q4_K_blocks(const int NB, const block_q4_Kx16 *const *xs, const act_block *ab, float *const *ss,
+                                      int first_block) {
+    const __m256i m = _mm256_set1_epi8(0x0F), mh = _mm256_set1_epi8((char)0xF0);
+    __m256i is[2][2];
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; k++) is[k][0] = is[k][1] = _mm256_setzero_si256();
+    for (int pair = 0; pair < 4; pair++) {
+        __m256i lo[2][2], hi[2][2];
+#pragma GCC unroll 2
+        for (int k = 0; k < NB; k++) lo[k][0] = lo[k][1] = hi[k][0] = hi[k][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
-                const int step = pair * 8 + t;
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(xb->qs + step * 64));
-                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(xb->qs + step * 64 + 32));
-                const int8_t *a = ab->qs + 64 * pair + 4 * t;
-                const __m256i al = bcast4_256(a), ah = bcast4_256(a + 32);
-                lo0 = _mm256_dpbusd_epi32(lo0, _mm256_and_si256(w0, m), al);
-                lo1 = _mm256_dpbusd_epi32(lo1, _mm256_and_si256(w1, m), al);
-                hi0 = _mm256_dpbusd_epi32(hi0, _mm256_and_si256(_mm256_srli_epi16(w0, 4), m), ah);
-                hi1 = _mm256_dpbusd_epi32(hi1, _mm256_and_si256(_mm256_srli_epi16(w1, 4), m), ah);
+        for (int t = 0; t < 8; t++) {
+            const int step = pair * 8 + t;
+            const int8_t *a = ab->qs + 64 * pair + 4 * t;
+            const __m256i al = bcast4_256(a), ah = bcast4_256(a + 32);
+#pragma GCC unroll 2
+            for (int k = 0; k < NB; k++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(xs[k]->qs + step * 64));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(xs[k]->qs + step * 64 + 32));
+                lo[k][0] = _mm256_dpbusd_epi32(lo[k][0], _mm256_and_si256(w0, m), al);
+                lo[k][1] = _mm256_dpbusd_epi32(lo[k][1], _mm256_and_si256(w1, m), al);
+                hi[k][0] = _mm256_dpbusd_epi32(hi[k][0], _mm256_and_si256(w0, mh), ah);
+                hi[k][1] = _mm256_dpbusd_epi32(hi[k][1], _mm256_and_si256(w1, mh), ah);
             }
-            const uint8_t *sl = xb->scales + (2 * pair) * 16, *sh = xb->scales + (2 * pair + 1) * 16;
-            is0 = _mm256_add_epi32(is0, _mm256_add_epi32(_mm256_mullo_epi32(lo0, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sl))),
-                                                         _mm256_mullo_epi32(hi0, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sh)))));
-            is1 = _mm256_add_epi32(is1, _mm256_add_epi32(_mm256_mullo_epi32(lo1, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sl + 8)))),
-                                                         _mm256_mullo_epi32(hi1, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sh + 8))))));
         }
+#pragma GCC unroll 2
+        for (int k = 0; k < NB; k++) {
+            const uint8_t *sl = xs[k]->scales + (2 * pair) * 16, *sh = xs[k]->scales + (2 * pair + 1) * 16;
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i lo_s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sl + 8 * h)));
+                const __m256i hi_s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sh + 8 * h)));
+                is[k][h] = _mm256_add_epi32(is[k][h], _mm256_add_epi32(_mm256_mullo_epi32(lo[k][h], lo_s),
+                                                                       _mm256_mullo_epi32(_mm256_srai_epi32(hi[k][h], 4), hi_s)));
+            }
+        }
+    }
+    const __m256 da = _mm256_set1_ps(ab->d);
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; k++) {
+        const block_q4_Kx16 *xb = xs[k];
         __m256i ms0 = _mm256_setzero_si256(), ms1 = ms0;
         for (int pair = 0; pair < 4; pair++) {
             const __m256i pre = _mm256_set1_epi32(ab->pre[pair]);
             ms0 = _mm256_dpwssd_epi32(ms0, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32))), pre);
             ms1 = _mm256_dpwssd_epi32(ms1, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(xb->mins + pair * 32 + 16))), pre);
         }
-        const __m256 da = _mm256_set1_ps(ab->d);
+        float *s = ss[k];
         for (int h = 0; h < 2; h++) {
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->d + 8 * h)));
             const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->dmin + 8 * h)));
             __m256 acc = first_block ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * h);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(h ? is1 : is0), acc);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(is[k][h]), acc);
             acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(h ? ms1 : ms0), acc);
             _mm256_storeu_ps(s + 8 * h, acc);
         }
     }
+}
+static ALWAYS_INLINE void q4_K_block1(const block_q4_Kx16 *xb, const act_block *ab, float *s, int first_block) {
+    q4_K_blocks(1, &xb, ab, &s, first_block);
+}
+static ALWAYS_INLINE void q4_K_block2(const block_q4_Kx16 *xa, const block_q4_Kx16 *xb, const act_block *ab, float *sa,
+                                      float *sb, int first_block) {
+    const block_q4_Kx16 *xs[2] = {xa, xb};
+    float *ss[2] = {sa, sb};
+    q4_K_blocks(2, xs, ab, ss, first_block);
 }
 
 /* q4_K_tile with a run-time token count 1..TILE, each a specialised copy. */
@@ -403,6 +438,12 @@ static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const ac
  * groups xa and xb from the two halves of a thread's share with their blocks in turn (t_dual): two
  * streams keep more of a core's line fills in flight than one (BENCHMARKS.md, "Two streams per
  * thread"; gemm_rp has the numbers). */
+static ALWAYS_INLINE void q6_K_block2(const block_q6_Kx16 *xa, const block_q6_Kx16 *xb, const act_block *ab, float *sa,
+                                      float *sb, int first_block) {
+    q6_K_block1(xa, ab, sa, first_block);
+    q6_K_block1(xb, ab, sb, first_block);
+}
+
 #define DEFINE_ONE_TOKEN_TILES(t)                                                                               \
     static void t##_tile1_ymm(int nbl, const block_##t##x16 *restrict x, const act_block *act, int act_stride,   \
                               float *s, int first) {                                                           \
@@ -416,8 +457,7 @@ static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const ac
         const block_##t##x16 *xa = xa_bytes, *xb = xb_bytes;                                                   \
         for (int b = 0; b < nbl; b++) {                                                                        \
             act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);                                                  \
-            t##_block1(&xa[b], &act[b], sa, first && b == 0);                                                  \
-            t##_block1(&xb[b], &act[b], sb, first && b == 0);                                                  \
+            t##_block2(&xa[b], &xb[b], &act[b], sa, sb, first && b == 0);                                      \
         }                                                                                                      \
     }
 DEFINE_ONE_TOKEN_TILES(q4_K)
