@@ -134,6 +134,42 @@ int ts_context_n_ctx(const ts_context *c);
 /* Bytes the KV cache takes for one token of one sequence (all layers). */
 size_t ts_context_kv_bytes_per_token(const ts_context *c);
 
+/* Where a context's decoding time goes, step by step of the forward pass: for finding what keeps
+ * generation from the memory-bandwidth limit (`tiefsee bench --profile`). Off by default; while on,
+ * each step costs two clock reads. Steps that read weights count the bytes of the weights they
+ * touch (file layout, as the roofline counts them; a product's weights once per call), so
+ * bytes / seconds is the rate that step streamed them at. */
+enum ts_step {
+    TS_STEP_EMBED,     /* token embedding rows and RoPE angles */
+    TS_STEP_NORM,      /* the RMSNorms before each sub-block and the residual adds */
+    TS_STEP_ATTN_IN,   /* the attention's input products (q/k/v; MLA's q_a, kv_a, q_b), biases, RoPE, cache writes */
+    TS_STEP_ATTENTION, /* attention over the cache (MLA: with its absorbed per-head products) */
+    TS_STEP_ATTN_OUT,  /* the attention output product W_o */
+    TS_STEP_FFN_IN,    /* dense FFN gate and up products */
+    TS_STEP_FFN_ACT,   /* SwiGLU */
+    TS_STEP_FFN_OUT,   /* dense FFN down product */
+    TS_STEP_MOE,       /* a MoE layer: router, the chosen and the shared experts */
+    TS_STEP_OUTPUT,    /* final norm and the output head */
+    TS_STEP_COUNT
+};
+typedef struct ts_step_stats {
+    uint64_t calls;
+    double seconds;
+    uint64_t weight_bytes;
+} ts_step_stats;
+typedef struct ts_profile {
+    ts_step_stats step[TS_STEP_COUNT];
+    uint64_t decodes, tokens; /* ts_decode calls and the tokens they carried */
+    double seconds;           /* inside ts_decode; what the steps leave is the rest (batch checks, glue) */
+} ts_profile;
+/* "embed", "norm", "attn_in", "attention", "attn_out", "ffn_in", "ffn_act", "ffn_out", "moe",
+ * "output"; NULL outside the enum. */
+const char *ts_step_name(enum ts_step s);
+/* Turns profiling on (counters cleared) or off. Returns 0, or -1 when out of memory. */
+int ts_context_set_profiling(ts_context *c, bool on);
+/* The counters since profiling was turned on; all zero when it is off. */
+ts_profile ts_context_profile(const ts_context *c);
+
 /* One batch: token i goes to sequence seq[i] at position pos[i]. Positions of a sequence must be
  * consecutive and continue what its cache holds. If want_logits[i], that token's logits are written
  * to the next n_vocab floats of `logits` (rows in batch order). want_logits NULL = last token only. */

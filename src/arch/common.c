@@ -302,7 +302,11 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
     const int H = hp->n_head, Hkv = hp->n_head_kv, d = hp->head_dim;
     const int q_dim = H * d, kv_dim = Hkv * d;
 
+    double t0 = ts_prof_begin(c);
     ts_arch_rmsnorm_rows(s->xn, s->x, w->attn_norm, n, E, hp->norm_eps);
+    ts_prof_end(c, TS_STEP_NORM, t0, 0);
+
+    t0 = ts_prof_begin(c);
     ts_arch_act_reset(&s->act);
     const ts_matrix *qkv[] = {w->wq, w->wk, w->wv};
     float *const qkv_out[] = {s->q, s->k, s->v};
@@ -322,6 +326,10 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
             ts_kv_store_row(c, dense_kv_head(c, kv->v, d, b->seq[i], g) + at, s->v + (size_t)i * kv_dim + (size_t)g * d, d);
         }
     }
+    ts_prof_end(c, TS_STEP_ATTN_IN, t0,
+                ts_prof_matrix_bytes(w->wq) + ts_prof_matrix_bytes(w->wk) + ts_prof_matrix_bytes(w->wv));
+
+    t0 = ts_prof_begin(c);
     attention_job job = {.c = c, .s = s, .b = b, .layer = l};
     /* A decode step of one sequence has only Hkv units (2 for R1-Distill-Qwen-1.5B): with more
      * threads than that, its chunks are split across all of them (flash-decoding). */
@@ -334,29 +342,44 @@ void ts_dense_attention(ts_context *c, ts_dense_state *s, const ts_batch *b, int
         s->n_tiles = query_tiles(b, s->tile_first);
         ts_threadpool_run(c->pool, attention_task, &job);
     }
+    ts_prof_end(c, TS_STEP_ATTENTION, t0, 0);
+
+    t0 = ts_prof_begin(c);
     ts_arch_project(c, &s->act, w->wo, s->attn, n, s->tmp);
     ts_arch_add_bias(s->tmp, w->bo, n, E);
+    ts_prof_end(c, TS_STEP_ATTN_OUT, t0, ts_prof_matrix_bytes(w->wo));
+
+    t0 = ts_prof_begin(c);
     ts_arch_add_rows(s->x, s->tmp, n, E);
+    ts_prof_end(c, TS_STEP_NORM, t0, 0);
 }
 
 void ts_arch_swiglu(ts_context *c, ts_arch_act *a, const ts_matrix *w_gate, const ts_matrix *w_up,
                     const ts_matrix *w_down, const float *xn, float *gate, float *up, int n, float *out) {
     const int F = (int)w_gate->n_out;
+    double t0 = ts_prof_begin(c);
     ts_arch_act_reset(a);
     const ts_matrix *gate_up[] = {w_gate, w_up};
     float *const gate_up_out[] = {gate, up};
     ts_arch_project_many(c, a, gate_up, gate_up_out, 2, xn, n);
+    ts_prof_end(c, TS_STEP_FFN_IN, t0, ts_prof_matrix_bytes(w_gate) + ts_prof_matrix_bytes(w_up));
+    t0 = ts_prof_begin(c);
     ts_swiglu_rows(c->pool, c->model->isa, gate, up, n, F);
+    ts_prof_end(c, TS_STEP_FFN_ACT, t0, 0);
+    t0 = ts_prof_begin(c);
     ts_arch_project(c, a, w_down, gate, n, out);
+    ts_prof_end(c, TS_STEP_FFN_OUT, t0, ts_prof_matrix_bytes(w_down));
 }
 
 void ts_arch_output(ts_context *c, ts_arch_act *a, const float *x, float *xn, const bool *want, int n, float *logits) {
     const ts_model *m = c->model;
     const int E = m->hp.n_embd;
+    const double t0 = ts_prof_begin(c);
     int n_out = 0;
     for (int i = 0; i < n; i++)
         if (want[i]) ts_rmsnorm(xn + (size_t)(n_out++) * E, x + (size_t)i * E, m->output_norm, E, m->hp.norm_eps);
     ts_arch_act_reset(a);
     if (n_out > 0) ts_arch_project(c, a, &m->output, xn, n_out, logits);
     ts_arch_act_reset(a);
+    ts_prof_end(c, TS_STEP_OUTPUT, t0, n_out > 0 ? ts_prof_matrix_bytes(&m->output) : 0);
 }

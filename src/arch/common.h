@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "engine/context.h"
+#include "engine/profile.h"
 #include "model/model.h"
 #include "ops/attn_split.h"
 

@@ -176,8 +176,10 @@ static int dsm_forward(ts_context *c, const ts_batch *b, const bool *want, float
     const int n = b->n_tokens, E = hp->n_embd;
     if (n > s->n_batch) return ts_fail(err, "batch of %d tokens exceeds n_batch %d", n, s->n_batch);
 
+    double t0 = ts_prof_begin(c);
     ts_arch_embed(m, b, s->x);
     ts_arch_rope_cache(m, b, s->rope_cs, NULL);
+    ts_prof_end(c, TS_STEP_EMBED, t0, 0);
     for (int l = 0; l < hp->n_layer; l++) {
         const dsm_layer *L = &d->layers[l];
         /* llama's attention block, with the optional output bias. */
@@ -186,12 +188,19 @@ static int dsm_forward(ts_context *c, const ts_batch *b, const bool *want, float
         ts_dense_attention(c, s, b, l, &aw);
 
         /* FFN: the routed + shared experts in MoE layers, SwiGLU in the leading dense ones. */
+        t0 = ts_prof_begin(c);
         ts_arch_rmsnorm_rows(s->xn, s->x, L->ffn_norm, n, E, hp->norm_eps);
-        if (L->is_moe)
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
+        if (L->is_moe) {
+            t0 = ts_prof_begin(c);
             ts_moe_forward(c->pool, m->types, &d->moe.router, &L->moe, &st->moe, s->xn, n, s->tmp);
-        else
+            ts_prof_end(c, TS_STEP_MOE, t0, c->prof ? ts_moe_weight_bytes(&L->moe, &st->moe, n) : 0);
+        } else {
             ts_arch_swiglu(c, &s->act, &L->w_gate, &L->w_up, &L->w_down, s->xn, s->gate, s->up, n, s->tmp);
+        }
+        t0 = ts_prof_begin(c);
         ts_arch_add_rows(s->x, s->tmp, n, E);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
     }
     ts_arch_output(c, &s->act, s->x, s->xn, want, n, logits);
     return 0;

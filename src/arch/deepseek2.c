@@ -572,6 +572,7 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
     const int Dqk = Dn + Dr, K = C + Dr;
 
     /* The query's first product and the latent KV product read the same rows: one pass. */
+    double t0 = ts_prof_begin(c);
     const ts_matrix *from_x[] = {d->q_lora > 0 ? &L->wq_a : &L->wq, &L->wkv_a};
     float *const from_x_out[] = {d->q_lora > 0 ? s->qa : s->q, s->kva};
     ts_arch_project_many(c, &s->act, from_x, from_x_out, 2, s->xn, n);
@@ -599,6 +600,11 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         for (int h = 0; h < H; h++)
             memcpy(s->qabs + ((size_t)i * H + h) * K + C, q + (size_t)h * Dqk + Dn, (size_t)Dr * sizeof(float));
     }
+    ts_prof_end(c, TS_STEP_ATTN_IN, t0,
+                ts_prof_matrix_bytes(from_x[0]) + ts_prof_matrix_bytes(&L->wkv_a) +
+                    (d->q_lora > 0 ? ts_prof_matrix_bytes(&L->wq_b) : 0));
+
+    t0 = ts_prof_begin(c);
     if (mla_fuse_wanted(c, s, b)) {
         mla_job job = {.c = c, .s = s, .b = b, .layer = l};
         ts_threadpool_run(c->pool, mla_heads_task, &job);
@@ -609,8 +615,12 @@ static void mla_block(ts_context *c, ds2_state *s, const ts_batch *b, int l) {
         /* o[h] = W_UV[h] o_lat[h], heads concatenated. */
         mla_head_products(c, s, &L->wv_b, L->wv_b_head_bytes, s->olat, C, n, s->attn, Dv);
     }
+    ts_prof_end(c, TS_STEP_ATTENTION, t0, (uint64_t)(L->wk_b_head_bytes + L->wv_b_head_bytes) * (uint64_t)H);
+
     /* then W_o */
+    t0 = ts_prof_begin(c);
     ts_arch_project(c, &s->act, &L->wo, s->attn, n, s->tmp);
+    ts_prof_end(c, TS_STEP_ATTN_OUT, t0, ts_prof_matrix_bytes(&L->wo));
 }
 
 static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float *logits, ts_err *err) {
@@ -621,22 +631,35 @@ static int ds2_forward(ts_context *c, const ts_batch *b, const bool *want, float
     const int n = b->n_tokens, E = hp->n_embd;
     if (n > s->n_batch) return ts_fail(err, "batch of %d tokens exceeds n_batch %d", n, s->n_batch);
 
+    double t0 = ts_prof_begin(c);
     ts_arch_embed(m, b, s->x);
     for (int i = 0; i < n; i++) ts_rope_cache_yarn(s->rope_cs + (size_t)i * d->Dr, b->pos[i], d->Dr, hp->rope_freq_base, &d->yarn);
+    ts_prof_end(c, TS_STEP_EMBED, t0, 0);
     for (int l = 0; l < d->n_layer_run; l++) {
         const ds2_layer *L = &d->layers[l];
         /* Attention: x += W_o · MLA(xn) with xn = RMSNorm(x). */
+        t0 = ts_prof_begin(c);
         ts_arch_rmsnorm_rows(s->xn, s->x, L->attn_norm, n, E, hp->norm_eps);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
         mla_block(c, s, b, l);
+        t0 = ts_prof_begin(c);
         ts_arch_add_rows(s->x, s->tmp, n, E);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
 
         /* FFN: the routed + shared experts in MoE layers, SwiGLU in the leading dense ones. */
+        t0 = ts_prof_begin(c);
         ts_arch_rmsnorm_rows(s->xn, s->x, L->ffn_norm, n, E, hp->norm_eps);
-        if (L->is_moe)
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
+        if (L->is_moe) {
+            t0 = ts_prof_begin(c);
             ts_moe_forward(c->pool, m->types, &d->moe.router, &L->moe, &s->moe, s->xn, n, s->tmp);
-        else
+            ts_prof_end(c, TS_STEP_MOE, t0, c->prof ? ts_moe_weight_bytes(&L->moe, &s->moe, n) : 0);
+        } else {
             ts_arch_swiglu(c, &s->act, &L->w_gate, &L->w_up, &L->w_down, s->xn, s->gate, s->up, n, s->tmp);
+        }
+        t0 = ts_prof_begin(c);
         ts_arch_add_rows(s->x, s->tmp, n, E);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
     }
     ts_arch_output(c, &s->act, s->x, s->xn, want, n, logits);
     return 0;

@@ -158,8 +158,10 @@ static int dense_forward(ts_context *c, const ts_batch *b, const bool *want, flo
     if (n > s->n_batch) return ts_fail(err, "batch of %d tokens exceeds n_batch %d", n, s->n_batch);
 
     /* Token embeddings (dequantized rows of token_embd) and each token's RoPE angles. */
+    double t0 = ts_prof_begin(c);
     ts_arch_embed(m, b, s->x);
     ts_arch_rope_cache(m, b, s->rope_cs, m->rope_freqs);
+    ts_prof_end(c, TS_STEP_EMBED, t0, 0);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const ts_dense_layer *L = &m->layers[l];
@@ -170,9 +172,13 @@ static int dense_forward(ts_context *c, const ts_batch *b, const bool *want, flo
         ts_dense_attention(c, s, b, l, &aw);
 
         /* Feed-forward: x += W_down · (silu(W_gate xn) * (W_up xn)) with xn = RMSNorm(x). */
+        t0 = ts_prof_begin(c);
         ts_arch_rmsnorm_rows(s->xn, s->x, L->ffn_norm, n, E, hp->norm_eps);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
         ts_arch_swiglu(c, &s->act, &L->w_gate, &L->w_up, &L->w_down, s->xn, s->gate, s->up, n, s->tmp);
+        t0 = ts_prof_begin(c);
         ts_arch_add_rows(s->x, s->tmp, n, E);
+        ts_prof_end(c, TS_STEP_NORM, t0, 0);
     }
 
     /* Output head, only for the rows that want logits (packed in batch order). */

@@ -59,6 +59,7 @@ typedef struct bench_opts {
     int n_cache;
     int n_batch, reps, probe_mb;
     bool json, probe_force, no_warmup, progress;
+    bool profile; /* --profile: where each test's decoding time goes, step by step */
     cli_weight_opts weights;
     /* --bandwidth cached: one bandwidth figure per thread count (cached probe, or probed at the
      * start); default: probed right before and right after each generation test. */
@@ -135,6 +136,7 @@ void bench_model_print_options(FILE *out) {
         {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
         {"--repack-cache", "map the repacked weights from a cache file, writing it first if there is none (see 'tiefsee run --help'); load time includes it"},
         {"--isa NAME", "use the kernels of avx2, avxvnni, avx512, neon or scalar instead of the best this CPU has, e.g. to measure an AVX2-only machine's code paths on an AVX-512 one (the FMA peak probe follows)"},
+        {"--profile", "time each step of the forward pass during the timed runs and print where a token's time goes, with the rate each step read its weights at"},
         {"--progress", "report each step on stderr"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) fprintf(out, "  %-28s %s\n", lines[i][0], lines[i][1]);
@@ -158,6 +160,10 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         }
         if (strcmp(a, "--progress") == 0) {
             o->progress = true;
+            continue;
+        }
+        if (strcmp(a, "--profile") == 0) {
+            o->profile = true;
             continue;
         }
         if (strcmp(a, "--repack-cache") == 0) {
@@ -683,6 +689,11 @@ typedef struct bench_test {
     /* Share of the CPU time during the timed runs that the hypervisor gave to other guests
      * (util/cpu_stat.h), -1 where it cannot be told. */
     double steal_fraction;
+    /* --profile: the step counters summed over the timed runs, and those runs' whole time (the
+     * part outside ts_decode is the sampling and the loop around it). */
+    bool have_profile;
+    ts_profile profile;
+    double profiled_s;
 } bench_test;
 
 static double sample_ts(const bench_test *t, int i) {
@@ -845,6 +856,92 @@ static void bandwidth_note(bench_output *out, const bench_test *t, const test_su
     note_line(out, line);
 }
 
+/* A number, or null when the figure does not apply / is unknown (keeps the JSON valid: no NaN). */
+static json_t *json_real_or_null(double v, bool have) { return have && isfinite(v) ? json_real(v) : json_null(); }
+
+/* --profile: one row per step that ran, then "decode_rest" (inside ts_decode, outside every step:
+ * batch checks and glue) and "outside_decode" (the timed runs' time outside ts_decode: sampling
+ * the next token and the loop around it). Per token = per token decoded in the timed runs. */
+typedef struct profile_row {
+    const char *name;
+    double ms_per_token, share, calls_per_token, weight_gbs, weight_bytes_per_token; /* gbs 0: reads none */
+} profile_row;
+#define PROFILE_ROWS (TS_STEP_COUNT + 2)
+
+static int profile_rows(const bench_test *t, profile_row rows[PROFILE_ROWS]) {
+    const ts_profile *p = &t->profile;
+    if (!t->have_profile || p->tokens == 0 || t->profiled_s <= 0) return 0;
+    const double tokens = (double)p->tokens;
+    int n = 0;
+    double steps_s = 0;
+    for (int i = 0; i < TS_STEP_COUNT; i++) {
+        const ts_step_stats *st = &p->step[i];
+        if (st->calls == 0) continue;
+        steps_s += st->seconds;
+        rows[n++] = (profile_row){.name = ts_step_name((enum ts_step)i),
+                                  .ms_per_token = 1e3 * st->seconds / tokens,
+                                  .share = st->seconds / t->profiled_s,
+                                  .calls_per_token = (double)st->calls / tokens,
+                                  .weight_gbs = st->seconds > 0 ? (double)st->weight_bytes / st->seconds / 1e9 : 0,
+                                  .weight_bytes_per_token = (double)st->weight_bytes / tokens};
+    }
+    const double rest = p->seconds > steps_s ? p->seconds - steps_s : 0;
+    const double outside = t->profiled_s > p->seconds ? t->profiled_s - p->seconds : 0;
+    rows[n++] = (profile_row){.name = "decode_rest", .ms_per_token = 1e3 * rest / tokens, .share = rest / t->profiled_s};
+    rows[n++] = (profile_row){.name = "outside_decode", .ms_per_token = 1e3 * outside / tokens,
+                              .share = outside / t->profiled_s};
+    return n;
+}
+
+/* md mode: the --profile table of a test, as lines under the main table. */
+static void profile_note(bench_output *out, const bench_test *t, const char *name) {
+    profile_row rows[PROFILE_ROWS];
+    const int n = profile_rows(t, rows);
+    if (n == 0) return;
+    char line[320];
+    snprintf(line, sizeof line, "profile of %s (%d threads, %s): %.3f ms per token over %" PRIu64 " tokens, by step:", name,
+             t->n_threads, t->ms->type_desc, 1e3 * t->profiled_s / (double)t->profile.tokens, t->profile.tokens);
+    note_line(out, line);
+    note_line(out, "  step            ms/token    share  calls/token  weights MB/token  weights GB/s");
+    for (int i = 0; i < n; i++) {
+        const profile_row *r = &rows[i];
+        if (r->weight_gbs > 0)
+            snprintf(line, sizeof line, "  %-14s %9.3f  %6.1f %%  %11.2f  %16.2f  %12.2f", r->name, r->ms_per_token,
+                     100.0 * r->share, r->calls_per_token, r->weight_bytes_per_token / 1e6, r->weight_gbs);
+        else if (r->calls_per_token > 0)
+            snprintf(line, sizeof line, "  %-14s %9.3f  %6.1f %%  %11.2f  %16s  %12s", r->name, r->ms_per_token,
+                     100.0 * r->share, r->calls_per_token, "-", "-");
+        else
+            snprintf(line, sizeof line, "  %-14s %9.3f  %6.1f %%  %11s  %16s  %12s", r->name, r->ms_per_token,
+                     100.0 * r->share, "-", "-", "-");
+        note_line(out, line);
+    }
+}
+
+static json_t *profile_json(const bench_test *t) {
+    profile_row rows[PROFILE_ROWS];
+    const int n = profile_rows(t, rows);
+    if (n == 0) return json_null();
+    json_t *steps = json_array();
+    for (int i = 0; i < n; i++) {
+        const profile_row *r = &rows[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "step", json_string(r->name));
+        json_object_set_new(o, "ms_per_token", json_real(r->ms_per_token));
+        json_object_set_new(o, "share", json_real(r->share));
+        json_object_set_new(o, "calls_per_token", json_real(r->calls_per_token));
+        json_object_set_new(o, "weight_bytes_per_token", json_real(r->weight_bytes_per_token));
+        json_object_set_new(o, "weight_gbs", json_real_or_null(r->weight_gbs, r->weight_gbs > 0));
+        json_array_append_new(steps, o);
+    }
+    json_t *p = json_object();
+    json_object_set_new(p, "tokens", json_integer((json_int_t)t->profile.tokens));
+    json_object_set_new(p, "decode_calls", json_integer((json_int_t)t->profile.decodes));
+    json_object_set_new(p, "seconds", json_real(t->profiled_s));
+    json_object_set_new(p, "steps", steps);
+    return p;
+}
+
 static void md_row(bench_output *out, const bench_test *t, const test_summary *s) {
     const bench_opts *o = out->o;
     if (!out->header_done) {
@@ -889,11 +986,10 @@ static void md_row(bench_output *out, const bench_test *t, const test_summary *s
                  name, t->n_threads, t->ms->type_desc, 100.0 * t->steal_fraction);
         note_line(out, line);
     }
+    profile_note(out, t, name);
     fflush(stdout);
 }
 
-/* A number, or null when the figure does not apply / is unknown (keeps the JSON valid: no NaN). */
-static json_t *json_real_or_null(double v, bool have) { return have && isfinite(v) ? json_real(v) : json_null(); }
 
 static void json_record(bench_output *out, const bench_test *t, const test_summary *s) {
     json_t *r = json_object();
@@ -960,6 +1056,7 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_object_set_new(r, "attn_peak_fraction", json_real_or_null(s->attn_peak_fraction, tg && t->peak.gflops > 0));
     json_object_set_new(r, "cpu_steal_fraction", json_real_or_null(t->steal_fraction, t->steal_fraction >= 0));
     json_object_set_new(r, "peak_rss_bytes", json_integer((json_int_t)peak_rss_bytes()));
+    json_object_set_new(r, "profile", profile_json(t)); /* --profile, else null */
     json_object_set_new(r, "load_s", json_real(t->ms->load_s));
     json_object_set_new(r, "repack", json_boolean(t->ms->repacked));
     json_object_set_new(r, "repack_s", json_real_or_null(t->ms->repack_s, t->ms->repacked));
@@ -987,6 +1084,17 @@ static int max_of(const int_list *l) {
     for (int i = 0; i < l->n; i++)
         if (l->v[i] > m) m = l->v[i];
     return m;
+}
+
+static void profile_add(ts_profile *sum, ts_profile p) {
+    for (int i = 0; i < TS_STEP_COUNT; i++) {
+        sum->step[i].calls += p.step[i].calls;
+        sum->step[i].seconds += p.step[i].seconds;
+        sum->step[i].weight_bytes += p.step[i].weight_bytes;
+    }
+    sum->decodes += p.decodes;
+    sum->tokens += p.tokens;
+    sum->seconds += p.seconds;
 }
 
 /* Runs one test (warm-up + reps) on a ready context and emits it. shared_bw is the thread count's
@@ -1022,11 +1130,22 @@ static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *s
         if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
         if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
         ts_cpu_times c0, c1;
+        /* Profiling only the timed part (not set_depth's filling of the cache): counters cleared. */
+        if (o->profile && ts_context_set_profiling(r->ctx, true) != 0) {
+            snprintf(err, TS_ERR_LEN, "out of memory");
+            return -1;
+        }
         steal_known = ts_cpu_times_now(&c0) && steal_known;
         const double t0 = now_seconds();
         if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
         if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
         const double sec = now_seconds() - t0;
+        if (o->profile) {
+            profile_add(&t->profile, ts_context_profile(r->ctx));
+            ts_context_set_profiling(r->ctx, false);
+            t->have_profile = true;
+            t->profiled_s += sec;
+        }
         /* A run shorter than a clock tick adds nothing; a counter that went back spoils the figure. */
         steal_known = steal_known && ts_cpu_times_now(&c1) && c1.total >= c0.total && c1.steal >= c0.steal;
         if (steal_known) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "arch/arch.h"
+#include "engine/profile.h"
 #include "util/fp16.h"
 
 /* A layer's K or V cache of `bytes`, zeroed. Large ones are anonymous mappings: pages are committed
@@ -146,6 +147,7 @@ void ts_context_free(ts_context *c) {
     free(c->seq_len);
     free(c->seq_next);
     free(c->want_last);
+    free(c->prof);
     ts_threadpool_free(c->pool);
     free(c);
 }
@@ -272,12 +274,48 @@ int ts_decode(ts_context *c, const ts_batch *b, float *logits, char err_out[TS_E
         set_err(err_out, &err);
         return -1;
     }
+    const double t0 = ts_prof_begin(c);
     if (c->model->arch->forward(c, b, want, logits, &err) != 0) {
         set_err(err_out, &err);
         return -1;
     }
+    if (c->prof) {
+        c->prof->seconds += ts_prof_now() - t0;
+        c->prof->decodes++;
+        c->prof->tokens += (uint64_t)b->n_tokens;
+    }
     memcpy(c->seq_len, c->seq_next, (size_t)c->params.n_seq_max * sizeof *c->seq_len);
     return 0;
+}
+
+/* ---- Profiling --------------------------------------------------------------------------------- */
+
+const char *ts_step_name(enum ts_step s) {
+    static const char *const names[TS_STEP_COUNT] = {
+        [TS_STEP_EMBED] = "embed",         [TS_STEP_NORM] = "norm",       [TS_STEP_ATTN_IN] = "attn_in",
+        [TS_STEP_ATTENTION] = "attention", [TS_STEP_ATTN_OUT] = "attn_out", [TS_STEP_FFN_IN] = "ffn_in",
+        [TS_STEP_FFN_ACT] = "ffn_act",     [TS_STEP_FFN_OUT] = "ffn_out", [TS_STEP_MOE] = "moe",
+        [TS_STEP_OUTPUT] = "output",
+    };
+    return (unsigned)s < TS_STEP_COUNT ? names[s] : NULL;
+}
+
+int ts_context_set_profiling(ts_context *c, bool on) {
+    if (!on) {
+        free(c->prof);
+        c->prof = NULL;
+        return 0;
+    }
+    if (!c->prof && !(c->prof = malloc(sizeof *c->prof))) return -1;
+    memset(c->prof, 0, sizeof *c->prof);
+    return 0;
+}
+
+ts_profile ts_context_profile(const ts_context *c) {
+    ts_profile p;
+    if (c->prof) return *c->prof;
+    memset(&p, 0, sizeof p);
+    return p;
 }
 
 void ts_seq_truncate(ts_context *c, int seq, int from_pos) {

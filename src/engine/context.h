@@ -34,6 +34,7 @@ struct ts_context {
     bool *want_last; /* scratch: want_logits when the batch gives none */
 
     void *arch_state; /* owned by model->arch (context_init / context_free) */
+    ts_profile *prof; /* step timers while profiling is on (engine/profile.h), else NULL */
 };
 
 /* Address of row `pos` of sequence `seq` in a cache array of `width` elements per row. */

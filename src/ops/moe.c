@@ -429,3 +429,19 @@ int ts_moe_load_layer(ts_model *m, int l, ts_moe_hparams *hp, ts_moe_weights *w,
 #undef NAME
     return 0;
 }
+
+static uint64_t matrix_bytes(const ts_matrix *w) { return w->data ? (uint64_t)w->row_bytes * (uint64_t)w->n_out : 0; }
+
+uint64_t ts_moe_weight_bytes(const ts_moe_weights *w, const ts_moe_scratch *s, int n) {
+    uint64_t bytes = matrix_bytes(&w->gate_inp) + matrix_bytes(&w->gate_shexp) + matrix_bytes(&w->up_shexp) +
+                     matrix_bytes(&w->down_shexp);
+    const uint64_t per_expert = matrix_bytes(&w->gate.first) + matrix_bytes(&w->up.first) + matrix_bytes(&w->down.first);
+    bool seen[TS_MOE_MAX_EXPERTS] = {false};
+    for (int j = 0; j < n * s->n_used; j++) {
+        const int e = s->idx[j];
+        if (e < 0 || e >= TS_MOE_MAX_EXPERTS || seen[e]) continue;
+        seen[e] = true;
+        bytes += per_expert;
+    }
+    return bytes;
+}

@@ -118,6 +118,10 @@ void ts_project_rows(ts_threadpool *pool, const ts_type_traits *table, const ts_
 void ts_moe_forward(ts_threadpool *pool, const ts_type_traits *table, const ts_moe_router *r, const ts_moe_weights *w,
                     ts_moe_scratch *s, const float *xn, int n, float *out);
 
+/* Bytes of weights (file layout) the last ts_moe_forward of n tokens read: the router, each expert
+ * chosen by any token once, and the shared experts. For the step profile (engine/profile.h). */
+uint64_t ts_moe_weight_bytes(const ts_moe_weights *w, const ts_moe_scratch *s, int n);
+
 /* ---- Loading (shared by the deepseek and deepseek2 loaders) ---------------------------------- */
 
 struct ts_model;

@@ -324,6 +324,43 @@ EOF
     || fail "-np md run: $(cat "$WORK/err")"
 grep -Eq '^\| .* \|  +tg3 x3 @ d8 \| +[0-9.]+ ± [0-9.]+ \| +- \| +- \|$' "$WORK/md3" || fail "-np md row: $(grep tg3 "$WORK/md3")"
 
+# ---- --profile: where a token's time goes, by step (md lines under the table, a "profile" object in JSON) ----
+"$TS" bench -m "$WORK/moe.gguf" -p 8 -n 4 -r 2 -t 2 --bandwidth cached --profile > "$WORK/mdp" 2> "$WORK/err" \
+    || fail "--profile md run: $(cat "$WORK/err")"
+grep -Eq '^profile of tg4 \(2 threads, deepseek [^)]*\): [0-9]+\.[0-9]{3} ms per token over 8 tokens, by step:$' "$WORK/mdp" \
+    || fail "--profile md heading: $(grep -A3 '^profile' "$WORK/mdp")"
+grep -Eq '^profile of pp8 \(2 threads, deepseek [^)]*\): [0-9]+\.[0-9]{3} ms per token over 16 tokens, by step:$' "$WORK/mdp" \
+    || fail "--profile md heading for pp8: $(grep '^profile' "$WORK/mdp")"
+# tiny-deepseek-moe: 1 dense FFN layer, then 2 MoE layers (a tg token: 2 MoE calls, 3 x 4 norms); rows read weights (MB/token, GB/s) or not (-).
+grep -Eq '^  moe +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9] % +2\.00 +[0-9]+\.[0-9]{2} +[0-9]+\.[0-9]{2}$' "$WORK/mdp" \
+    || fail "--profile md moe row: $(grep '^  moe' "$WORK/mdp")"
+grep -Eq '^  norm +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9] % +12\.00 +- +-$' "$WORK/mdp" || fail "--profile md norm row: $(grep '^  norm' "$WORK/mdp")"
+grep -Eq '^  outside_decode +[0-9]+\.[0-9]{3} +[0-9]+\.[0-9] % +- +- +-$' "$WORK/mdp" || fail "--profile md outside row"
+"$TS" bench -m "$WORK/dense.gguf" -p 0 -n 4 -r 1 -t 2 --bandwidth cached > "$WORK/mdn" 2> "$WORK/err" || fail "md run without --profile"
+grep -q '^profile of' "$WORK/mdn" && fail "a profile without --profile"
+"$TS" bench -o json -m "$WORK/dense.gguf" -p 0 -n 4 -r 2 -t 2 --bandwidth cached --profile > "$WORK/jsonp" 2> "$WORK/err" \
+    || fail "--profile json run: $(cat "$WORK/err")"
+python3 - "$WORK/jsonp" "$WORK/json" <<'EOF' || fail "--profile json"
+import json, sys
+(r,) = json.load(open(sys.argv[1]))
+p = r["profile"]
+assert p["tokens"] == 8 and p["decode_calls"] == 8, p
+steps = {s["step"]: s for s in p["steps"]}
+# tiny-qwen2: 2 layers, dense FFN; every step of the forward pass, then the two remainders.
+assert list(steps) == ["embed", "norm", "attn_in", "attention", "attn_out", "ffn_in", "ffn_act", "ffn_out",
+                       "output", "decode_rest", "outside_decode"], list(steps)
+assert steps["norm"]["calls_per_token"] == 8 and steps["attn_in"]["calls_per_token"] == 2, steps
+assert abs(sum(s["share"] for s in p["steps"]) - 1) < 1e-6, p["steps"]
+assert abs(sum(s["ms_per_token"] for s in p["steps"]) * p["tokens"] / 1e3 - p["seconds"]) < 1e-6, p
+# The steps' weights add up to the roofline's bytes per token less the 1-D tensors and the embedding row.
+w = sum(s["weight_bytes_per_token"] for s in p["steps"])
+assert 0.98 * r["weight_bytes_per_token"] <= w <= r["weight_bytes_per_token"], (w, r["weight_bytes_per_token"])
+for s in p["steps"]:
+    assert (s["weight_gbs"] is None) == (s["weight_bytes_per_token"] == 0), s
+# Without --profile the field is there and null.
+assert all(x["profile"] is None for x in json.load(open(sys.argv[2]))), "profile without --profile"
+EOF
+
 # A model that fails to load: exit 1, and the JSON is still a valid (empty) array.
 "$TS" bench -o json -m "$WORK/missing.gguf" -p 4 -n 0 -r 1 > "$WORK/json3" 2> "$WORK/err"
 [ $? -eq 1 ] || fail "missing model: expected exit 1"
