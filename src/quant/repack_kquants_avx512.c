@@ -396,16 +396,27 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbl, const block_q6_Kx16 *
 
 /* One token with 256-bit vectors, as q4_K_tile1_ymm (which says why). Two threads, one-token
  * products from memory in fast-memory minutes, alternating with the 512-bit tile: Q6_K 8960 x 1536
- * and 3584 x 18944 +2.5 % on the mean of 16 alternations (-2.5 ... +7 %). */
-static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const act_block *ab, float *s, int first_block) {
-    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    {
-        __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+ * and 3584 x 18944 +2.5 % on the mean of 16 alternations (-2.5 ... +7 %).
+ *
+ * NB blocks (1, or the two of a q6_K_dual pair) step by step, as q4_K_blocks. Each sub-block's four
+ * vpdpbusd run as two chains of two, and the blocks' and halves' chains are independent: with one
+ * chain of four per half (before), the core waited on vpdpbusd latency and the weights in the L2
+ * went through at 14 multiply-adds per cycle against Q4_K's 24 (Zen 4, BENCHMARKS.md "Where a token's
+ * time goes"). Integer sums in another order: the same bits. */
+static ALWAYS_INLINE void q6_K_blocks(const int NB, const block_q6_Kx16 *const *xs, const act_block *ab, float *const *ss,
+                                      int first_block) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), zero = _mm256_setzero_si256();
+    __m256i isum[2][2];
 #pragma GCC unroll 2
-        for (int j = 0; j < 16; j++) {
-            const uint8_t *q6 = xb->qs + j * 192;
-            const int8_t *a = ab->qs + 16 * j;
-            const __m256i a0 = bcast4_256(a), a1 = bcast4_256(a + 4), a2 = bcast4_256(a + 8), a3 = bcast4_256(a + 12);
+    for (int k = 0; k < NB; k++) isum[k][0] = isum[k][1] = zero;
+#pragma GCC unroll 2
+    for (int j = 0; j < 16; j++) {
+        const int8_t *a = ab->qs + 16 * j;
+        const __m256i a0 = bcast4_256(a), a1 = bcast4_256(a + 4), a2 = bcast4_256(a + 8), a3 = bcast4_256(a + 12);
+        const __m256i pre = _mm256_set1_epi32(ab->pre[j]);
+#pragma GCC unroll 2
+        for (int k = 0; k < NB; k++) {
+            const uint8_t *q6 = xs[k]->qs + j * 192;
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
                 const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(q6 + 32 * h));
@@ -416,22 +427,27 @@ static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const ac
                 const __m256i v2 = _mm256_ternarylogic_epi32(_mm256_and_si256(qh, m30), _mm256_srli_epi16(ql_a, 4), m0f, 0xD8);
                 const __m256i v3 =
                     _mm256_ternarylogic_epi32(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m30), _mm256_srli_epi16(ql_b, 4), m0f, 0xD8);
-                __m256i sub = _mm256_set1_epi32(ab->pre[j]);
-                sub = _mm256_dpbusd_epi32(sub, v0, a0);
-                sub = _mm256_dpbusd_epi32(sub, v1, a1);
-                sub = _mm256_dpbusd_epi32(sub, v2, a2);
-                sub = _mm256_dpbusd_epi32(sub, v3, a3);
-                const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(xb->scales + j * 16 + 8 * h)));
-                isum[h] = _mm256_add_epi32(isum[h], _mm256_mullo_epi32(sub, sc));
+                const __m256i s02 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(pre, v0, a0), v2, a2);
+                const __m256i s13 = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, v1, a1), v3, a3);
+                const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(xs[k]->scales + j * 16 + 8 * h)));
+                isum[k][h] = _mm256_add_epi32(isum[k][h], _mm256_mullo_epi32(_mm256_add_epi32(s02, s13), sc));
             }
         }
-        const __m256 da = _mm256_set1_ps(ab->d);
+    }
+    const __m256 da = _mm256_set1_ps(ab->d);
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; k++) {
+        float *s = ss[k];
         for (int h = 0; h < 2; h++) {
-            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xb->d + 8 * h)));
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xs[k]->d + 8 * h)));
             const __m256 acc = first_block ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * h);
-            _mm256_storeu_ps(s + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[h]), acc));
+            _mm256_storeu_ps(s + 8 * h, _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[k][h]), acc));
         }
     }
+}
+
+static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *xb, const act_block *ab, float *s, int first_block) {
+    q6_K_blocks(1, &xb, ab, &s, first_block);
 }
 
 /* The one-token tiles of each type around its block function: one group (t_tile1_ymm), or two
@@ -440,8 +456,9 @@ static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *restrict xb, const ac
  * thread"; gemm_rp has the numbers). */
 static ALWAYS_INLINE void q6_K_block2(const block_q6_Kx16 *xa, const block_q6_Kx16 *xb, const act_block *ab, float *sa,
                                       float *sb, int first_block) {
-    q6_K_block1(xa, ab, sa, first_block);
-    q6_K_block1(xb, ab, sb, first_block);
+    const block_q6_Kx16 *xs[2] = {xa, xb};
+    float *ss[2] = {sa, sb};
+    q6_K_blocks(2, xs, ab, ss, first_block);
 }
 
 #define DEFINE_ONE_TOKEN_TILES(t)                                                                               \
