@@ -398,11 +398,13 @@ static ALWAYS_INLINE void q6_K_tile(const int NT, int nbl, const block_q6_Kx16 *
  * products from memory in fast-memory minutes, alternating with the 512-bit tile: Q6_K 8960 x 1536
  * and 3584 x 18944 +2.5 % on the mean of 16 alternations (-2.5 ... +7 %).
  *
- * NB blocks (1, or the two of a q6_K_dual pair) step by step, as q4_K_blocks. Each sub-block's four
- * vpdpbusd run as two chains of two, and the blocks' and halves' chains are independent: with one
- * chain of four per half (before), the core waited on vpdpbusd latency and the weights in the L2
- * went through at 14 multiply-adds per cycle against Q4_K's 24 (Zen 4, BENCHMARKS.md "Where a token's
- * time goes"). Integer sums in another order: the same bits. */
+ * NB blocks (1, or the two of a q6_K_dual pair) step by step, as q4_K_blocks, and each sub-block's
+ * four vpdpbusd as two chains of two, so the core has more independent work per step. Before, one
+ * chain of four per half and one block after the other: on Zen 4 the weights in the L2 went through
+ * at 13.9 multiply-adds per cycle (Q4_K: 24), now 15.4; from memory, two threads, 50-67 % of the
+ * read probe before and 64-84 % after; R1-Distill-Qwen-1.5B Q4_K_M decodes 5 % faster, its Q6_K
+ * output head streaming at 30 GB/s instead of 26 (BENCHMARKS.md, "Where a token's time goes").
+ * Integer sums in another order: the same bits. */
 static ALWAYS_INLINE void q6_K_blocks(const int NB, const block_q6_Kx16 *const *xs, const act_block *ab, float *const *ss,
                                       int first_block) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), zero = _mm256_setzero_si256();
