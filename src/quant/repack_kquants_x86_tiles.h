@@ -227,27 +227,40 @@ static KQ_INLINE void q6_K_tile(const int NT, int nbc, const block_q6_Kx16 *rest
     kq_acc_store(NT, s_out, acc);
 }
 
-/* All 16 rows of one Q6_K block x one token (decoding), into acc[h][0]: each sub-block's four
- * activation broadcasts feed both halves. */
-static KQ_INLINE void q6_K_block16_one(const block_q6_Kx16 *xb, const block_q8_K *yb, __m256 acc[][KQ_MAX_TILE]) {
+/* All 16 rows of N_X (1 or 2) Q6_K blocks x one token (decoding), block g into acc[g][h][0]: each
+ * sub-block's four activation broadcasts feed both halves of every block, and the blocks go step by
+ * step, so the core has their independent products at once. */
+static KQ_INLINE void q6_K_blocks16_one(const int N_X, const block_q6_Kx16 *const *xs, const block_q8_K *yb,
+                                        __m256 acc[][2][KQ_MAX_TILE]) {
     const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i isum[2][2];
+    for (int g = 0; g < N_X; g++) isum[g][0] = isum[g][1] = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int j = 0; j < 16; j++) {
         __m256i a[4];
         q6_K_bcast4x4(yb->qs + 16 * j, a);
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i v[4];
-            q6_K_unpack(xb->qs + j * 192, h, m0f, m30, v);
-            isum[h] = _mm256_add_epi32(isum[h], q6_K_products(v, a, q6_K_scales(xb->scales + j * 16 + 8 * h)));
+        for (int g = 0; g < N_X; g++) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i v[4];
+                q6_K_unpack(xs[g]->qs + j * 192, h, m0f, m30, v);
+                isum[g][h] = _mm256_add_epi32(isum[g][h], q6_K_products(v, a, q6_K_scales(xs[g]->scales + j * 16 + 8 * h)));
+            }
         }
     }
     const __m256 da = _mm256_set1_ps(yb->d);
-    for (int h = 0; h < 2; h++) {
-        const __m256i total = _mm256_sub_epi32(isum[h], q6_K_offset(xb, h, yb));
-        acc[h][0] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xb->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[h][0]);
-    }
+    for (int g = 0; g < N_X; g++)
+        for (int h = 0; h < 2; h++) {
+            const __m256i total = _mm256_sub_epi32(isum[g][h], q6_K_offset(xs[g], h, yb));
+            acc[g][h][0] = _mm256_fmadd_ps(_mm256_mul_ps(load_f16x8(xs[g]->d + 8 * h), da), _mm256_cvtepi32_ps(total), acc[g][h][0]);
+        }
+}
+
+/* Q4_K's blocks in turn (stepping them together measured no faster there). */
+static KQ_INLINE void q4_K_blocks16_one(const int N_X, const block_q4_Kx16 *const *xs, const block_q8_K *yb,
+                                        __m256 acc[][2][KQ_MAX_TILE]) {
+    for (int g = 0; g < N_X; g++) q4_K_block16_one(xs[g], yb, acc[g]);
 }
 
 /* One token against N_X (1 or 2) groups x[g] over nbc blocks, the groups' blocks in turn: with two,
@@ -261,7 +274,8 @@ static KQ_INLINE void q6_K_block16_one(const block_q6_Kx16 *xb, const block_q8_K
         for (int g = 0; g < N_X; g++) kq_acc_load(1, &s_out[g], first, acc[g]);                                 \
         for (int b = 0; b < nbc; b++) {                                                                         \
             act_prefetch(y, nbc, b);                                                                            \
-            for (int g = 0; g < N_X; g++) t##_block16_one(&x[g][b], &y[b], acc[g]);                              \
+            const block_##t##x16 *xb[2] = {&x[0][b], N_X > 1 ? &x[1][b] : NULL};                               \
+            t##_blocks16_one(N_X, xb, &y[b], acc);                                                              \
         }                                                                                                       \
         for (int g = 0; g < N_X; g++) kq_acc_store(1, &s_out[g], acc[g]);                                        \
     }
