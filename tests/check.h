@@ -17,6 +17,16 @@ static int failures;
         }                                                                                                   \
     } while (0)
 
+/* A test's exit status after its checks: prints the failure count, or "all <what> tests passed". */
+static inline int check_summary(const char *what) {
+    if (failures) {
+        printf("%d failure(s)\n", failures);
+        return 1;
+    }
+    printf("all %s tests passed\n", what);
+    return 0;
+}
+
 /* UNDER_ASAN: defined in the AddressSanitizer build (gcc's macro, clang's __has_feature), where
  * some tests skip what ASan cannot do (address-space limits) or trim what it makes slow. */
 #if defined(__SANITIZE_ADDRESS__)

@@ -29,6 +29,7 @@
 #include "quant/types.h"
 #include "util/alloc.h"
 #include "util/fp16.h"
+#include "util/clock.h"
 
 enum { HEADS = 16, K_WIDTH = 576, V_WIDTH = 512, LAYERS = 27, THREADS = 2 };
 
@@ -43,11 +44,7 @@ typedef struct bench {
     int stop;
 } bench;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now_s(void) { return ts_monotonic_seconds(); }
 
 /* The chunk as ts_flash_chunk computed it before the position-major kernels. */
 static void chunk_head_major(const ts_flash_args *a, int t0, int t1, float *partial, float *work) {

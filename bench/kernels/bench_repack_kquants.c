@@ -23,12 +23,9 @@
 #include "quant/repack_kquants.h"
 #include "quant/types.h"
 #include "util/fp16.h"
+#include "util/clock.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now_s(void) { return ts_monotonic_seconds(); }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 static uint64_t rng_next(void) {

@@ -21,14 +21,11 @@
 #include "quant/repack.h"
 #include "quant/types.h"
 #include "util/fp16.h"
+#include "util/clock.h"
 
 #define TOTAL_BYTES (160u << 20)
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now_s(void) { return ts_monotonic_seconds(); }
 
 static uint64_t rng_next(uint64_t *s) {
     *s ^= *s >> 12;

@@ -9,11 +9,9 @@
 #include <sys/mman.h>
 #include <time.h>
 
-static inline double bench_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "util/clock.h"
+
+static inline double bench_now_s(void) { return ts_monotonic_seconds(); }
 
 /* xorshift64: enough randomness for weights whose values do not matter, only their speed. */
 static inline uint64_t bench_next_random(uint64_t *s) {

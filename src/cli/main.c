@@ -6,12 +6,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "util/clock.h"
 
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+double now_seconds(void) { return ts_monotonic_seconds(); }
 
 static void print_help(FILE *out) {
     fprintf(out,

@@ -4,16 +4,12 @@
 #define TS_ENGINE_PROFILE_H
 
 #include <stdint.h>
-#include <time.h>
 
 #include "engine/context.h"
 #include "ops/ops.h"
+#include "util/clock.h"
 
-static inline double ts_prof_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static inline double ts_prof_now(void) { return ts_monotonic_seconds(); }
 
 static inline double ts_prof_begin(const ts_context *c) { return c->prof ? ts_prof_now() : 0.0; }
 

@@ -288,15 +288,6 @@ static ALWAYS_INLINE void q4_K_blocks(const int NB, const block_q4_Kx16 *const *
         }
     }
 }
-static ALWAYS_INLINE void q4_K_block1(const block_q4_Kx16 *xb, const act_block *ab, float *s, int first_block) {
-    q4_K_blocks(1, &xb, ab, &s, first_block);
-}
-static ALWAYS_INLINE void q4_K_block2(const block_q4_Kx16 *xa, const block_q4_Kx16 *xb, const act_block *ab, float *sa,
-                                      float *sb, int first_block) {
-    const block_q4_Kx16 *xs[2] = {xa, xb};
-    float *ss[2] = {sa, sb};
-    q4_K_blocks(2, xs, ab, ss, first_block);
-}
 
 /* q4_K_tile with a run-time token count 1..TILE, each a specialised copy. */
 static void q4_K_tile_n(int nt, int nbl, const block_q4_Kx16 *restrict x, const act_block *act, int act_stride, float *s,
@@ -448,35 +439,28 @@ static ALWAYS_INLINE void q6_K_blocks(const int NB, const block_q6_Kx16 *const *
     }
 }
 
-static ALWAYS_INLINE void q6_K_block1(const block_q6_Kx16 *xb, const act_block *ab, float *s, int first_block) {
-    q6_K_blocks(1, &xb, ab, &s, first_block);
-}
-
-/* The one-token tiles of each type around its block function: one group (t_tile1_ymm), or two
- * groups xa and xb from the two halves of a thread's share with their blocks in turn (t_dual): two
+/* The one-token tiles of each type around its t_blocks function: one group (t_tile1_ymm), or two
+ * groups xa and xb from the two halves of a thread's share, their blocks step by step (t_dual): two
  * streams keep more of a core's line fills in flight than one (BENCHMARKS.md, "Two streams per
  * thread"; gemm_rp has the numbers). */
-static ALWAYS_INLINE void q6_K_block2(const block_q6_Kx16 *xa, const block_q6_Kx16 *xb, const act_block *ab, float *sa,
-                                      float *sb, int first_block) {
-    const block_q6_Kx16 *xs[2] = {xa, xb};
-    float *ss[2] = {sa, sb};
-    q6_K_blocks(2, xs, ab, ss, first_block);
-}
-
 #define DEFINE_ONE_TOKEN_TILES(t)                                                                               \
     static void t##_tile1_ymm(int nbl, const block_##t##x16 *restrict x, const act_block *act, int act_stride,   \
                               float *s, int first) {                                                           \
         for (int b = 0; b < nbl; b++) {                                                                        \
             act_prefetch(1, act, act_stride, b + 1 < nbl ? b + 1 : 0);                                         \
-            t##_block1(&x[b], &act[(size_t)b * act_stride], s, first && b == 0);                               \
+            const block_##t##x16 *xs[1] = {&x[b]};                                                             \
+            float *ss[1] = {s};                                                                                \
+            t##_blocks(1, xs, &act[(size_t)b * act_stride], ss, first && b == 0);                              \
         }                                                                                                      \
     }                                                                                                          \
     static void t##_dual(int nbl, const void *xa_bytes, const void *xb_bytes, const act_block *act, float *sa,  \
                          float *sb, int first) {                                                               \
         const block_##t##x16 *xa = xa_bytes, *xb = xb_bytes;                                                   \
+        float *ss[2] = {sa, sb};                                                                               \
         for (int b = 0; b < nbl; b++) {                                                                        \
             act_prefetch(1, act, 1, b + 1 < nbl ? b + 1 : 0);                                                  \
-            t##_block2(&xa[b], &xb[b], &act[b], sa, sb, first && b == 0);                                      \
+            const block_##t##x16 *xs[2] = {&xa[b], &xb[b]};                                                   \
+            t##_blocks(2, xs, &act[b], ss, first && b == 0);                                                   \
         }                                                                                                      \
     }
 DEFINE_ONE_TOKEN_TILES(q4_K)

@@ -12,6 +12,7 @@
 #include "cli/utf8_stream.h"
 #include "server/json_constraint.h"
 #include "server/server.h"
+#include "util/clock.h"
 
 #define PIECE_BYTES 1024
 /* tokens/s for /metrics: generated tokens per RATE_BUCKET_S-second bucket over the last RATE_BUCKETS. */
@@ -116,11 +117,7 @@ struct scheduler {
     rate_bucket rate[RATE_BUCKETS];
 };
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double now_seconds(void) { return ts_monotonic_seconds(); }
 
 int scheduler_submit(scheduler *s, job *j) {
     pthread_mutex_lock(&s->mu);

@@ -11,6 +11,7 @@
 #include "tiefsee.h"
 
 #include "check.h"
+#include "engine/test_ctx.h"
 
 #define MAX_TOK 64
 
@@ -21,13 +22,7 @@ static ts_context *new_ctx(ts_model *m, int n_seq, int n_threads, enum ts_cache_
     p.n_threads = n_threads;
     p.cache_type = ct;
     p.n_batch = n_batch;
-    ts_context *c = NULL;
-    char err[TS_ERR_LEN];
-    if (ts_context_new(m, &p, &c, err) != 0) {
-        printf("context: %s\n", err);
-        exit(1);
-    }
-    return c;
+    return test_context_new(m, &p);
 }
 
 /* Decodes toks[0..n) of sequence `seq` starting at position pos0, all logits, in one batch. */
@@ -267,10 +262,5 @@ int main(void) {
     ts_model_free(m);
     remove(path);
     rmdir(dir);
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("all context tests passed\n");
-    return 0;
+    return check_summary("context");
 }

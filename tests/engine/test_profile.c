@@ -14,6 +14,7 @@
 #include "tiefsee.h"
 
 #include "check.h"
+#include "engine/test_ctx.h"
 
 #define N_PROMPT 5
 #define N_STEPS 3
@@ -22,13 +23,7 @@ static ts_context *new_ctx(ts_model *m) {
     ts_context_params p = ts_context_default_params();
     p.n_ctx = 64;
     p.n_threads = 2;
-    ts_context *c = NULL;
-    char err[TS_ERR_LEN];
-    if (ts_context_new(m, &p, &c, err) != 0) {
-        printf("context: %s\n", err);
-        exit(1);
-    }
-    return c;
+    return test_context_new(m, &p);
 }
 
 /* A prompt of N_PROMPT tokens in one batch (when prompt), else N_STEPS single tokens after it;
@@ -154,10 +149,5 @@ int main(void) {
         remove(path);
     }
     rmdir(dir);
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("all profile tests passed\n");
-    return 0;
+    return check_summary("profile");
 }
