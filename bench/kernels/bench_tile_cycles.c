@@ -1,6 +1,6 @@
 /* Multiply-adds per core cycle of the repacked prefill tiles, with the weights in L2 (not memory):
  * what the arithmetic of a kernel costs, separated from the memory system. For each type (Q4_K,
- * Q6_K, Q8_0) it runs the ISA's repacked gemm on one 256 x 1536 matrix (221-417 KB: in L2) and a
+ * Q6_K, Q8_0, Q4_0, Q5_0) it runs the ISA's repacked gemm on one 256 x 1536 matrix (221-417 KB: in L2) and a
  * batch of tokens, times it in the thread's CPU time (so that another process on the other core
  * does not count), and divides by the core clock, measured first with a chain of dependent integer
  * additions (one per cycle on every x86-64 core of the last decade). Not a ctest.
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
     }
     const double ghz = core_ghz();
     printf("core clock (dependent additions): %.2f GHz\n", ghz);
-    const int types[] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K, TS_TYPE_Q8_0, TS_TYPE_Q4_0};
+    const int types[] = {TS_TYPE_Q4_K, TS_TYPE_Q6_K, TS_TYPE_Q8_0, TS_TYPE_Q4_0, TS_TYPE_Q5_0};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) bench_type(isa, types[i], n_tok, seconds, ghz);
     return 0;
 }

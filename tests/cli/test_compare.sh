@@ -77,17 +77,20 @@ per_round = sorted(r["ts"] / 10.0 for r in t_tg)
 assert cells[6] == f"{per_round[0]:.2f}–{per_round[1]:.2f}×", (cells, per_round)
 assert cells[7] == f"{100 * statistics.fmean(r['roofline_fraction'] for r in t_tg):.0f} %", cells
 assert cells[8] == f"{100 * statistics.fmean(want):.0f} %", cells
+# the ratio an engine at 100 % of the roofline would have had: 1 / llama.cpp's mean fraction
+assert "| ratio at roofline |" in head[0], head
+assert cells[9] == f"{1 / statistics.fmean(want):.2f}×", cells
 # The vCPUs' stolen time of each call (Linux: /proc/stat), the row's highest in the last column.
 assert head[0].rstrip().endswith("| max steal |"), head
 for r in recs:
     assert 0.0 <= r["cpu_steal_fraction"] <= 1.0, r
 tg_all = [r for r in recs if r["test"] == "tg4"]
-assert cells[9] == f"{100 * max(r['cpu_steal_fraction'] for r in tg_all):.0f} %", cells
+assert cells[10] == f"{100 * max(r['cpu_steal_fraction'] for r in tg_all):.0f} %", cells
 assert any(l.startswith("(CPU steal time during the calls: ") for l in table), table
 pp = [l for l in table if l.startswith("| m | pp8 |")]
 assert pp, table
 pp_cells = [c.strip() for c in pp[0].strip("|").split("|")]
-assert pp_cells[7:9] == ["—", "—"], pp_cells  # no roofline for prompts
+assert pp_cells[7:10] == ["—", "—", "—"], pp_cells  # no roofline for prompts
 pp_t = sorted(r["ts"] / 100.0 for r in recs if r["engine"] == "tiefsee" and r["test"] == "pp8")
 assert pp_cells[6] == f"{pp_t[0]:.2f}–{pp_t[1]:.2f}×", (pp_cells, pp_t)
 EOF

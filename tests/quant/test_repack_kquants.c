@@ -356,6 +356,10 @@ static void check_avx2_kernels(const char *isa, ts_gemm_repacked_fn (*get)(int t
         check_avx2_problem(isa, get(type), type, 2048, 2, 1, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
         check_avx2_problem(isa, get(type), type, 1536, 3, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
         check_avx2_problem(isa, get(type), type, 18432, 1, 1, WEIGHTS_RANDOM_BYTES, ACT_QUANTIZED, seed++);
+        /* one token over 8, 9 and 11 groups: four and five pairs of streams, an odd group between them
+         * (and the shapes a wider set of streams would leave 0, 1 and 3 groups over in) */
+        for (int groups = 8; groups <= 11; groups += groups == 9 ? 2 : 1)
+            check_avx2_problem(isa, get(type), type, 1536, groups, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
         /* n = 0: empty dot products are 0, as in the reference */
         float zero_ref[2 * TS_REPACK_ROWS], zero_got[2 * TS_REPACK_ROWS];
         for (int i = 0; i < 2 * TS_REPACK_ROWS; i++) zero_ref[i] = zero_got[i] = NAN;
@@ -402,6 +406,10 @@ int main(void) {
         check_problem(type, 1536, 2, 5, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
         check_problem(type, 256, 1, 3, WEIGHTS_EXTREME, ACT_QUANTIZED, seed++);
         check_problem(type, 1536, 2, 2, WEIGHTS_EXTREME, ACT_EXTREME, seed++);
+        /* one token over 8, 9 and 11 groups: four and five pairs of streams, an odd group between them
+         * (and the shapes a wider set of streams would leave 0, 1 and 3 groups over in) */
+        for (int groups = 8; groups <= 11; groups += groups == 9 ? 2 : 1)
+            check_problem(type, 1536, groups, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
     }
     check_avx2_kernels("avx2", avx2_kquant_kernel);
     check_avx2_kernels("avxvnni", avxvnni_kquant_kernel);

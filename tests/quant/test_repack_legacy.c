@@ -296,11 +296,15 @@ int main(void) {
             check_problem(&p1, have_avx512);
             free_problem(&p1);
         }
-        /* One token over 5 groups (two pairs and an odd one: legacy_one_token), extreme values. */
-        problem p5;
-        make_problem(&p5, &r, types[t], 1536, 5, 1, 1);
-        check_problem(&p5, have_avx512);
-        free_problem(&p5);
+        /* One token over 5, 8, 9 and 11 groups (pairs of streams and an odd one: legacy_one_token;
+         * the shapes a set of four streams would leave 1, 0, 1 and 3 groups over in), extreme values. */
+        const int one_token_groups[] = {5, 8, 9, 11};
+        for (size_t i = 0; i < sizeof one_token_groups / sizeof one_token_groups[0]; i++) {
+            problem pg;
+            make_problem(&pg, &r, types[t], 1536, one_token_groups[i], 1, 1);
+            check_problem(&pg, have_avx512);
+            free_problem(&pg);
+        }
         /* Wider than the SIMD kernels' block chunk (they carry the float accumulators through s),
          * with 3 tokens and with one (the one-token path falls back to the general loop). */
         for (int c = 1; c <= 3; c += 2) {
