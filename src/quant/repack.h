@@ -97,8 +97,10 @@ TS_DECL_REPACK(q5_0) TS_DECL_GEMM_RP(q5_0, ref) TS_DECL_GEMM_RP(q5_0, avx512) TS
 TS_DECL_REPACK(q8_0) TS_DECL_GEMM_RP(q8_0, ref) TS_DECL_GEMM_RP(q8_0, avx512) TS_DECL_GEMM_RP(q8_0, avx2)
     TS_DECL_GEMM_RP(q8_0, avxvnni)
 TS_DECL_REPACK(q4_K) TS_DECL_GEMM_RP(q4_K, ref) TS_DECL_GEMM_RP(q4_K, avx512) TS_DECL_GEMM_RP(q4_K, avx2)
-    TS_DECL_GEMM_RP(q4_K, avxvnni)
+    TS_DECL_GEMM_RP(q4_K, avxvnni) TS_DECL_GEMM_RP(q4_K, avx512_seq) TS_DECL_GEMM_RP(q4_K, avx2_seq)
 TS_DECL_REPACK(q6_K) TS_DECL_GEMM_RP(q6_K, ref) TS_DECL_GEMM_RP(q6_K, avx512) TS_DECL_GEMM_RP(q6_K, avx2)
-    TS_DECL_GEMM_RP(q6_K, avxvnni)
+    TS_DECL_GEMM_RP(q6_K, avxvnni) TS_DECL_GEMM_RP(q6_K, avx512_seq) TS_DECL_GEMM_RP(q6_K, avx2_seq)
+/* (_seq: the same products with a one-token product walking a thread's share one group at a time,
+ * in order, instead of in pairs from its two halves; ts_repack_traits_for says where each is used.) */
 
 #endif

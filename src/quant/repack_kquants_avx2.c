@@ -95,18 +95,33 @@ KQ_DEFINE_TILE(q6_K, 6)
 KQ_DEFINE_TILE(q6_K, 7)
 KQ_DEFINE_TILE(q6_K, 8)
 
+static const kq_tile_fn q4_K_tiles[MAX_TILE] = {q4_K_tile_1, q4_K_tile_2, q4_K_tile_3,
+                                                q4_K_tile_4, q4_K_tile_5, q4_K_tile_6}; /* Q4_K_TILE <= 6 */
+static const kq_tile_fn q6_K_tiles[MAX_TILE] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4,
+                                                q6_K_tile_5, q6_K_tile_6, q6_K_tile_7, q6_K_tile_8};
+
 void ts_gemm_rp_q4_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
-    static const kq_tile_fn tiles[MAX_TILE] = {q4_K_tile_1, q4_K_tile_2, q4_K_tile_3,
-                                            q4_K_tile_4, q4_K_tile_5, q4_K_tile_6}; /* Q4_K_TILE <= 6 */
-    kq_gemm(tiles, q4_K_tile_1_dual, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    kq_gemm(q4_K_tiles, q4_K_tile_1_dual, true, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
+            y_stride);
 }
 
 void ts_gemm_rp_q6_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                           const void *restrict x, const void *restrict y, size_t y_stride) {
-    static const kq_tile_fn tiles[MAX_TILE] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4,
-                                            q6_K_tile_5, q6_K_tile_6, q6_K_tile_7, q6_K_tile_8};
-    kq_gemm(tiles, q6_K_tile_1_dual, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    kq_gemm(q6_K_tiles, q6_K_tile_1_dual, true, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
+            y_stride);
+}
+
+void ts_gemm_rp_q4_K_avx2_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                              const void *restrict x, const void *restrict y, size_t y_stride) {
+    kq_gemm(q4_K_tiles, q4_K_tile_1_dual, false, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
+            y_stride);
+}
+
+void ts_gemm_rp_q6_K_avx2_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                              const void *restrict x, const void *restrict y, size_t y_stride) {
+    kq_gemm(q6_K_tiles, q6_K_tile_1_dual, false, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
+            y_stride);
 }
 
 #else

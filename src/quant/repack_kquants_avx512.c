@@ -24,6 +24,7 @@
     defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -502,13 +503,13 @@ static void q6_K_tile_any(int nt, int nbl, const void *x, const act_block *act, 
     else q6_K_tile_n(nt, nbl, x, act, act_stride, s, s_stride, first, pf_tail);
 }
 
-static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn dual, int n, int n_groups, int n_cols, float *restrict s,
+static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn dual, bool pairs, int n, int n_groups, int n_cols, float *restrict s,
                     size_t s_stride, const void *restrict x, const void *restrict y, size_t y_stride) {
     const int nb = n / QK_K;
     if (nb <= 0) return;
     _Alignas(64) act_block act[ACT_SLOTS];
     const size_t group_bytes = block_bytes * (size_t)nb;
-    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, group_bytes, n_groups);
+    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, group_bytes, pairs ? n_groups : 1);
     for (int c0 = 0; c0 < n_cols; c0 += TOKEN_CHUNK) {
         const int nt = n_cols - c0 < TOKEN_CHUNK ? n_cols - c0 : TOKEN_CHUNK;
         const int max_blocks = ACT_SLOTS / nt, n_bchunks = (nb + max_blocks - 1) / max_blocks;
@@ -524,7 +525,7 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn
              * 32.3-34.4, 2048 x 10944 25.6-29.7 -> 31.1-34.0, Q6_K 8960 x 1536 26.0-28.0 ->
              * 31.8-33.5; a 1536 x 256 matrix (16 groups, in L2) 51.7-52.0 -> 49.4-50.7. */
             int g_begin = 0;
-            if (nt == 1 && n_groups >= 2) {
+            if (nt == 1 && pairs && n_groups >= 2) {
                 const int half = n_groups / 2, odd = n_groups & 1;
                 for (int g = 0; g < half; g++) {
                     const int g2 = g + half + odd;
@@ -559,12 +560,22 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn
 
 void ts_gemm_rp_q4_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                             const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, true, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q6_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                             const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, true, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+void ts_gemm_rp_q4_K_avx512_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                                const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, false, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+}
+
+void ts_gemm_rp_q6_K_avx512_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
+                                const void *restrict x, const void *restrict y, size_t y_stride) {
+    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, false, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #endif

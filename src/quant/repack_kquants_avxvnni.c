@@ -66,13 +66,13 @@ KQ_DEFINE_TILE(q6_K, 4)
 void ts_gemm_rp_q4_K_avxvnni(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                              const void *restrict x, const void *restrict y, size_t y_stride) {
     static const kq_tile_fn tiles[4] = {q4_K_tile_1, q4_K_tile_2, q4_K_tile_3, q4_K_tile_4};
-    kq_gemm(tiles, q4_K_tile_1_dual, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    kq_gemm(tiles, q4_K_tile_1_dual, true, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 void ts_gemm_rp_q6_K_avxvnni(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
                              const void *restrict x, const void *restrict y, size_t y_stride) {
     static const kq_tile_fn tiles[4] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4};
-    kq_gemm(tiles, q6_K_tile_1_dual, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
+    kq_gemm(tiles, q6_K_tile_1_dual, true, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y, y_stride);
 }
 
 #else

@@ -6,6 +6,7 @@
 #define TS_QUANT_REPACK_KQUANTS_X86_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -90,10 +91,11 @@ typedef void (*kq_tile_fn)(int nbc, const void *restrict x, const block_q8_K *co
 typedef void (*kq_dual_fn)(int nbc, const void *xa, const void *xb, const block_q8_K *y, float *const *s_out, int first);
 
 /* The whole product of ts_gemm_repacked_fn with an ISA's tiles: tiles[nt - 1] takes nt tokens,
- * nt <= max_tile <= KQ_MAX_TILE; one token (decode) goes through dual, the groups of the call
- * (a thread's share) in pairs (g, g + half) and an odd one alone, so that the thread streams two
- * places of its share at once. */
-static inline void kq_gemm(const kq_tile_fn *tiles, kq_dual_fn dual, int max_tile, size_t block_bytes, int n, int n_groups,
+ * nt <= max_tile <= KQ_MAX_TILE; one token (decode) with `pairs` goes through dual, the groups of
+ * the call (a thread's share) in pairs (g, g + half) and an odd one alone, so that the thread
+ * streams two places of its share at once; without, one group after the other (repack.c says
+ * which CPUs take which). */
+static inline void kq_gemm(const kq_tile_fn *tiles, kq_dual_fn dual, bool pairs, int max_tile, size_t block_bytes, int n, int n_groups,
                            int n_cols, float *restrict s, size_t s_stride, const void *restrict x, const void *restrict y,
                            size_t y_stride) {
     const int nb = n / QK_K;
@@ -102,11 +104,11 @@ static inline void kq_gemm(const kq_tile_fn *tiles, kq_dual_fn dual, int max_til
             for (int i = 0; i < n_groups * TS_REPACK_ROWS; i++) s[(size_t)c * s_stride + (size_t)i] = 0.0f;
         return;
     }
-    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, (size_t)nb * block_bytes, n_groups);
+    if (n_cols == 1) ts_rp_prefetch_stream_starts(x, (size_t)nb * block_bytes, pairs ? n_groups : 1);
     for (int b0 = 0; b0 < nb; b0 += KQ_BLOCK_CHUNK) {
         const int nbc = nb - b0 < KQ_BLOCK_CHUNK ? nb - b0 : KQ_BLOCK_CHUNK;
         int g_begin = 0;
-        if (n_cols == 1 && n_groups >= 2) {
+        if (n_cols == 1 && pairs && n_groups >= 2) {
             const int half = n_groups / 2, odd = n_groups & 1;
             for (int g = 0; g < half; g++) {
                 const int g2 = g + half + odd;

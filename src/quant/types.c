@@ -230,6 +230,20 @@ static bool isa_check(enum ts_isa isa) {
  * leaves per check) and the loader asks once per matrix (a cache file's check twice more): V2-Lite
  * spent ~30 ms of its 0.2 s load to first token here. The answer is a fact about the CPU, so each
  * ISA's is computed once; threads racing to fill an entry compute the same value. */
+int ts_cpu_amd_family(void) {
+#if defined(TS_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+    unsigned eax, ebx, ecx, edx;
+    /* "AuthenticAMD" in EBX, EDX, ECX of leaf 0 */
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx) || ebx != 0x68747541u || edx != 0x69746e65u || ecx != 0x444d4163u)
+        return 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    const int base = (int)((eax >> 8) & 0xF), ext = (int)((eax >> 20) & 0xFF);
+    return base == 0xF ? base + ext : base;
+#else
+    return 0;
+#endif
+}
+
 bool ts_isa_supported(enum ts_isa isa) {
     static _Atomic signed char known[TS_ISA_COUNT]; /* 0 not yet asked, 1 no, 2 yes */
     if ((unsigned)isa >= TS_ISA_COUNT) return false;

@@ -79,6 +79,9 @@ enum ts_isa ts_isa_best(void);
 /* Whether this build has kernels for `isa` and this CPU can run them (AVX2 also on an AVX-512 CPU). */
 bool ts_isa_supported(enum ts_isa isa);
 const char *ts_isa_name(enum ts_isa isa);
+/* The CPU's family as AMD numbers it (CPUID leaf 1: base + extended family; 0x19 = Zen 3 and
+ * Zen 4, 0x1A = Zen 5), or 0 on a CPU that is not AMD's or not x86. */
+int ts_cpu_amd_family(void);
 /* The ISA named "scalar", "avx2", "avx512" or "neon" (as ts_isa_name writes them); -1 if none. */
 int ts_isa_from_name(const char *name);
 

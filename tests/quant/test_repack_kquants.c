@@ -8,6 +8,7 @@
  * |a - b| <= ~(nblocks + 16) * 6e-8 * M with M = sum_i |w_i| |a_i| (Q4_K: scale and min parts
  * counted separately). With at most 72 blocks that is < 6e-6 M; we allow 1e-5 M. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,17 +219,25 @@ static void check_problem(int type, int n, int n_groups, int n_cols, enum weight
     }
     CHECK(step_bad == 0, "%s n=%d: %d (group, column) pairs differ between batch and step (ref)", tn, n, step_bad);
 
-    /* 4. AVX-512 kernel: bit-identical to the reference, batch and step */
-    const ts_repack_traits *simd = ts_repack_traits_for(TS_ISA_AVX512, type);
-    if (simd) {
+    /* 4. AVX-512 kernels, both one-token walks (pairs of groups, and one group at a time: _seq,
+     * which ts_repack_traits_for picks on some CPUs): bit-identical to the reference, batch and step */
+#if defined(TS_HAVE_AVX512_KERNELS)
+    const ts_gemm_repacked_fn simd_kernels[2] = {type == TS_TYPE_Q4_K ? ts_gemm_rp_q4_K_avx512 : ts_gemm_rp_q6_K_avx512,
+                                                 type == TS_TYPE_Q4_K ? ts_gemm_rp_q4_K_avx512_seq : ts_gemm_rp_q6_K_avx512_seq};
+#else
+    const ts_gemm_repacked_fn simd_kernels[2] = {NULL, NULL};
+#endif
+    for (int k = 0; k < 2 && ts_repack_traits_for(TS_ISA_AVX512, type); k++) {
+        const ts_repack_traits simd_traits = {.gemm = simd_kernels[k]}, *simd = &simd_traits;
+        const char *walk = k ? "avx512_seq" : "avx512";
         for (size_t i = 0; i < s_stride * (size_t)n_cols; i++) tmp[i] = NAN;
         run_gemm(&p, simd->gemm, tmp, s_stride);
         int simd_bad = 0;
         for (int c = 0; c < n_cols; c++)
             if (!bits_equal(tmp + (size_t)c * s_stride, ref + (size_t)c * s_stride, (size_t)rows)) simd_bad++;
-        CHECK(simd_bad == 0, "%s n=%d groups=%d cols=%d: avx512 differs from ref in %d columns", tn, n, n_groups, n_cols,
+        CHECK(simd_bad == 0, "%s n=%d groups=%d cols=%d: %s differs from ref in %d columns", tn, n, n_groups, n_cols, walk,
               simd_bad);
-        CHECK(isnan(tmp[rows]), "%s: avx512 wrote into the s_stride padding", tn);
+        CHECK(isnan(tmp[rows]), "%s: %s wrote into the s_stride padding", tn, walk);
         int simd_step_bad = 0;
         for (int c = 0; c < n_cols; c++) {
             for (int g = 0; g < n_groups; g++) {
@@ -238,7 +247,7 @@ static void check_problem(int type, int n, int n_groups, int n_cols, enum weight
                 if (!bits_equal(one, ref + (size_t)c * s_stride + (size_t)g * TS_REPACK_ROWS, TS_REPACK_ROWS)) simd_step_bad++;
             }
         }
-        CHECK(simd_step_bad == 0, "%s n=%d: %d (group, column) pairs of avx512 step differ from ref", tn, n, simd_step_bad);
+        CHECK(simd_step_bad == 0, "%s n=%d: %d (group, column) pairs of %s step differ from ref", tn, n, simd_step_bad, walk);
     }
     free(w_file);
     free(w_rp);
@@ -274,6 +283,41 @@ static ts_gemm_repacked_fn avx2_kquant_kernel(int type) {
 #endif
     (void)type;
     return NULL;
+}
+
+/* The AVX2 kernels whose one-token products walk one group at a time (the _seq walk). */
+static ts_gemm_repacked_fn avx2_seq_kquant_kernel(int type) {
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (ts_isa_supported(TS_ISA_AVX2)) return type == TS_TYPE_Q4_K ? ts_gemm_rp_q4_K_avx2_seq : ts_gemm_rp_q6_K_avx2_seq;
+#endif
+    (void)type;
+    return NULL;
+}
+
+/* Which walk ts_repack_traits_for hands out: one group at a time on AMD family 19h (Zen 3/4), the
+ * pairs elsewhere (repack.c); the legacy types always in pairs. */
+static void check_walk_policy(void) {
+    const bool seq = ts_cpu_amd_family() == 0x19;
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (ts_isa_supported(TS_ISA_AVX2)) {
+        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q4_K)->gemm == (seq ? ts_gemm_rp_q4_K_avx2_seq : ts_gemm_rp_q4_K_avx2),
+              "avx2 q4_K walk");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q6_K)->gemm == (seq ? ts_gemm_rp_q6_K_avx2_seq : ts_gemm_rp_q6_K_avx2),
+              "avx2 q6_K walk");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q4_0)->gemm == ts_gemm_rp_q4_0_avx2, "avx2 q4_0 walk");
+    }
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+    if (ts_isa_supported(TS_ISA_AVX512)) {
+        CHECK(ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q4_K)->gemm ==
+                  (seq ? ts_gemm_rp_q4_K_avx512_seq : ts_gemm_rp_q4_K_avx512),
+              "avx512 q4_K walk");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q6_K)->gemm ==
+                  (seq ? ts_gemm_rp_q6_K_avx512_seq : ts_gemm_rp_q6_K_avx512),
+              "avx512 q6_K walk");
+    }
+#endif
+    (void)seq;
 }
 
 /* The AVX-VNNI kernels (repack_kquants_avxvnni.c): NULL where this build or CPU has none. */
@@ -412,6 +456,8 @@ int main(void) {
             check_problem(type, 1536, groups, 1, WEIGHTS_RANDOM_BYTES, ACT_EXTREME, seed++);
     }
     check_avx2_kernels("avx2", avx2_kquant_kernel);
+    check_avx2_kernels("avx2_seq", avx2_seq_kquant_kernel);
+    check_walk_policy();
     check_avx2_kernels("avxvnni", avxvnni_kquant_kernel);
     if (!has_avx512) printf("(AVX-512 not available: only the reference kernels were tested)\n");
     printf("%s\n", failures ? "FAILED" : "ok");
