@@ -100,29 +100,18 @@ static const kq_tile_fn q4_K_tiles[MAX_TILE] = {q4_K_tile_1, q4_K_tile_2, q4_K_t
 static const kq_tile_fn q6_K_tiles[MAX_TILE] = {q6_K_tile_1, q6_K_tile_2, q6_K_tile_3, q6_K_tile_4,
                                                 q6_K_tile_5, q6_K_tile_6, q6_K_tile_7, q6_K_tile_8};
 
-void ts_gemm_rp_q4_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    kq_gemm(q4_K_tiles, q4_K_tile_1_dual, true, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
-            y_stride);
-}
-
-void ts_gemm_rp_q6_K_avx2(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                          const void *restrict x, const void *restrict y, size_t y_stride) {
-    kq_gemm(q6_K_tiles, q6_K_tile_1_dual, true, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
-            y_stride);
-}
-
-void ts_gemm_rp_q4_K_avx2_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                              const void *restrict x, const void *restrict y, size_t y_stride) {
-    kq_gemm(q4_K_tiles, q4_K_tile_1_dual, false, Q4_K_TILE, sizeof(block_q4_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
-            y_stride);
-}
-
-void ts_gemm_rp_q6_K_avx2_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                              const void *restrict x, const void *restrict y, size_t y_stride) {
-    kq_gemm(q6_K_tiles, q6_K_tile_1_dual, false, Q6_K_TILE, sizeof(block_q6_Kx16), n, n_groups, n_cols, s, s_stride, x, y,
-            y_stride);
-}
+/* The exported products: with the one-token pairs, and one group at a time (_seq; repack.c
+ * chooses per CPU). */
+#define DEFINE_GEMM(t, name, pairs, tile)                                                                    \
+    void name(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride, const void *restrict x,  \
+              const void *restrict y, size_t y_stride) {                                                   \
+        kq_gemm(t##_tiles, t##_tile_1_dual, pairs, tile, sizeof(block_##t##x16), n, n_groups, n_cols, s,       \
+                s_stride, x, y, y_stride);                                                                 \
+    }
+DEFINE_GEMM(q4_K, ts_gemm_rp_q4_K_avx2, true, Q4_K_TILE)
+DEFINE_GEMM(q6_K, ts_gemm_rp_q6_K_avx2, true, Q6_K_TILE)
+DEFINE_GEMM(q4_K, ts_gemm_rp_q4_K_avx2_seq, false, Q4_K_TILE)
+DEFINE_GEMM(q6_K, ts_gemm_rp_q6_K_avx2_seq, false, Q6_K_TILE)
 
 #else
 /* Built without AVX2 (non-x86): ISO C forbids an empty translation unit. */

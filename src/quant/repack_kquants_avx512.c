@@ -558,24 +558,17 @@ static void gemm_rp(size_t block_bytes, fill_acts_fn fill, tile_fn tile, dual_fn
     }
 }
 
-void ts_gemm_rp_q4_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, true, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
-
-void ts_gemm_rp_q6_K_avx512(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                            const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, true, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
-
-void ts_gemm_rp_q4_K_avx512_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                                const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q4_Kx16), q4_K_fill_acts, q4_K_tile_any, q4_K_dual, false, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
-
-void ts_gemm_rp_q6_K_avx512_seq(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride,
-                                const void *restrict x, const void *restrict y, size_t y_stride) {
-    gemm_rp(sizeof(block_q6_Kx16), q6_K_fill_acts, q6_K_tile_any, q6_K_dual, false, n, n_groups, n_cols, s, s_stride, x, y, y_stride);
-}
+/* The exported products: with the one-token pairs, and one group at a time (_seq; repack.c
+ * chooses per CPU). */
+#define DEFINE_GEMM(t, name, pairs)                                                                          \
+    void name(int n, int n_groups, int n_cols, float *restrict s, size_t s_stride, const void *restrict x,  \
+              const void *restrict y, size_t y_stride) {                                                   \
+        gemm_rp(sizeof(block_##t##x16), t##_fill_acts, t##_tile_any, t##_dual, pairs, n, n_groups, n_cols, s, \
+                s_stride, x, y, y_stride);                                                                 \
+    }
+DEFINE_GEMM(q4_K, ts_gemm_rp_q4_K_avx512, true)
+DEFINE_GEMM(q6_K, ts_gemm_rp_q6_K_avx512, true)
+DEFINE_GEMM(q4_K, ts_gemm_rp_q4_K_avx512_seq, false)
+DEFINE_GEMM(q6_K, ts_gemm_rp_q6_K_avx512_seq, false)
 
 #endif
