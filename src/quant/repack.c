@@ -81,6 +81,7 @@ const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
     if (type < 0 || type >= TS_TYPE_COUNT || !ts_isa_supported(isa)) return NULL;
     const ts_repack_traits *table = NULL;
     const bool seq = (type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K) && kquants_walk_one_group();
+    (void)seq; /* no _seq kernels in builds without the x86 ones */
     switch (isa) {
     case TS_ISA_SCALAR: table = repack_scalar; break;
 #if defined(TS_HAVE_AVX2_KERNELS)
