@@ -9,13 +9,15 @@
 #define RP(id, t, isa, tokens)                                                                               \
     [id] = {.block_bytes = sizeof(block_##t##x16), .repack = ts_repack_##t, .gemm = ts_gemm_rp_##t##_##isa,      \
             .tile_tokens = tokens}
+/* The rows of the legacy types (Q4_0, Q5_0, Q8_0) and of the K-quants (Q4_K, Q6_K) for a kernel suffix. */
+#define RP_LEGACY(isa, tokens)                                                                               \
+    RP(TS_TYPE_Q4_0, q4_0, isa, tokens), RP(TS_TYPE_Q5_0, q5_0, isa, tokens), RP(TS_TYPE_Q8_0, q8_0, isa, tokens)
+#define RP_KQUANTS(isa, q4_K_tokens, q6_K_tokens)                                                             \
+    RP(TS_TYPE_Q4_K, q4_K, isa, q4_K_tokens), RP(TS_TYPE_Q6_K, q6_K, isa, q6_K_tokens)
 
 static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, ref, 1),
-    RP(TS_TYPE_Q5_0, q5_0, ref, 1),
-    RP(TS_TYPE_Q8_0, q8_0, ref, 1),
-    RP(TS_TYPE_Q4_K, q4_K, ref, 1),
-    RP(TS_TYPE_Q6_K, q6_K, ref, 1),
+    RP_LEGACY(ref, 1),
+    RP_KQUANTS(ref, 1, 1),
 };
 
 #if defined(TS_HAVE_AVX2_KERNELS)
@@ -24,32 +26,23 @@ static const ts_repack_traits repack_scalar[TS_TYPE_COUNT] = {
  * token (0.93-1.0x the file layout's dot, one core streaming from memory) and 2.3x faster on
  * prompts (R1-Distill-Qwen-1.5B Q8_0 pp512 36 -> 84 t/s, two threads). */
 static const ts_repack_traits repack_avx2[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, avx2, TS_RP_TILE_LEGACY_AVX2),
-    RP(TS_TYPE_Q5_0, q5_0, avx2, TS_RP_TILE_LEGACY_AVX2),
-    RP(TS_TYPE_Q8_0, q8_0, avx2, TS_RP_TILE_LEGACY_AVX2),
-    RP(TS_TYPE_Q4_K, q4_K, avx2, TS_RP_TILE_Q4_K_AVX2),
-    RP(TS_TYPE_Q6_K, q6_K, avx2, TS_RP_TILE_Q6_K_AVX2),
+    RP_LEGACY(avx2, TS_RP_TILE_LEGACY_AVX2),
+    RP_KQUANTS(avx2, TS_RP_TILE_Q4_K_AVX2, TS_RP_TILE_Q6_K_AVX2),
 };
 #endif
 
 #if defined(TS_HAVE_AVXVNNI_KERNELS)
 /* AVX-VNNI: the AVX2 layouts' products with vpdpbusd (repack_*_avxvnni.c). */
 static const ts_repack_traits repack_avxvnni[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
-    RP(TS_TYPE_Q5_0, q5_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
-    RP(TS_TYPE_Q8_0, q8_0, avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
-    RP(TS_TYPE_Q4_K, q4_K, avxvnni, TS_RP_TILE_Q4_K_AVXVNNI),
-    RP(TS_TYPE_Q6_K, q6_K, avxvnni, TS_RP_TILE_Q6_K_AVXVNNI),
+    RP_LEGACY(avxvnni, TS_RP_TILE_LEGACY_AVXVNNI),
+    RP_KQUANTS(avxvnni, TS_RP_TILE_Q4_K_AVXVNNI, TS_RP_TILE_Q6_K_AVXVNNI),
 };
 #endif
 
 #if defined(TS_HAVE_AVX512_KERNELS)
 static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_0, q4_0, avx512, TS_RP_TILE_AVX512),
-    RP(TS_TYPE_Q5_0, q5_0, avx512, TS_RP_TILE_AVX512),
-    RP(TS_TYPE_Q8_0, q8_0, avx512, TS_RP_TILE_AVX512),
-    RP(TS_TYPE_Q4_K, q4_K, avx512, TS_RP_TILE_AVX512),
-    RP(TS_TYPE_Q6_K, q6_K, avx512, TS_RP_TILE_AVX512),
+    RP_LEGACY(avx512, TS_RP_TILE_AVX512),
+    RP_KQUANTS(avx512, TS_RP_TILE_AVX512, TS_RP_TILE_AVX512),
 };
 #endif
 
@@ -66,14 +59,12 @@ static bool kquants_walk_one_group(void) { return ts_cpu_amd_family() == 0x19; }
 
 #if defined(TS_HAVE_AVX2_KERNELS)
 static const ts_repack_traits repack_avx2_seq[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_K, q4_K, avx2_seq, TS_RP_TILE_Q4_K_AVX2),
-    RP(TS_TYPE_Q6_K, q6_K, avx2_seq, TS_RP_TILE_Q6_K_AVX2),
+    RP_KQUANTS(avx2_seq, TS_RP_TILE_Q4_K_AVX2, TS_RP_TILE_Q6_K_AVX2),
 };
 #endif
 #if defined(TS_HAVE_AVX512_KERNELS)
 static const ts_repack_traits repack_avx512_seq[TS_TYPE_COUNT] = {
-    RP(TS_TYPE_Q4_K, q4_K, avx512_seq, TS_RP_TILE_AVX512),
-    RP(TS_TYPE_Q6_K, q6_K, avx512_seq, TS_RP_TILE_AVX512),
+    RP_KQUANTS(avx512_seq, TS_RP_TILE_AVX512, TS_RP_TILE_AVX512),
 };
 #endif
 

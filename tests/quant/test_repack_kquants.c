@@ -275,38 +275,29 @@ static void check_detects_corruption(int type) {
 /* ---------------------------------------------------------------------------------------------- */
 /* AVX2 kernels (repack_kquants_avx2.c), bit-identical to the reference. */
 
-/* The AVX2 kernels by name (the repack table may not list them): NULL where this build has none or
- * the CPU lacks AVX2. */
-static ts_gemm_repacked_fn avx2_kquant_kernel(int type) {
+/* The AVX2 kernels by name (the repack table may not list them), with the one-token pairs or one
+ * group at a time (seq): NULL where this build has none or the CPU lacks AVX2. */
+static ts_gemm_repacked_fn avx2_kquant_walk(int type, bool seq) {
 #if defined(TS_HAVE_AVX2_KERNELS)
-    if (ts_isa_supported(TS_ISA_AVX2)) return type == TS_TYPE_Q4_K ? ts_gemm_rp_q4_K_avx2 : ts_gemm_rp_q6_K_avx2;
+    if (ts_isa_supported(TS_ISA_AVX2)) {
+        if (type == TS_TYPE_Q4_K) return seq ? ts_gemm_rp_q4_K_avx2_seq : ts_gemm_rp_q4_K_avx2;
+        return seq ? ts_gemm_rp_q6_K_avx2_seq : ts_gemm_rp_q6_K_avx2;
+    }
 #endif
-    (void)type;
+    (void)type, (void)seq;
     return NULL;
 }
-
-/* The AVX2 kernels whose one-token products walk one group at a time (the _seq walk). */
-static ts_gemm_repacked_fn avx2_seq_kquant_kernel(int type) {
-#if defined(TS_HAVE_AVX2_KERNELS)
-    if (ts_isa_supported(TS_ISA_AVX2)) return type == TS_TYPE_Q4_K ? ts_gemm_rp_q4_K_avx2_seq : ts_gemm_rp_q6_K_avx2_seq;
-#endif
-    (void)type;
-    return NULL;
-}
+static ts_gemm_repacked_fn avx2_kquant_kernel(int type) { return avx2_kquant_walk(type, false); }
+static ts_gemm_repacked_fn avx2_seq_kquant_kernel(int type) { return avx2_kquant_walk(type, true); }
 
 /* Which walk ts_repack_traits_for hands out: one group at a time on AMD family 19h (Zen 3/4), the
  * pairs elsewhere (repack.c); the legacy types always in pairs. */
 static void check_walk_policy(void) {
     const bool seq = ts_cpu_amd_family() == 0x19;
-#if defined(TS_HAVE_AVX2_KERNELS)
     if (ts_isa_supported(TS_ISA_AVX2)) {
-        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q4_K)->gemm == (seq ? ts_gemm_rp_q4_K_avx2_seq : ts_gemm_rp_q4_K_avx2),
-              "avx2 q4_K walk");
-        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q6_K)->gemm == (seq ? ts_gemm_rp_q6_K_avx2_seq : ts_gemm_rp_q6_K_avx2),
-              "avx2 q6_K walk");
-        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q4_0)->gemm == ts_gemm_rp_q4_0_avx2, "avx2 q4_0 walk");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q4_K)->gemm == avx2_kquant_walk(TS_TYPE_Q4_K, seq), "avx2 q4_K walk");
+        CHECK(ts_repack_traits_for(TS_ISA_AVX2, TS_TYPE_Q6_K)->gemm == avx2_kquant_walk(TS_TYPE_Q6_K, seq), "avx2 q6_K walk");
     }
-#endif
 #if defined(TS_HAVE_AVX512_KERNELS)
     if (ts_isa_supported(TS_ISA_AVX512)) {
         CHECK(ts_repack_traits_for(TS_ISA_AVX512, TS_TYPE_Q4_K)->gemm ==
