@@ -70,6 +70,15 @@ int ts_model_repack_cached(ts_model *m, int n_threads, const char *cache_dir, bo
  * a repacked layout here, or the model is repacked already). Front ends weigh it against the
  * machine's memory before repacking by default. */
 uint64_t ts_model_repack_bytes(const ts_model *m);
+/* How the repacked K-quant products (Q4_K, Q6_K with the AVX2 or AVX-512 kernels) walk a thread's
+ * share of a matrix when they multiply one token: "pairs" (two memory streams, from the two halves
+ * of the share), "one-group" (one stream, group after group) or "auto" (the walk measured to read
+ * faster on this CPU; the default). Results are bit-identical; only the speed differs, so
+ * `tiefsee bench --walk pairs,one-group` can alternate them inside one process. Applies to the
+ * matrices repacked so far and to those repacked later; other matrices have one walk. Call
+ * between decode calls, never while a context of the model is decoding. Returns 0, or -1 with err
+ * naming the problem (an unknown walk). */
+int ts_model_set_walk(ts_model *m, const char *walk, char err[TS_ERR_LEN]);
 
 typedef struct ts_model_info {
     const char *arch;      /* "llama", "qwen2", ... */

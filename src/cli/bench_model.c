@@ -45,6 +45,7 @@
 #define BENCH_MAX_VALUES 64
 #define BENCH_TTFT_PROMPT 8
 #define BENCH_MAX_PARALLEL 64 /* -np: sequences in one tg test */
+#define BENCH_MAX_WALKS 3     /* --walk: auto, pairs, one-group */
 
 typedef struct int_list {
     int v[BENCH_MAX_VALUES];
@@ -66,6 +67,11 @@ typedef struct bench_opts {
     bool bw_cached;
     const char *isa_name; /* --isa: kernels of this instruction set (NULL: the best the CPU has) */
     enum ts_isa isa;      /* that one, or ts_isa_best() */
+    /* --walk: the one-token walks of the repacked K-quant products to compare (ts_model_set_walk);
+     * with several, each test's timed runs take them in turn inside this process (A B B A ...),
+     * one row each. n_walks 0: the model's default, no walk column. */
+    const char *walks[BENCH_MAX_WALKS];
+    int n_walks;
 } bench_opts;
 
 /* ---- option parsing --------------------------------------------------------------------------- */
@@ -102,6 +108,23 @@ static bool parse_int_list(const char *s, long min, long max, int_list *list) {
     return list->n > 0;
 }
 
+static bool parse_walk_list(const char *s, bench_opts *o) {
+    static const char *const names[] = {"auto", "pairs", "one-group"};
+    while (*s) {
+        const size_t n = strcspn(s, ",");
+        const char *found = NULL;
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+            if (strlen(names[k]) == n && strncmp(s, names[k], n) == 0) found = names[k];
+        if (!found || o->n_walks >= BENCH_MAX_WALKS) return false;
+        for (int k = 0; k < o->n_walks; k++)
+            if (o->walks[k] == found) return false; /* twice the same walk: two rows of one thing */
+        o->walks[o->n_walks++] = found;
+        if (s[n] == ',' && s[n + 1] == '\0') return false; /* "pairs,": a walk left out */
+        s += n + (s[n] == ',');
+    }
+    return o->n_walks > 0;
+}
+
 static bool parse_cache_list(const char *s, bench_opts *o) {
     char item[16];
     while (*s) {
@@ -136,6 +159,7 @@ void bench_model_print_options(FILE *out) {
         {"--no-repack", "keep the weights in the mapped file layout (default: repacked as 'tiefsee run' does; load time includes it)"},
         {"--repack-cache", "map the repacked weights from a cache file, writing it first if there is none (see 'tiefsee run --help'); load time includes it"},
         {"--isa NAME", "use the kernels of avx2, avxvnni, avx512, neon or scalar instead of the best this CPU has, e.g. to measure an AVX2-only machine's code paths on an AVX-512 one (the FMA peak probe follows)"},
+        {"--walk LIST", "one-token walk of the repacked K-quant products: auto (default), pairs, one-group; several (e.g. pairs,one-group) take turns run by run inside this process, one row each, so that they see the same memory in the same minutes"},
         {"--profile", "time each step of the forward pass during the timed runs and print where a token's time goes, with the rate each step read its weights at"},
         {"--progress", "report each step on stderr"},
     };
@@ -181,7 +205,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
         if (!IS("-m", "--model") && !IS("-p", "--n-prompt") && !IS("-n", "--n-gen") && !IS("-d", "--n-depth") &&
             !IS("-t", "--threads") && !IS("-np", "--parallel") && !IS("-b", "--batch-size") && !IS("-r", "--repetitions") &&
             !IS("-ctk", "--cache-type") && !IS("-o", "--output") && strcmp(a, "--probe-mb") != 0 &&
-            strcmp(a, "--isa") != 0 && strcmp(a, "--bandwidth") != 0)
+            strcmp(a, "--isa") != 0 && strcmp(a, "--bandwidth") != 0 && strcmp(a, "--walk") != 0)
             return usage_error("bench", "unknown option '%s'", a);
         if (!has_value) return usage_error("bench", "%s needs a value", a);
         i++;
@@ -214,6 +238,8 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o) {
             o->bw_cached = strcmp(v, "cached") == 0;
         } else if (IS("-ctk", "--cache-type")) {
             ok = parse_cache_list(v, o);
+        } else if (strcmp(a, "--walk") == 0) {
+            ok = o->n_walks == 0 && parse_walk_list(v, o);
         } else if (strcmp(a, "--isa") == 0) {
             o->isa_name = v;
             const int isa = ts_isa_from_name(v);
@@ -548,6 +574,7 @@ static cpu_peak measure_peak(const bench_opts *o, int n_threads, const char *cpu
 /* ---- running tests ----------------------------------------------------------------------------- */
 
 typedef struct bench_run {
+    ts_model *model;
     ts_context *ctx;
     int n_vocab, n_batch;
     bool add_bos;
@@ -677,12 +704,15 @@ typedef struct bench_test {
     int n_parallel; /* sequences generating together (tg) */
     enum ts_cache_type cache;
     char time[32];
+    const char *walk; /* --walk: this row's walk; NULL without the option */
     uint64_t *samples_ns;
     int n_samples;
-    /* --bandwidth around: read bandwidth probed before the first run and after each run (n_samples
-     * + 1 figures, 0 where a probe failed); run i lies between probes i and i + 1. */
+    /* --bandwidth around: read bandwidth probed before the first run and after each run (0 where a
+     * probe failed). The tests of several walks share one sequence of probes: run i of a test lies
+     * between probes run_probe[i] and run_probe[i] + 1 (i, with one walk). */
     double *probe_gbs;
     int n_probes;
+    int *run_probe;
     uint64_t kv_bytes_per_position;
     bandwidth bw;
     cpu_peak peak;
@@ -737,10 +767,13 @@ static test_summary summarize(const bench_test *t) {
                 /* Each run against the mean of the probes on either side of it, then the mean of
                  * those fractions: a change of the memory's speed between runs hits only the runs
                  * it happened next to. */
-                bool ok = n > 0 && t->n_probes == n + 1;
+                bool ok = n > 0 && t->n_probes >= n + 1;
                 double sum = 0;
                 for (int i = 0; ok && i < n; i++) {
-                    const double before = t->probe_gbs[i], after = t->probe_gbs[i + 1];
+                    const int k = t->run_probe[i];
+                    ok = k >= 0 && k + 1 < t->n_probes;
+                    if (!ok) break;
+                    const double before = t->probe_gbs[k], after = t->probe_gbs[k + 1];
                     ok = before > 0 && after > 0;
                     if (ok) sum += sample_ts(t, i) * s.bytes_per_token / 1e9 / (0.5 * (before + after));
                 }
@@ -825,11 +858,13 @@ static void md_header(bench_output *out) {
     printf("| %-30s | %10s | %10s | %-10s | %7s |", "model", "size", "params", "backend", "threads");
     if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" %-6s |", "type_k");
     if (o->n_batch != 512) printf(" %7s |", "n_batch");
+    if (o->n_walks > 0) printf(" %-9s |", "walk");
     printf(" %15s | %20s | %8s | %10s |\n", "test", "t/s", "GB/s", "% roofline");
     printf("| %s | %s | %s | %s | %s |", "------------------------------", "---------:", "---------:", "----------",
            "------:");
     if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" ------ |");
     if (o->n_batch != 512) printf(" ------: |");
+    if (o->n_walks > 0) printf(" --------- |");
     printf(" --------------: | -------------------: | -------: | ---------: |\n");
 }
 
@@ -952,11 +987,18 @@ static void md_row(bench_output *out, const bench_test *t, const test_summary *s
     human_size(size, sizeof size, t->ms->size);
     human_params(params, sizeof params, t->ms->n_params);
     test_name(t, name, sizeof name);
+    if (t->walk) { /* the notes under the table say which row they belong to */
+        const size_t w = strlen(name);
+        snprintf(name + w, sizeof name - w, ", %s", t->walk);
+    }
     snprintf(ts, sizeof ts, "%.2f ± %.2f", s->avg_ts, s->sd_ts);
     printf("| %-30s | %10s | %10s | %-10s | %7d |", t->ms->type_desc, size, params, "CPU", t->n_threads);
     if (o->n_cache > 1 || o->cache[0] != TS_CACHE_F16) printf(" %-6s |", ts_cache_type_name(t->cache));
     if (o->n_batch != 512) printf(" %7d |", t->n_batch);
-    printf(" %15s | %21s |", name, ts); /* 21: "±" is two bytes, one column */
+    if (o->n_walks > 0) printf(" %-9s |", t->walk);
+    char test_col[48];
+    test_name(t, test_col, sizeof test_col);
+    printf(" %15s | %21s |", test_col, ts); /* 21: "±" is two bytes, one column */
     if (t->n_gen > 0) {
         if (s->achieved_gbs > 0)
             printf(" %8.2f |", s->achieved_gbs);
@@ -1045,6 +1087,12 @@ static void json_record(bench_output *out, const bench_test *t, const test_summa
     json_t *probes = json_array();
     for (int i = 0; t->bw.around && i < t->n_probes; i++) json_array_append_new(probes, json_real_or_null(t->probe_gbs[i], t->probe_gbs[i] > 0));
     json_object_set_new(r, "bandwidth_probes_gbs", t->bw.around ? probes : (json_decref(probes), json_null()));
+    /* --walk with several walks: their runs share the probes; run i lies between probes index[i]
+     * and index[i] + 1 */
+    json_t *index = json_array();
+    for (int i = 0; t->bw.around && t->walk && i < t->n_samples; i++) json_array_append_new(index, json_integer(t->run_probe[i]));
+    json_object_set_new(r, "bandwidth_probe_index", t->bw.around && t->walk ? index : (json_decref(index), json_null()));
+    json_object_set_new(r, "walk", t->walk ? json_string(t->walk) : json_null());
     json_object_set_new(r, "roofline_fraction", json_real_or_null(s->roofline, one && s->roofline > 0));
     json_object_set_new(r, "attn_flops_per_position", json_integer((json_int_t)t->ms->attn_flops_per_position));
     json_object_set_new(r, "attn_flops_per_token", json_real_or_null(s->attn_flops_per_token, tg));
@@ -1097,75 +1145,105 @@ static void profile_add(ts_profile *sum, ts_profile p) {
     sum->seconds += p.seconds;
 }
 
-/* Runs one test (warm-up + reps) on a ready context and emits it. shared_bw is the thread count's
- * bandwidth figure, replaced when this test proves the cached one stale. */
-static int run_test(bench_output *out, bench_run *r, bench_test *t, bandwidth *shared_bw, char err[TS_ERR_LEN]) {
+/* Switches the model to a test's walk (nothing to do without --walk). */
+static int use_walk(bench_run *r, const bench_test *t, char err[TS_ERR_LEN]) {
+    return t->walk ? ts_model_set_walk(r->model, t->walk, err) : 0;
+}
+
+/* Runs one test (warm-up + reps) on a ready context, in nv variants that differ only in the walk
+ * (--walk; nv 1 without it), and emits each. The variants' timed runs take turns, in the order
+ * A B .. B A, A B .. (every variant as often first as last): inside one process all of them see
+ * the same bytes in the same minutes, which no comparison of two processes on a VM does (the same
+ * binary twice differed by 4 % in t/s; BENCHMARKS.md, "Zen 4 once more"). shared_bw is the thread
+ * count's bandwidth figure, replaced when this test proves the cached one stale. */
+static int run_test(bench_output *out, bench_run *r, bench_test *tv, int nv, bandwidth *shared_bw, char err[TS_ERR_LEN]) {
     const bench_opts *o = out->o;
+    bench_test *t0v = &tv[0]; /* what the variants share: sizes, threads, probes */
     time_t now = time(NULL);
-    strftime(t->time, sizeof t->time, "%FT%TZ", gmtime(&now));
+    for (int v = 0; v < nv; v++) strftime(tv[v].time, sizeof tv[v].time, "%FT%TZ", gmtime(&now));
     char name[48];
-    test_name(t, name, sizeof name);
+    test_name(t0v, name, sizeof name);
     if (!o->no_warmup) {
-        if (o->progress) fprintf(stderr, "bench: %s, %d threads: warm-up\n", name, t->n_threads);
-        if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
-        if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
-        if (t->n_gen > 0 && run_gen(r, t->n_depth, 1, t->n_parallel, err) != 0) return -1;
+        for (int v = 0; v < nv; v++) {
+            if (o->progress) fprintf(stderr, "bench: %s, %d threads%s%s: warm-up\n", name, t0v->n_threads,
+                                     tv[v].walk ? ", walk " : "", tv[v].walk ? tv[v].walk : "");
+            if (use_walk(r, &tv[v], err) != 0 || set_depth(r, t0v->n_depth, t0v->n_parallel, err) != 0) return -1;
+            if (t0v->n_prompt > 0 && run_prompt(r, t0v->n_depth, t0v->n_prompt, err) != 0) return -1;
+            if (t0v->n_gen > 0 && run_gen(r, t0v->n_depth, 1, t0v->n_parallel, err) != 0) return -1;
+        }
     }
     /* The roofline's denominator measured in the same minute as the test, before and after it: a
      * VM's memory speed moves from hour to hour (36 and 64 GB/s on one host in one afternoon), so a
      * figure probed earlier can put a test at half its real fraction or above 100 %. */
-    const bool around = !o->bw_cached && t->n_gen > 0 && t->n_parallel == 1;
+    const bool around = !o->bw_cached && t0v->n_gen > 0 && t0v->n_parallel == 1;
     bench_opts forced = *o;
     forced.probe_force = true;
+    double *probes = t0v->probe_gbs; /* shared by the variants */
+    int n_probes = 0;
     if (around) {
-        t->bw = (bandwidth){.around = true};
-        const bandwidth first = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu);
-        t->probe_gbs[t->n_probes++] = first.gbs;
-        memcpy(t->bw.measured_at, first.measured_at, sizeof t->bw.measured_at);
+        const bandwidth first = measure_bandwidth(&forced, out->probe, t0v->n_threads, out->cpu);
+        probes[n_probes++] = first.gbs;
+        for (int v = 0; v < nv; v++) {
+            tv[v].bw = (bandwidth){.around = true};
+            memcpy(tv[v].bw.measured_at, first.measured_at, sizeof tv[v].bw.measured_at);
+        }
     }
     /* Stolen time over the timed runs only (not the probes between them), read outside the timing. */
-    uint64_t stolen = 0, elapsed = 0;
-    bool steal_known = true;
+    uint64_t stolen[BENCH_MAX_WALKS] = {0}, elapsed[BENCH_MAX_WALKS] = {0};
+    bool steal_known[BENCH_MAX_WALKS];
+    for (int v = 0; v < nv; v++) steal_known[v] = true;
     for (int rep = 0; rep < o->reps; rep++) {
-        if (o->progress) fprintf(stderr, "bench: %s, %d threads: run %d/%d\n", name, t->n_threads, rep + 1, o->reps);
-        if (set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
-        ts_cpu_times c0, c1;
-        /* Profiling only the timed part (not set_depth's filling of the cache): counters cleared. */
-        if (o->profile && ts_context_set_profiling(r->ctx, true) != 0) {
-            snprintf(err, TS_ERR_LEN, "out of memory");
-            return -1;
+        for (int k = 0; k < nv; k++) {
+            bench_test *t = &tv[rep % 2 == 0 ? k : nv - 1 - k];
+            const int v = (int)(t - tv);
+            if (o->progress)
+                fprintf(stderr, "bench: %s, %d threads%s%s: run %d/%d\n", name, t->n_threads, t->walk ? ", walk " : "",
+                        t->walk ? t->walk : "", rep + 1, o->reps);
+            if (use_walk(r, t, err) != 0 || set_depth(r, t->n_depth, t->n_parallel, err) != 0) return -1;
+            ts_cpu_times c0, c1;
+            /* Profiling only the timed part (not set_depth's filling of the cache): counters cleared. */
+            if (o->profile && ts_context_set_profiling(r->ctx, true) != 0) {
+                snprintf(err, TS_ERR_LEN, "out of memory");
+                return -1;
+            }
+            steal_known[v] = ts_cpu_times_now(&c0) && steal_known[v];
+            const double start = now_seconds();
+            if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
+            if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
+            const double sec = now_seconds() - start;
+            if (o->profile) {
+                profile_add(&t->profile, ts_context_profile(r->ctx));
+                ts_context_set_profiling(r->ctx, false);
+                t->have_profile = true;
+                t->profiled_s += sec;
+            }
+            /* A run shorter than a clock tick adds nothing; a counter that went back spoils the figure. */
+            steal_known[v] = steal_known[v] && ts_cpu_times_now(&c1) && c1.total >= c0.total && c1.steal >= c0.steal;
+            if (steal_known[v]) {
+                stolen[v] += c1.steal - c0.steal;
+                elapsed[v] += c1.total - c0.total;
+            }
+            if (around) t->run_probe[t->n_samples] = n_probes - 1;
+            t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
+            if (around) probes[n_probes++] = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu).gbs;
         }
-        steal_known = ts_cpu_times_now(&c0) && steal_known;
-        const double t0 = now_seconds();
-        if (t->n_prompt > 0 && run_prompt(r, t->n_depth, t->n_prompt, err) != 0) return -1;
-        if (t->n_gen > 0 && run_gen(r, t->n_depth, t->n_gen, t->n_parallel, err) != 0) return -1;
-        const double sec = now_seconds() - t0;
-        if (o->profile) {
-            profile_add(&t->profile, ts_context_profile(r->ctx));
-            ts_context_set_profiling(r->ctx, false);
-            t->have_profile = true;
-            t->profiled_s += sec;
-        }
-        /* A run shorter than a clock tick adds nothing; a counter that went back spoils the figure. */
-        steal_known = steal_known && ts_cpu_times_now(&c1) && c1.total >= c0.total && c1.steal >= c0.steal;
-        if (steal_known) {
-            stolen += c1.steal - c0.steal;
-            elapsed += c1.total - c0.total;
-        }
-        t->samples_ns[t->n_samples++] = (uint64_t)llround(sec * 1e9);
-        if (around) t->probe_gbs[t->n_probes++] = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu).gbs;
     }
-    const ts_cpu_times none = {0, 0}, sum = {elapsed, stolen};
-    t->steal_fraction = steal_known ? ts_cpu_steal_fraction(&none, &sum) : -1.0;
-    /* Generation that read weights faster than the cached bandwidth figure allows proves that
-     * figure stale (this machine's memory got faster since it was probed; VMs drift): probe again,
-     * between tests, for this row and the ones after it. */
-    if (!around && t->n_gen > 0 && t->n_parallel == 1 && t->bw.cached && summarize(t).roofline > 1.0) {
-        if (o->progress) fprintf(stderr, "bench: %s read faster than the cached bandwidth figure: probing again\n", name);
-        const bandwidth fresh = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu);
-        if (fresh.gbs > 0) t->bw = *shared_bw = fresh;
+    for (int v = 0; v < nv; v++) {
+        bench_test *t = &tv[v];
+        t->probe_gbs = probes;
+        t->n_probes = n_probes;
+        const ts_cpu_times none = {0, 0}, sum = {elapsed[v], stolen[v]};
+        t->steal_fraction = steal_known[v] ? ts_cpu_steal_fraction(&none, &sum) : -1.0;
+        /* Generation that read weights faster than the cached bandwidth figure allows proves that
+         * figure stale (this machine's memory got faster since it was probed; VMs drift): probe
+         * again, between tests, for this row and the ones after it. */
+        if (!around && t->n_gen > 0 && t->n_parallel == 1 && t->bw.cached && summarize(t).roofline > 1.0) {
+            if (o->progress) fprintf(stderr, "bench: %s read faster than the cached bandwidth figure: probing again\n", name);
+            const bandwidth fresh = measure_bandwidth(&forced, out->probe, t->n_threads, out->cpu);
+            if (fresh.gbs > 0) t->bw = *shared_bw = fresh;
+        }
+        emit(out, t);
     }
-    emit(out, t);
     return 0;
 }
 
@@ -1221,7 +1299,7 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
     const int max_depth = max_of(&o->depth), max_test = max_of(&o->prompt) > max_of(&o->gen) ? max_of(&o->prompt)
                                                                                                 : max_of(&o->gen);
     const int n_ctx = max_depth + (max_test > BENCH_TTFT_PROMPT ? max_test : BENCH_TTFT_PROMPT);
-    bench_run r = {.n_vocab = info.n_vocab, .n_batch = o->n_batch, .add_bos = info.add_bos, .bos = info.bos,
+    bench_run r = {.model = m, .n_vocab = info.n_vocab, .n_batch = o->n_batch, .add_bos = info.add_bos, .bos = info.bos,
                    .rng = 0x7469656673656521ull};
     const int max_par = max_of(&o->parallel);
     const int batch_cap = o->n_batch > max_par ? o->n_batch : max_par; /* a pp chunk or a parallel tg step */
@@ -1234,10 +1312,13 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
     greedy.temp = 0.0f;
     greedy.repeat_penalty = 1.0f;
     r.greedy = info.n_vocab > 0 ? ts_sampler_new(&greedy, info.n_vocab) : NULL;
-    uint64_t *samples = malloc((size_t)o->reps * sizeof *samples);
-    double *probes = malloc(((size_t)o->reps + 1) * sizeof *probes);
+    const int nv = o->n_walks > 0 ? o->n_walks : 1; /* rows per test: one per walk */
+    const size_t runs = (size_t)nv * (size_t)o->reps;
+    uint64_t *samples = malloc(runs * sizeof *samples);
+    double *probes = malloc((runs + 1) * sizeof *probes);
+    int *run_probe = malloc(runs * sizeof *run_probe);
     int rc = 0;
-    if (!r.tokens || !r.pos || !r.seq || !r.want || !r.logits || !r.greedy || !samples || !probes || info.n_vocab <= 0) {
+    if (!r.tokens || !r.pos || !r.seq || !r.want || !r.logits || !r.greedy || !samples || !probes || !run_probe || info.n_vocab <= 0) {
         fprintf(stderr, "tiefsee: bench: out of memory\n");
         rc = -1;
     }
@@ -1278,13 +1359,17 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
                     for (int k = 0; rc == 0 && k < l->n; k++) {
                         if (l->v[k] == 0) continue;
                         for (int pi = 0; rc == 0 && pi < n_par_values; pi++) {
-                            bench_test t = {.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
-                                            .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
-                                            .n_depth = o->depth.v[di], .n_parallel = pass == 0 ? 1 : o->parallel.v[pi],
-                                            .cache = o->cache[ci], .samples_ns = samples, .probe_gbs = probes,
-                                            .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx),
-                                            .bw = bw[ti], .peak = peak[ti]};
-                            if (run_test(out, &r, &t, &bw[ti], err) != 0) {
+                            bench_test tv[BENCH_MAX_WALKS];
+                            for (int v = 0; v < nv; v++)
+                                tv[v] = (bench_test){.ms = ms, .n_threads = o->threads.v[ti], .n_batch = o->n_batch,
+                                        .n_prompt = pass == 0 ? l->v[k] : 0, .n_gen = pass == 1 ? l->v[k] : 0,
+                                        .n_depth = o->depth.v[di], .n_parallel = pass == 0 ? 1 : o->parallel.v[pi],
+                                        .cache = o->cache[ci], .walk = o->n_walks > 0 ? o->walks[v] : NULL,
+                                        .samples_ns = samples + (size_t)v * (size_t)o->reps, .probe_gbs = probes,
+                                        .run_probe = run_probe + (size_t)v * (size_t)o->reps,
+                                        .kv_bytes_per_position = ts_context_kv_bytes_per_token(r.ctx),
+                                        .bw = bw[ti], .peak = peak[ti]};
+                            if (run_test(out, &r, tv, nv, &bw[ti], err) != 0) {
                                 fprintf(stderr, "tiefsee: bench: %s\n", err);
                                 rc = -1;
                             }
@@ -1298,6 +1383,7 @@ static int bench_one_model(bench_output *out, const char *path, bandwidth *bw, c
     }
     free(samples);
     free(probes);
+    free(run_probe);
     free(r.tokens);
     free(r.pos);
     free(r.seq);

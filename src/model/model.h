@@ -9,6 +9,7 @@
 
 #include "gguf/gguf.h"
 #include "ops/ops.h"
+#include "quant/repack.h"
 #include "quant/types.h"
 #include "tiefsee.h"
 #include "tokenizer/vocab.h"
@@ -41,6 +42,7 @@ struct ts_model {
     ts_hparams hp;
     enum ts_isa isa;
     const ts_type_traits *types; /* ts_type_table(isa), chosen once at load */
+    enum ts_walk walk;           /* one-token walk of the repacked products (ts_model_set_walk) */
     ts_vocab *vocab;
 
     ts_matrix tok_embd, output; /* output == tok_embd when tied */

@@ -169,8 +169,36 @@ void ts_repack_item_switch(ts_model *m, const repack_item *it, const void *dst) 
     const ts_matrix *w = it->w;
     const size_t group_bytes = ts_repack_group_bytes(w->type, w->n_in);
     it->w->data = dst;
-    it->w->repack = ts_repack_traits_for(m->isa, w->type);
+    it->w->repack = ts_repack_traits_walk(m->isa, w->type, m->walk);
     if (it->expert_bytes) *it->expert_bytes = (size_t)(w->n_out / TS_REPACK_ROWS) * group_bytes;
+}
+
+static void set_walk_visit(void *user, ts_matrix *w, int n_experts, size_t *expert_bytes) {
+    (void)n_experts;
+    (void)expert_bytes;
+    const ts_model *m = user;
+    if (!w->repack) return;
+    const ts_repack_traits *rt = ts_repack_traits_walk(m->isa, w->type, m->walk);
+    /* Both walks of a type read one layout: only the product changes. */
+    if (rt && rt->block_bytes == w->repack->block_bytes) w->repack = rt;
+}
+
+int ts_model_set_walk(ts_model *m, const char *walk, char err[TS_ERR_LEN]) {
+    enum ts_walk wk;
+    if (walk && strcmp(walk, "pairs") == 0)
+        wk = TS_WALK_PAIRS;
+    else if (walk && strcmp(walk, "one-group") == 0)
+        wk = TS_WALK_ONE_GROUP;
+    else if (walk && strcmp(walk, "auto") == 0)
+        wk = TS_WALK_AUTO;
+    else {
+        if (err) snprintf(err, TS_ERR_LEN, "unknown walk '%s' (auto, pairs, one-group)", walk ? walk : "(null)");
+        return -1;
+    }
+    m->walk = wk;
+    if (m->arch->each_matrix) m->arch->each_matrix(m, set_walk_visit, m);
+    set_walk_visit(m, &m->output, 1, NULL); /* a tied output keeps the file layout: nothing to switch */
+    return 0;
 }
 
 uint64_t ts_model_repack_bytes(const ts_model *m) {

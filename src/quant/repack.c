@@ -53,8 +53,10 @@ static const ts_repack_traits repack_avx512[TS_TYPE_COUNT] = {
  * once more"), R1-Distill-Qwen-1.5B Q4_K_M decoding 28.18 -> 32.58 t/s with the AVX-512
  * kernels, 23.69 -> 29.30 with the AVX2 ones, R1-Distill-Qwen-7B 6.97 -> 7.45; the products
  * alone 0-13 % faster (AVX-512) and 9-37 % (AVX2), the legacy types' pairs 1-36 % faster than one
- * stream (kept). The pairs stay on other CPUs, where they were measured to pay on a Zen 5 host
- * ("Two streams per thread"). */
+ * stream (kept). The pairs stay on other CPUs: on a Zen 5 host (family 1Ah), the same alternation
+ * (`tiefsee bench --walk pairs,one-group`, BENCHMARKS.md "The walks on Zen 5") had the pairs ahead
+ * on the dense models, R1-Distill-Qwen-7B Q4_K_M 14.16 against 13.01 t/s (AVX-512) and 12.26
+ * against 11.75 (AVX2), 1.5B 3-4 % (8 or 9 rounds of 10), and V2-Lite Q4_K_M even. */
 static bool kquants_walk_one_group(void) { return ts_cpu_amd_family() == 0x19; }
 
 #if defined(TS_HAVE_AVX2_KERNELS)
@@ -68,11 +70,29 @@ static const ts_repack_traits repack_avx512_seq[TS_TYPE_COUNT] = {
 };
 #endif
 
-const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
+static bool has_two_walks(enum ts_isa isa, int type) {
+    (void)isa; /* builds without the x86 kernels have no second walk */
+    if (type != TS_TYPE_Q4_K && type != TS_TYPE_Q6_K) return false;
+#if defined(TS_HAVE_AVX2_KERNELS)
+    if (isa == TS_ISA_AVX2) return true;
+#endif
+#if defined(TS_HAVE_AVX512_KERNELS)
+    if (isa == TS_ISA_AVX512) return true;
+#endif
+    return false;
+}
+
+enum ts_walk ts_repack_auto_walk(enum ts_isa isa, int type) {
+    if (isa == TS_ISA_SCALAR) return TS_WALK_ONE_GROUP;
+    return has_two_walks(isa, type) && kquants_walk_one_group() ? TS_WALK_ONE_GROUP : TS_WALK_PAIRS;
+}
+
+const ts_repack_traits *ts_repack_traits_walk(enum ts_isa isa, int type, enum ts_walk walk) {
     if (type < 0 || type >= TS_TYPE_COUNT || !ts_isa_supported(isa)) return NULL;
-    const ts_repack_traits *table = NULL;
-    const bool seq = (type == TS_TYPE_Q4_K || type == TS_TYPE_Q6_K) && kquants_walk_one_group();
+    if (walk != TS_WALK_PAIRS && walk != TS_WALK_ONE_GROUP) walk = ts_repack_auto_walk(isa, type);
+    const bool seq = walk == TS_WALK_ONE_GROUP && has_two_walks(isa, type);
     (void)seq; /* no _seq kernels in builds without the x86 ones */
+    const ts_repack_traits *table = NULL;
     switch (isa) {
     case TS_ISA_SCALAR: table = repack_scalar; break;
 #if defined(TS_HAVE_AVX2_KERNELS)
@@ -87,6 +107,10 @@ const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
     default: return NULL; /* no repacked kernels for this ISA: matrices stay in the file layout */
     }
     return table[type].gemm ? &table[type] : NULL;
+}
+
+const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type) {
+    return ts_repack_traits_walk(isa, type, TS_WALK_AUTO);
 }
 
 size_t ts_repack_group_bytes(int type, int64_t n) {

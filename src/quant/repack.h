@@ -77,8 +77,23 @@ typedef struct ts_repack_traits {
 } ts_repack_traits;
 
 /* The repacked layout of `type` for `isa`, or NULL when that ISA has no kernel for it (the matrix
- * then stays in the file layout). TS_ISA_SCALAR has the reference kernels of every repackable type. */
+ * then stays in the file layout). TS_ISA_SCALAR has the reference kernels of every repackable type.
+ * Its products walk a one-token product the way this CPU reads fastest (ts_repack_traits_walk
+ * with TS_WALK_AUTO). */
 const ts_repack_traits *ts_repack_traits_for(enum ts_isa isa, int type);
+
+/* How a one-token product walks a thread's share of the groups: in pairs (g, g + half) from the
+ * two halves of the share (two memory streams), or one group after the other (one stream). Only
+ * the one-token products differ; the results are bit-identical, and so is the layout, so a
+ * matrix can switch between them at any time between products (ts_model_set_walk). */
+enum ts_walk { TS_WALK_AUTO = 0, TS_WALK_PAIRS = 1, TS_WALK_ONE_GROUP = 2 };
+/* The traits of ts_repack_traits_for with the one-token walk `walk`; the auto walk where a
+ * kernel set has only one walk for the type (the legacy types, the scalar and AVX-VNNI kernels). */
+const ts_repack_traits *ts_repack_traits_walk(enum ts_isa isa, int type, enum ts_walk walk);
+/* The walk ts_repack_traits_for gives `type` with `isa`'s kernels on this CPU: TS_WALK_ONE_GROUP
+ * or TS_WALK_PAIRS (also for the kernels with one walk: their one-token products go in pairs,
+ * except the scalar reference, which goes one group at a time). */
+enum ts_walk ts_repack_auto_walk(enum ts_isa isa, int type);
 
 /* Bytes of one repacked group of TS_REPACK_ROWS rows of n values; 0 if n is not a multiple of
  * the block size or type has no repacked layout. */

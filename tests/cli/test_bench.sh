@@ -324,6 +324,41 @@ EOF
     || fail "-np md run: $(cat "$WORK/err")"
 grep -Eq '^\| .* \|  +tg3 x3 @ d8 \| +[0-9.]+ ± [0-9.]+ \| +- \| +- \|$' "$WORK/md3" || fail "-np md row: $(grep tg3 "$WORK/md3")"
 
+# ---- --walk: the one-token walks of the repacked K-quant products, taking turns inside one process ----
+# Each test's timed runs alternate A B, B A, A B ... (one row per walk), and share the bandwidth
+# probes: a probe before the first run and after every run, each run's roofline against the two
+# probes around it (bandwidth_probe_index).
+"$TS" synth tiny-qwen2 --type q4_K -o "$WORK/dense-q4k.gguf" > /dev/null 2>&1 || fail "synth q4_K"
+"$TS" bench -o json -m "$WORK/dense-q4k.gguf" -p 0 -n 3 -r 3 -t 2 --probe-mb 16 --walk pairs,one-group --progress \
+    > "$WORK/jsonw" 2> "$WORK/errw" || fail "--walk json run: $(cat "$WORK/errw")"
+grep -o 'walk [a-z-]*: run [0-9]/3' "$WORK/errw" | tr '\n' ';' > "$WORK/order"
+[ "$(cat "$WORK/order")" = "walk pairs: run 1/3;walk one-group: run 1/3;walk one-group: run 2/3;walk pairs: run 2/3;walk pairs: run 3/3;walk one-group: run 3/3;" ] \
+    || fail "--walk run order: $(cat "$WORK/order")"
+python3 - "$WORK/jsonw" <<'EOF2' || fail "--walk records (above)"
+import json, sys
+recs = json.load(open(sys.argv[1]))
+assert [r["walk"] for r in recs] == ["pairs", "one-group"], [r["walk"] for r in recs]
+probes = recs[0]["bandwidth_probes_gbs"]
+assert len(probes) == 7 and all(p > 0 for p in probes), probes
+want = {"pairs": [0, 3, 4], "one-group": [1, 2, 5]}
+for r in recs:
+    assert r["bandwidth_probes_gbs"] == probes, r
+    assert r["bandwidth_probe_index"] == want[r["walk"]], r
+    assert len(r["samples_ns"]) == 3 and r["avg_ts"] > 0 and r["repack"] is True, r
+    roof = sum(3e9 / ns * r["bytes_per_token"] / 1e9 / ((probes[k] + probes[k + 1]) / 2)
+               for ns, k in zip(r["samples_ns"], r["bandwidth_probe_index"])) / 3
+    assert abs(r["roofline_fraction"] - roof) < 1e-9 + 1e-6 * roof, (r["roofline_fraction"], roof)
+EOF2
+"$TS" bench -m "$WORK/dense-q4k.gguf" -p 2 -n 2 -r 2 -t 2 --probe-mb 16 --walk one-group,auto > "$WORK/mdw" 2> "$WORK/err" \
+    || fail "--walk md run: $(cat "$WORK/err")"
+grep -q '^| model  *| *size | *params | backend  *| threads | walk  *| *test | *t/s |' "$WORK/mdw" || fail "--walk md header: $(head -1 "$WORK/mdw")"
+for row in 'one-group +\| +pp2' 'auto +\| +pp2' 'one-group +\| +tg2' 'auto +\| +tg2'; do
+    grep -Eq "^\| qwen2 .*\| +2 \| $row \|" "$WORK/mdw" || fail "--walk md row $row: $(cat "$WORK/mdw")"
+done
+grep -Eq '^read bandwidth around tg2, one-group \(2 threads' "$WORK/mdw" || fail "--walk md notes do not name the walk"
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))[0]; assert r["walk"] is None and r["bandwidth_probe_index"] is None, r' \
+    "$WORK/json6" || fail "walk fields without --walk"
+
 # ---- --profile: where a token's time goes, by step (md lines under the table, a "profile" object in JSON) ----
 "$TS" bench -m "$WORK/moe.gguf" -p 8 -n 4 -r 2 -t 2 --bandwidth cached --profile > "$WORK/mdp" 2> "$WORK/err" \
     || fail "--profile md run: $(cat "$WORK/err")"
@@ -370,7 +405,9 @@ python3 -c 'import json, sys; assert json.load(open(sys.argv[1])) == []' "$WORK/
 for args in "" "-p 16" "-m $WORK/dense.gguf -p x" "-m $WORK/dense.gguf -o csv" "-m $WORK/dense.gguf -t 0" \
     "-m $WORK/dense.gguf -d 4-2" "-m $WORK/dense.gguf --cache-type f8" "-m $WORK/dense.gguf --bogus" "-m $WORK/dense.gguf --repack --no-repack" \
     "-m $WORK/dense.gguf --isa avx9" "-m $WORK/dense.gguf --isa" "-m $WORK/dense.gguf -np 0" \
-    "-m $WORK/dense.gguf -np 65" "-m $WORK/dense.gguf --bandwidth sometimes" "-m $WORK/dense.gguf --bandwidth"; do
+    "-m $WORK/dense.gguf -np 65" "-m $WORK/dense.gguf --bandwidth sometimes" "-m $WORK/dense.gguf --bandwidth" \
+    "-m $WORK/dense.gguf --walk zigzag" "-m $WORK/dense.gguf --walk pairs,pairs" "-m $WORK/dense.gguf --walk" \
+    "-m $WORK/dense.gguf --walk pairs --walk auto" "-m $WORK/dense.gguf --walk pairs,"; do
     # shellcheck disable=SC2086
     "$TS" bench $args > /dev/null 2> "$WORK/err"
     rc=$?

@@ -204,6 +204,76 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model_free(repacked);
 }
 
+/* The repacked matrices whose products are not `gemm_of(type)`: 0 when every one is. */
+static int matrices_off_walk(ts_model *m, enum ts_walk walk, int *n_repacked) {
+    static matrix_list l;
+    l.n = 0;
+    m->arch->each_matrix(m, list_matrix, &l);
+    list_matrix(&l, &m->output, 1, NULL);
+    int off = 0;
+    *n_repacked = 0;
+    for (int i = 0; i < l.n; i++) {
+        const ts_matrix *w = l.w[i];
+        if (!w->repack) continue;
+        ++*n_repacked;
+        off += w->repack != ts_repack_traits_walk(m->isa, w->type, walk);
+    }
+    return off;
+}
+
+/* ts_model_set_walk: each walk puts every repacked matrix on that walk's products (the same
+ * ones ts_repack_traits_walk names), before or after the repacking, and one-token decoding gives
+ * the same bits with every walk (only the order in which the groups are read differs). An
+ * unknown walk is refused, naming it, and changes nothing. */
+static void test_walks(const char *dir, const char *preset, const char *type, enum ts_isa isa) {
+    char err[TS_ERR_LEN] = "", label[160];
+    snprintf(label, sizeof label, "%s %s %s walks", preset, type, ts_isa_name(isa));
+    ts_model *m, *late;
+    if (!load_two(dir, preset, type, isa, &m, &late)) return;
+    const int t = ts_type_from_name(type);
+    const bool two = ts_repack_traits_walk(isa, t, TS_WALK_PAIRS) != ts_repack_traits_walk(isa, t, TS_WALK_ONE_GROUP);
+    CHECK(ts_model_repack(m, 2, NULL, err) == 0, "%s: repack: %s", label, err);
+    int n = 0;
+    CHECK(matrices_off_walk(m, TS_WALK_AUTO, &n) == 0 && n > 0, "%s: %d repacked matrices after the repack, not all on the auto walk", label, n);
+    ts_model_info info;
+    ts_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    ts_token toks[N_TOK];
+    for (int i = 0; i < N_TOK; i++) toks[i] = (ts_token)((i * 53 + 11) % V);
+    static const char *const names[] = {"pairs", "one-group", "auto"};
+    static const enum ts_walk walks[] = {TS_WALK_PAIRS, TS_WALK_ONE_GROUP, TS_WALK_AUTO};
+    float *first = NULL;
+    for (int k = 0; k < 3; k++) {
+        CHECK(ts_model_set_walk(m, names[k], err) == 0, "%s: set %s: %s", label, names[k], err);
+        const int off = matrices_off_walk(m, walks[k], &n);
+        CHECK(off == 0, "%s: %d of %d matrices not on the %s walk", label, off, n, names[k]);
+        float *got = ref_engine_logits(m, TS_CACHE_F32, true, toks, N_TOK, V, NULL);
+        CHECK(got != NULL, "%s: decode with %s failed", label, names[k]);
+        if (got && first)
+            CHECK(memcmp(got, first, (size_t)N_TOK * (size_t)V * sizeof *got) == 0,
+                  "%s: one-token decoding with the %s walk differs from the pairs", label, names[k]);
+        if (!first)
+            first = got;
+        else
+            free(got);
+    }
+    /* the walk in force stays when a name is refused */
+    CHECK(ts_model_set_walk(m, "one-group", err) == 0, "%s: %s", label, err);
+    CHECK(ts_model_set_walk(m, "zigzag", err) == -1 && strstr(err, "zigzag") != NULL, "%s: an unknown walk: '%s'", label, err);
+    CHECK(ts_model_set_walk(m, NULL, err) == -1, "%s: a NULL walk accepted", label);
+    CHECK(matrices_off_walk(m, TS_WALK_ONE_GROUP, &n) == 0, "%s: a refused walk changed the matrices", label);
+    /* chosen before the repacking: the matrices repacked later take it */
+    CHECK(ts_model_set_walk(late, two ? (ts_repack_auto_walk(isa, t) == TS_WALK_PAIRS ? "one-group" : "pairs") : "pairs", err) == 0,
+          "%s: %s", label, err);
+    CHECK(ts_model_repack(late, 2, NULL, err) == 0, "%s: repack: %s", label, err);
+    const enum ts_walk want = two && ts_repack_auto_walk(isa, t) == TS_WALK_PAIRS ? TS_WALK_ONE_GROUP : TS_WALK_PAIRS;
+    CHECK(matrices_off_walk(late, want, &n) == 0 && n > 0, "%s: a walk set before the repacking was not kept", label);
+    if (two) CHECK(matrices_off_walk(late, TS_WALK_AUTO, &n) > 0, "%s: the walk set before the repacking is the auto one", label);
+    free(first);
+    ts_model_free(m);
+    ts_model_free(late);
+}
+
 /* Out of address space for the repacked weights (RLIMIT_AS just above what the process maps): the
  * repacking fails with an error that says so, changes no matrix, and the model still decodes from
  * the file layout as before. Skipped under AddressSanitizer, whose shadow memory exceeds any such
@@ -273,8 +343,12 @@ int main(void) {
     for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
             for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
-                if (ts_isa_supported(candidates[i]) && ts_repack_traits_for(candidates[i], ts_type_from_name(types[t])))
+                if (ts_isa_supported(candidates[i]) && ts_repack_traits_for(candidates[i], ts_type_from_name(types[t]))) {
                     test_model(dir, presets[p], types[t], candidates[i]);
+                    /* the walks: one dense and one MoE model, every type (one walk or two) */
+                    if (strcmp(presets[p], "tiny-qwen2") == 0 || strcmp(presets[p], "tiny-deepseek2-lite") == 0)
+                        test_walks(dir, presets[p], types[t], candidates[i]);
+                }
             char path[512];
             snprintf(path, sizeof path, "%s/%s-%s.gguf", dir, presets[p], types[t]);
             remove(path);

@@ -308,6 +308,37 @@ static void check_walk_policy(void) {
               "avx512 q6_K walk");
     }
 #endif
+    /* Asked for by name: each walk's products on the ISAs with two, the one walk elsewhere. */
+    const enum ts_isa isas[] = {TS_ISA_SCALAR, TS_ISA_AVX2, TS_ISA_AVXVNNI, TS_ISA_AVX512};
+    const int types[] = {TS_TYPE_Q4_0, TS_TYPE_Q5_0, TS_TYPE_Q8_0, TS_TYPE_Q4_K, TS_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            const enum ts_isa isa = isas[i];
+            const int t = types[k];
+            const ts_repack_traits *dflt = ts_repack_traits_for(isa, t);
+            const ts_repack_traits *pairs = ts_repack_traits_walk(isa, t, TS_WALK_PAIRS);
+            const ts_repack_traits *one = ts_repack_traits_walk(isa, t, TS_WALK_ONE_GROUP);
+            const ts_repack_traits *aut = ts_repack_traits_walk(isa, t, TS_WALK_AUTO);
+            CHECK(aut == dflt, "%s %s: the auto walk is not the default", ts_isa_name(isa), ts_type_name(t));
+            if (!dflt) {
+                CHECK(!pairs && !one, "%s %s: a walk without a kernel", ts_isa_name(isa), ts_type_name(t));
+                continue;
+            }
+            const bool kquant = t == TS_TYPE_Q4_K || t == TS_TYPE_Q6_K;
+            const bool two = kquant && (isa == TS_ISA_AVX2 || isa == TS_ISA_AVX512);
+            CHECK(pairs && one && pairs->block_bytes == one->block_bytes && pairs->repack == one->repack,
+                  "%s %s: the walks read different layouts", ts_isa_name(isa), ts_type_name(t));
+            CHECK(two ? pairs != one : pairs == one, "%s %s: %s walks", ts_isa_name(isa), ts_type_name(t), two ? "not two" : "two");
+            if (two && isa == TS_ISA_AVX2 && pairs && one)
+                CHECK(pairs->gemm == avx2_kquant_walk(t, false) && one->gemm == avx2_kquant_walk(t, true),
+                      "avx2 %s: the walks' kernels", ts_type_name(t));
+            const enum ts_walk auto_walk = ts_repack_auto_walk(isa, t);
+            CHECK(dflt == (auto_walk == TS_WALK_PAIRS ? pairs : one), "%s %s: ts_repack_auto_walk disagrees with the default",
+                  ts_isa_name(isa), ts_type_name(t));
+            CHECK(!two || auto_walk == (seq ? TS_WALK_ONE_GROUP : TS_WALK_PAIRS), "%s %s: auto walk on this CPU",
+                  ts_isa_name(isa), ts_type_name(t));
+        }
+    }
     (void)seq;
 }
 
