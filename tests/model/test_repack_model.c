@@ -40,15 +40,19 @@ static void list_matrix(void *user, ts_matrix *w, int n_experts, size_t *expert_
     }
 }
 
+/* l = every matrix of m, the output matrix last. */
+static void list_all(ts_model *m, matrix_list *l) {
+    l->n = 0;
+    m->arch->each_matrix(m, list_matrix, l);
+    list_matrix(l, &m->output, 1, NULL);
+}
+
 /* Each matrix (each expert's) of the repacked model times random activations equals the file
  * layout's product within float rounding: pinpoints a wrong layout or kernel to one matrix. */
 static void compare_matrices(ts_model *file_layout, ts_model *repacked, const char *label) {
     static matrix_list a, b;
-    a.n = b.n = 0;
-    file_layout->arch->each_matrix(file_layout, list_matrix, &a);
-    repacked->arch->each_matrix(repacked, list_matrix, &b);
-    list_matrix(&a, &file_layout->output, 1, NULL);
-    list_matrix(&b, &repacked->output, 1, NULL);
+    list_all(file_layout, &a);
+    list_all(repacked, &b);
     CHECK(a.n == b.n, "%s: %d vs %d matrices", label, a.n, b.n);
     ts_threadpool *pool = NULL;
     ts_err err;
@@ -107,9 +111,7 @@ static int cmp_placed(const void *a, const void *b) {
 static void check_layout(ts_model *repacked, const ts_repack_stats *st, const char *label) {
     static matrix_list l;
     static placed p[4096];
-    l.n = 0;
-    repacked->arch->each_matrix(repacked, list_matrix, &l);
-    list_matrix(&l, &repacked->output, 1, NULL);
+    list_all(repacked, &l);
     int n = 0;
     for (int i = 0; i < l.n; i++) {
         const ts_matrix *w = l.w[i];
@@ -204,12 +206,10 @@ static void test_model(const char *dir, const char *preset, const char *type, en
     ts_model_free(repacked);
 }
 
-/* The repacked matrices whose products are not `gemm_of(type)`: 0 when every one is. */
+/* The repacked matrices of m not on the products of `walk` (0: every one is); *n_repacked counts them all. */
 static int matrices_off_walk(ts_model *m, enum ts_walk walk, int *n_repacked) {
     static matrix_list l;
-    l.n = 0;
-    m->arch->each_matrix(m, list_matrix, &l);
-    list_matrix(&l, &m->output, 1, NULL);
+    list_all(m, &l);
     int off = 0;
     *n_repacked = 0;
     for (int i = 0; i < l.n; i++) {
